@@ -1,0 +1,579 @@
+/*
+ * hil probe guest: a bare-metal L2 workload whose VM exits are counted in L1.
+ *
+ * Command line (QEMU -append), whitespace-separated key=value tokens;
+ * unknown tokens are ignored (multiboot prepends the kernel path):
+ *   ops=cpuid:16,pio-kernel:8,pio-user:8,msr:8,hlt:4   ordered op:count list
+ *   hlt_timer_us=1000                                  APIC timer per hlt (default 1000)
+ *   exit=1                                             write status to port 0xf4 at the end
+ *
+ * Output on COM1 (one line each):
+ *   hil-probe: event=start version=1 window=0x<start>-0x<end> boot=<pvh|multiboot>
+ *   hil-probe: event=op name=<op> count=<n> tsc=<cycles>
+ *   hil-probe: event=error msg=<words-joined-with-dashes>
+ *   hil-probe: event=done status=<ok|error> ops=<ops completed>
+ * then cli; hlt forever.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROBE_VERSION 1
+
+#define COM1 0x3f8
+#define DEBUG_EXIT_PORT 0xf4
+
+#define MB1_BOOT_MAGIC 0x2BADB002u
+#define MB1_INFO_CMDLINE (1u << 2)
+#define PVH_START_MAGIC 0x336ec578u
+#define MAPPED_LIMIT (1ull << 30) /* identity-mapped by entry.S */
+
+#define MSR_APIC_BASE 0x1b
+#define APIC_BASE_EN (1ull << 11)
+#define APIC_BASE_EXTD (1ull << 10)
+#define X2APIC_TPR 0x808
+#define X2APIC_SVR 0x80f
+#define X2APIC_LVT_TIMER 0x832
+#define X2APIC_LVT_LINT0 0x835
+#define X2APIC_LVT_LINT1 0x836
+#define X2APIC_LVT_ERROR 0x837
+#define X2APIC_TMICT 0x838
+#define X2APIC_TDCR 0x83e
+#define LVT_MASKED (1u << 16)
+#define TDCR_DIV_1 0xb
+
+#define TIMER_VECTOR 0x40
+#define SPURIOUS_VECTOR 0xff
+
+/* APIC timer ticks per microsecond with divide-by-1: both KVM (1 ns APIC bus
+ * cycle) and QEMU's userspace/TCG APIC (ns of QEMU_CLOCK_VIRTUAL) count at
+ * 1 GHz. */
+#define APIC_TICKS_PER_US 1000u
+#define HLT_TIMER_US_DEFAULT 1000u
+#define HLT_TIMER_US_MIN 10u
+#define HLT_TIMER_US_MAX 4000000u /* keeps TMICT within 32 bits */
+
+#define MAX_OPS 64
+#define MAX_COUNT 1000000000ull
+#define CMDLINE_MAX 2048
+
+extern char __window_start[], __window_end[];
+extern char __image_start[], __image_end[];
+extern void op_cpuid(uint64_t n);
+extern void op_pio_kernel(uint64_t n);
+extern void op_pio_user(uint64_t n);
+extern void op_msr(uint64_t n);
+extern void op_hlt(uint64_t n, uint64_t tmict);
+extern void hlt_timer_isr(void);
+extern volatile uint64_t hlt_timer_irqs;
+extern volatile uint64_t hlt_executed;
+extern void probe_spurious_isr(void);
+extern void probe_unexpected_irq(void);
+extern const uint64_t probe_exc_stubs[32];
+extern void probe_halt_forever(void) __attribute__((noreturn));
+
+void probe_main(uint32_t magic, uint32_t info);
+void probe_exception(uint64_t vec, uint64_t err, uint64_t rip) __attribute__((noreturn));
+void probe_unexpected_interrupt(uint64_t rip) __attribute__((noreturn));
+
+/* ---------------------------------------------------------------- libc bits */
+
+void *memset(void *d, int c, size_t n)
+{
+	unsigned char *p = d;
+	while (n--)
+		*p++ = (unsigned char)c;
+	return d;
+}
+
+void *memcpy(void *d, const void *s, size_t n)
+{
+	unsigned char *dp = d;
+	const unsigned char *sp = s;
+	while (n--)
+		*dp++ = *sp++;
+	return d;
+}
+
+static size_t str_len(const char *s)
+{
+	size_t n = 0;
+	while (s[n])
+		n++;
+	return n;
+}
+
+static bool str_eq_n(const char *a, size_t alen, const char *b)
+{
+	size_t blen = str_len(b);
+	if (alen != blen)
+		return false;
+	for (size_t i = 0; i < alen; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
+}
+
+/* ------------------------------------------------------------------ x86 io */
+
+static inline void outb(uint16_t port, uint8_t v)
+{
+	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline void outl(uint16_t port, uint32_t v)
+{
+	__asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline uint8_t inb(uint16_t port)
+{
+	uint8_t v;
+	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
+
+static inline uint64_t rdmsr(uint32_t msr)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+	return ((uint64_t)hi << 32) | lo;
+}
+
+static inline void wrmsr(uint32_t msr, uint64_t v)
+{
+	__asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)) : "memory");
+}
+
+static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
+{
+	__asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(sub));
+}
+
+static inline uint64_t rdtsc_ordered(void)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("lfence; rdtsc; lfence" : "=a"(lo), "=d"(hi) : : "memory");
+	return ((uint64_t)hi << 32) | lo;
+}
+
+/* ------------------------------------------------------------ serial (COM1) */
+
+static void serial_init(void)
+{
+	outb(COM1 + 1, 0x00); /* no interrupts */
+	outb(COM1 + 3, 0x80); /* DLAB */
+	outb(COM1 + 0, 0x01); /* 115200 baud */
+	outb(COM1 + 1, 0x00);
+	outb(COM1 + 3, 0x03); /* 8N1 */
+	outb(COM1 + 2, 0xc7); /* FIFO on, cleared */
+	outb(COM1 + 4, 0x03); /* DTR | RTS, OUT2 off */
+}
+
+static void put_char(char c)
+{
+	/* bounded poll: a missing UART must not hang the probe */
+	for (unsigned i = 0; i < 1000000 && !(inb(COM1 + 5) & 0x20); i++)
+		;
+	outb(COM1, (uint8_t)c);
+}
+
+static void put_str(const char *s)
+{
+	while (*s)
+		put_char(*s++);
+}
+
+static void put_dec(uint64_t v)
+{
+	char buf[21];
+	int i = 0;
+	do {
+		buf[i++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (i)
+		put_char(buf[--i]);
+}
+
+static void put_hex(uint64_t v)
+{
+	char buf[16];
+	int i = 0;
+	do {
+		buf[i++] = "0123456789abcdef"[v & 0xf];
+		v >>= 4;
+	} while (v);
+	put_str("0x");
+	while (i)
+		put_char(buf[--i]);
+}
+
+/* ------------------------------------------------------------------ state */
+
+enum op_kind { OP_CPUID, OP_PIO_KERNEL, OP_PIO_USER, OP_MSR, OP_HLT, OP_KINDS };
+
+static const char *const op_names[OP_KINDS] = {
+	[OP_CPUID] = "cpuid",
+	[OP_PIO_KERNEL] = "pio-kernel",
+	[OP_PIO_USER] = "pio-user",
+	[OP_MSR] = "msr",
+	[OP_HLT] = "hlt",
+};
+
+struct op {
+	enum op_kind kind;
+	uint64_t count;
+};
+
+static struct op ops[MAX_OPS];
+static unsigned n_ops;
+static unsigned ops_done;
+static uint32_t hlt_timer_us = HLT_TIMER_US_DEFAULT;
+static bool exit_on_done;
+static char cmdline[CMDLINE_MAX];
+
+struct idt_gate {
+	uint16_t off_lo;
+	uint16_t sel;
+	uint8_t ist;
+	uint8_t type;
+	uint16_t off_mid;
+	uint32_t off_hi;
+	uint32_t zero;
+} __attribute__((packed));
+
+static struct idt_gate idt[256] __attribute__((aligned(4096)));
+
+/* ------------------------------------------------------------------ finish */
+
+static void __attribute__((noreturn)) finish(bool ok)
+{
+	put_str("hil-probe: event=done status=");
+	put_str(ok ? "ok" : "error");
+	put_str(" ops=");
+	put_dec(ops_done);
+	put_char('\n');
+	if (exit_on_done)
+		outl(DEBUG_EXIT_PORT, ok ? 0 : 1); /* isa-debug-exit: QEMU exits (v << 1) | 1 */
+	probe_halt_forever();
+}
+
+static void __attribute__((noreturn)) fail(const char *msg)
+{
+	put_str("hil-probe: event=error msg=");
+	put_str(msg);
+	put_char('\n');
+	finish(false);
+}
+
+void probe_exception(uint64_t vec, uint64_t err, uint64_t rip)
+{
+	put_str("hil-probe: event=error msg=exception-");
+	put_dec(vec);
+	put_str("-error-");
+	put_hex(err);
+	put_str("-at-");
+	put_hex(rip);
+	put_char('\n');
+	finish(false);
+}
+
+void probe_unexpected_interrupt(uint64_t rip)
+{
+	put_str("hil-probe: event=error msg=unexpected-interrupt-at-");
+	put_hex(rip);
+	put_char('\n');
+	finish(false);
+}
+
+/* --------------------------------------------------------------- cmdline */
+
+static bool parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (len == 0 || len > 12)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* returns an error message, or NULL */
+static const char *parse_ops(const char *s, size_t len)
+{
+	size_t i = 0;
+	if (len == 0)
+		return "empty-ops";
+	while (i <= len) {
+		size_t start = i, colon = 0;
+		bool have_colon = false;
+		while (i < len && s[i] != ',') {
+			if (s[i] == ':' && !have_colon) {
+				have_colon = true;
+				colon = i;
+			}
+			i++;
+		}
+		if (!have_colon)
+			return "op-without-count";
+		if (n_ops == MAX_OPS)
+			return "too-many-ops";
+		int kind = -1;
+		for (int k = 0; k < OP_KINDS; k++)
+			if (str_eq_n(s + start, colon - start, op_names[k]))
+				kind = k;
+		if (kind < 0)
+			return "unknown-op";
+		uint64_t count;
+		if (!parse_u64(s + colon + 1, i - colon - 1, MAX_COUNT, &count))
+			return "bad-op-count";
+		ops[n_ops].kind = (enum op_kind)kind;
+		ops[n_ops].count = count;
+		n_ops++;
+		i++; /* skip ',' (or step past the end) */
+	}
+	return NULL;
+}
+
+static const char *parse_cmdline(const char *s)
+{
+	bool have_ops = false;
+	size_t i = 0;
+	while (s[i]) {
+		while (s[i] == ' ' || s[i] == '\t' || s[i] == '\n')
+			i++;
+		if (!s[i])
+			break;
+		size_t start = i;
+		while (s[i] && s[i] != ' ' && s[i] != '\t' && s[i] != '\n')
+			i++;
+		const char *tok = s + start;
+		size_t len = i - start;
+		size_t eq = 0;
+		while (eq < len && tok[eq] != '=')
+			eq++;
+		if (eq == len)
+			continue;
+		const char *val = tok + eq + 1;
+		size_t vlen = len - eq - 1;
+		if (str_eq_n(tok, eq, "ops")) {
+			if (have_ops)
+				return "duplicate-ops";
+			have_ops = true;
+			const char *err = parse_ops(val, vlen);
+			if (err)
+				return err;
+		} else if (str_eq_n(tok, eq, "hlt_timer_us")) {
+			uint64_t us;
+			if (!parse_u64(val, vlen, HLT_TIMER_US_MAX, &us) || us < HLT_TIMER_US_MIN)
+				return "bad-hlt-timer-us";
+			hlt_timer_us = (uint32_t)us;
+		}
+		/* exit= is scanned separately; anything else is ignored */
+	}
+	if (!have_ops)
+		return "missing-ops";
+	return NULL;
+}
+
+static bool cmdline_has_exit(const char *s)
+{
+	size_t i = 0;
+	while (s[i]) {
+		if ((i == 0 || s[i - 1] == ' ' || s[i - 1] == '\t') && s[i] == 'e' && s[i + 1] == 'x' &&
+		    s[i + 2] == 'i' && s[i + 3] == 't' && s[i + 4] == '=' && s[i + 5] == '1' &&
+		    (s[i + 6] == 0 || s[i + 6] == ' ' || s[i + 6] == '\t' || s[i + 6] == '\n'))
+			return true;
+		i++;
+	}
+	return false;
+}
+
+/* returns "pvh", "multiboot" or NULL; copies the command line (or sets *err) */
+static const char *read_boot_info(uint32_t magic, uint32_t info, const char **err)
+{
+	const char *boot = NULL;
+	uint64_t cmd = 0;
+	*err = NULL;
+	if (magic == MB1_BOOT_MAGIC && info) {
+		const volatile uint32_t *mbi = (const volatile uint32_t *)(uintptr_t)info;
+		boot = "multiboot";
+		if (mbi[0] & MB1_INFO_CMDLINE)
+			cmd = mbi[4];
+	} else if (info && *(const volatile uint32_t *)(uintptr_t)info == PVH_START_MAGIC) {
+		boot = "pvh";
+		cmd = *(const volatile uint64_t *)(uintptr_t)(info + 24); /* cmdline_paddr */
+	} else {
+		*err = "unknown-boot-protocol";
+		return "unknown";
+	}
+	if (!cmd)
+		return boot; /* empty command line -> missing-ops later */
+	if (cmd >= MAPPED_LIMIT - CMDLINE_MAX) {
+		*err = "cmdline-not-mapped";
+		return boot;
+	}
+	const char *src = (const char *)(uintptr_t)cmd;
+	size_t n = 0;
+	while (n < CMDLINE_MAX - 1 && src[n]) {
+		cmdline[n] = src[n];
+		n++;
+	}
+	cmdline[n] = 0;
+	if (src[n])
+		*err = "cmdline-too-long";
+	return boot;
+}
+
+/* ------------------------------------------------------------------ setup */
+
+static void set_gate(unsigned vec, uint64_t handler)
+{
+	idt[vec].off_lo = (uint16_t)handler;
+	idt[vec].sel = 0x08;
+	idt[vec].ist = 0;
+	idt[vec].type = 0x8e; /* present, DPL0, 64-bit interrupt gate */
+	idt[vec].off_mid = (uint16_t)(handler >> 16);
+	idt[vec].off_hi = (uint32_t)(handler >> 32);
+	idt[vec].zero = 0;
+}
+
+static void idt_init(void)
+{
+	struct {
+		uint16_t limit;
+		uint64_t base;
+	} __attribute__((packed)) desc = { sizeof(idt) - 1, (uint64_t)(uintptr_t)idt };
+
+	for (unsigned v = 0; v < 32; v++)
+		set_gate(v, probe_exc_stubs[v]);
+	for (unsigned v = 32; v < 256; v++)
+		set_gate(v, (uint64_t)(uintptr_t)probe_unexpected_irq);
+	set_gate(TIMER_VECTOR, (uint64_t)(uintptr_t)hlt_timer_isr);
+	set_gate(SPURIOUS_VECTOR, (uint64_t)(uintptr_t)probe_spurious_isr);
+	__asm__ volatile("lidt %0" : : "m"(desc));
+}
+
+static void pic_mask_all(void)
+{
+	outb(0x21, 0xff);
+	outb(0xa1, 0xff);
+}
+
+static const char *x2apic_init(void)
+{
+	uint32_t r[4];
+	cpuid(1, 0, r);
+	if (!(r[2] & (1u << 21)))
+		return "no-x2apic";
+	uint64_t base = rdmsr(MSR_APIC_BASE);
+	if (!(base & APIC_BASE_EN))
+		wrmsr(MSR_APIC_BASE, base | APIC_BASE_EN);
+	wrmsr(MSR_APIC_BASE, base | APIC_BASE_EN | APIC_BASE_EXTD);
+	wrmsr(X2APIC_TPR, 0);
+	wrmsr(X2APIC_SVR, 0x100 | SPURIOUS_VECTOR);
+	wrmsr(X2APIC_LVT_LINT0, LVT_MASKED);
+	wrmsr(X2APIC_LVT_LINT1, LVT_MASKED);
+	wrmsr(X2APIC_LVT_ERROR, LVT_MASKED);
+	wrmsr(X2APIC_TMICT, 0);
+	wrmsr(X2APIC_TDCR, TDCR_DIV_1);
+	wrmsr(X2APIC_LVT_TIMER, TIMER_VECTOR); /* one-shot, unmasked */
+	return NULL;
+}
+
+/* Read and write every page of the loaded image (window code, data, IDT,
+ * GDT, page tables, stack) so that no first touch happens inside the window.
+ * "lock orb $0" is a single read-modify-write that leaves the byte unchanged. */
+static void prefault_image(void)
+{
+	for (uintptr_t p = (uintptr_t)__image_start; p < (uintptr_t)__image_end; p += 4096)
+		__asm__ volatile("lock orb $0, (%0)" : : "r"(p) : "memory");
+	__asm__ volatile("lock orb $0, (%0)" : : "r"((uintptr_t)__image_end - 1) : "memory");
+}
+
+/* ------------------------------------------------------------------- main */
+
+static void run_op(const struct op *op)
+{
+	uint64_t irqs_before = hlt_timer_irqs;
+	uint64_t hlts_before = hlt_executed;
+	uint64_t t0 = rdtsc_ordered();
+	if (op->count) {
+		switch (op->kind) {
+		case OP_CPUID:
+			op_cpuid(op->count);
+			break;
+		case OP_PIO_KERNEL:
+			op_pio_kernel(op->count);
+			break;
+		case OP_PIO_USER:
+			op_pio_user(op->count);
+			break;
+		case OP_MSR:
+			op_msr(op->count);
+			break;
+		case OP_HLT:
+			op_hlt(op->count, (uint64_t)hlt_timer_us * APIC_TICKS_PER_US);
+			break;
+		default:
+			break;
+		}
+	}
+	uint64_t t1 = rdtsc_ordered();
+	put_str("hil-probe: event=op name=");
+	put_str(op_names[op->kind]);
+	put_str(" count=");
+	put_dec(op->count);
+	put_str(" tsc=");
+	put_dec(t1 - t0);
+	if (op->kind == OP_HLT) {
+		put_str(" hlts=");
+		put_dec(hlt_executed - hlts_before);
+	}
+	put_char('\n');
+	if (op->kind == OP_HLT && hlt_timer_irqs - irqs_before != op->count)
+		fail("hlt-timer-irq-count-mismatch");
+	ops_done++;
+}
+
+void probe_main(uint32_t magic, uint32_t info)
+{
+	const char *err;
+
+	serial_init();
+	idt_init();
+	pic_mask_all();
+	const char *boot = read_boot_info(magic, info, &err);
+	exit_on_done = cmdline_has_exit(cmdline);
+
+	put_str("hil-probe: event=start version=");
+	put_dec(PROBE_VERSION);
+	put_str(" window=");
+	put_hex((uintptr_t)__window_start);
+	put_char('-');
+	put_hex((uintptr_t)__window_end);
+	put_str(" boot=");
+	put_str(boot);
+	put_char('\n');
+
+	if (err)
+		fail(err);
+	err = parse_cmdline(cmdline);
+	if (err)
+		fail(err);
+	err = x2apic_init();
+	if (err)
+		fail(err);
+	prefault_image();
+
+	for (unsigned i = 0; i < n_ops; i++)
+		run_op(&ops[i]);
+	finish(true);
+}

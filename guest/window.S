@@ -1,0 +1,97 @@
+/*
+ * hil probe guest: the measurement window.
+ *
+ * Every op lives in its own .text.window.<op> section; the linker script
+ * places them contiguously between __window_start and __window_end and
+ * brackets each with __op_<op>_start/__op_<op>_end.  The only instructions
+ * in here that exit to the hypervisor are the op's own instruction(s):
+ * loop control is plain register arithmetic, and the stack/data touched
+ * (ret address, ISR frame, the irq counter) sit in prefaulted pages.
+ *
+ * Calling convention (SysV): rdi = iteration count (> 0), rsi = extra arg.
+ */
+
+	.section .text.window.cpuid, "ax"
+	.globl op_cpuid
+op_cpuid:                       /* CPUID leaf 0 */
+	mov	%rbx, %r8               /* cpuid clobbers rbx (callee-saved) */
+1:	xor	%eax, %eax
+	xor	%ecx, %ecx
+	cpuid
+	dec	%rdi
+	jnz	1b
+	mov	%r8, %rbx
+	ret
+
+	.section .text.window.pio_kernel, "ax"
+	.globl op_pio_kernel
+op_pio_kernel:                  /* read ELCR (in-kernel PIC under KVM); value ignored */
+	mov	$0x4d0, %edx            /* port > 0xff: needs the %dx form */
+1:	inb	%dx, %al
+	dec	%rdi
+	jnz	1b
+	ret
+
+	.section .text.window.pio_user, "ax"
+	.globl op_pio_user
+op_pio_user:                    /* write to unassigned port 0x1234: QEMU userspace */
+	mov	$0x1234, %edx
+	xor	%eax, %eax
+1:	outb	%al, %dx
+	dec	%rdi
+	jnz	1b
+	ret
+
+	.section .text.window.msr, "ax"
+	.globl op_msr
+op_msr:                         /* rdmsr IA32_APIC_BASE */
+1:	mov	$0x1b, %ecx
+	rdmsr
+	dec	%rdi
+	jnz	1b
+	ret
+
+	.section .text.window.hlt, "ax"
+	.globl op_hlt
+op_hlt:                         /* rsi = TMICT value; LVT timer/divide set up outside */
+	mov	hlt_timer_irqs(%rip), %r9
+1:	inc	%r9                     /* the timer irq count this iteration waits for */
+	mov	$0x838, %ecx            /* x2APIC TMICT: arm one-shot timer */
+	mov	%esi, %eax
+	xor	%edx, %edx
+	wrmsr
+2:	incq	hlt_executed(%rip)
+	sti
+	hlt                             /* sti shadow: the irq can only land after hlt */
+	cli
+	/* With HLT exiting off the guest can wake from hlt without its interrupt (a host
+	 * interrupt exits and re-enters after the hlt): halt again, as an OS idle loop does. */
+	cmp	hlt_timer_irqs(%rip), %r9
+	ja	2b
+	dec	%rdi
+	jnz	1b
+	ret
+
+	.globl hlt_timer_isr
+hlt_timer_isr:                  /* vector 0x40, still inside the hlt op range */
+	push	%rax
+	push	%rcx
+	push	%rdx
+	incq	hlt_timer_irqs(%rip)
+	mov	$0x80b, %ecx            /* x2APIC EOI, value must be 0 */
+	xor	%eax, %eax
+	xor	%edx, %edx
+	wrmsr
+	pop	%rdx
+	pop	%rcx
+	pop	%rax
+	iretq
+
+	.data
+	.balign 8
+	.globl hlt_timer_irqs
+hlt_timer_irqs:
+	.quad 0
+	.globl hlt_executed
+hlt_executed:                   /* hlt instructions run, spurious wakeups included */
+	.quad 0

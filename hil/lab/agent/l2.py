@@ -1,0 +1,119 @@
+"""Run one L2 guest under this host's KVM and measure it: exits per reason (all, and inside
+the workload's RIP window), port I/O, userspace exits and KVM's own vCPU counters."""
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hil.lab.agent import tracing
+from hil.lab.errors import LabError
+from hil.lab.qemu.machine import Machine
+
+
+@dataclass
+class L2Request:
+    argv: list[str]                      # full L2 QEMU command line (no monitor; Machine adds it)
+    serial_log: str                      # path the argv writes L2's serial console to
+    done_pattern: str | None             # regex on the serial log that ends the run
+    window: tuple[int, int] | None       # workload RIP window, or None for a foreign payload
+    timeout: float = 180.0
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "L2Request":
+        w = d.get("window")
+        return cls(list(d["argv"]), d["serial_log"], d.get("done_pattern"),
+                   (int(w[0]), int(w[1])) if w else None, float(d.get("timeout", 180.0)))
+
+
+@dataclass
+class L2Result:
+    exits_all: list[dict[str, int]]
+    exits_window: list[dict[str, int]]
+    pio: list[dict[str, int]]
+    userspace_exits: list[dict[str, int]]
+    stats: dict[str, dict[str, Any]]     # qom path (or "vm") -> stat name -> value
+    serial: str
+    exitcode: int | None
+    ended_by: str                        # "done" | "exit" | "timeout"
+    timings: dict[str, float] = field(default_factory=dict)
+    qemu_version: str = ""
+    dropped: int = 0
+
+
+def qemu_version(binary: str) -> str:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    return out.splitlines()[0] if out else "unknown"
+
+
+def _stats(machine: Machine) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for target in ("vm", "vcpu"):
+        for entry in machine.command("query-stats", target=target, providers=[{"provider": "kvm"}]):
+            name = "vm" if target == "vm" else entry.get("qom-path", "vcpu")
+            out[name] = {s["name"]: s["value"] for s in entry.get("stats", [])}
+    return out
+
+
+class L2Runner:
+    def __init__(self, run_dir: Path, log_dir: Path, trace: tracing.Tracefs | None = None):
+        self.run_dir = run_dir
+        self.log_dir = log_dir
+        self.trace = trace or tracing.Tracefs()
+        for trig in (tracing.EXITS_ALL, tracing.PIO_PORTS, tracing.USERSPACE_EXITS):
+            self.trace.ensure(trig)
+
+    def run(self, req: L2Request) -> L2Result:
+        window = tracing.exits_window(*req.window) if req.window else None
+        if window:
+            self.trace.ensure(window)
+        triggers = [tracing.EXITS_ALL, tracing.PIO_PORTS, tracing.USERSPACE_EXITS] + ([window] if window else [])
+        for trig in triggers:
+            self.trace.clear(trig)
+        serial = Path(req.serial_log)
+        serial.unlink(missing_ok=True)
+        t0 = time.monotonic()
+        machine = Machine(req.argv, name="l2", log_dir=self.log_dir, run_dir=self.run_dir)
+        stats: dict[str, dict[str, Any]] = {}
+        with machine:
+            t_up = time.monotonic()
+            pattern = re.compile(req.done_pattern) if req.done_pattern else None
+            ended_by = "timeout"
+            while time.monotonic() - t0 < req.timeout:
+                if pattern and serial.exists() and pattern.search(serial.read_text(errors="replace")):
+                    ended_by = "done"
+                    break
+                if not machine.is_running():
+                    ended_by = "exit"
+                    break
+                time.sleep(0.05)
+            t_done = time.monotonic()
+            if machine.is_running():
+                stats = _stats(machine)   # KVM's counters exist only while the VM does
+        exitcode = machine.exitcode
+        results = {trig: self.trace.read(trig) for trig in triggers}
+        t_end = time.monotonic()
+        return L2Result(
+            exits_all=results[tracing.EXITS_ALL].entries,
+            exits_window=results[window].entries if window else [],
+            pio=results[tracing.PIO_PORTS].entries,
+            userspace_exits=results[tracing.USERSPACE_EXITS].entries,
+            stats=stats,
+            serial=serial.read_text(errors="replace") if serial.exists() else "",
+            exitcode=exitcode,
+            ended_by=ended_by,
+            timings={"qemu_up": t_up - t0, "workload": t_done - t_up, "total": t_end - t0},
+            qemu_version=qemu_version(req.argv[0]),
+            dropped=sum(r.dropped for r in results.values()),
+        )
+
+
+def check_result(result: L2Result) -> None:
+    """Raise LabError when the run cannot be trusted (the lab broke, not the kernel)."""
+    if result.dropped:
+        raise LabError(f"tracefs dropped {result.dropped} events: counts are incomplete")
+    if result.ended_by == "timeout":
+        raise LabError("L2 did not finish before its timeout")

@@ -1,0 +1,130 @@
+"""The agent's request loop: JSON lines from L0 on a serial port, one reply per request."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import termios
+import traceback
+import tty
+from pathlib import Path
+from typing import Any, Callable
+
+from hil.lab.agent import tracing
+from hil.lab.agent.l2 import L2Request, L2Runner, qemu_version
+from hil.lab.errors import LabError
+
+RUN_DIR = Path("/run/hil")
+
+
+def host_info() -> dict[str, Any]:
+    """What the L1 (or bare-metal) host is: provenance for every result."""
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            return ""
+    cpuinfo = read("/proc/cpuinfo")
+    flags = next((l.split(":", 1)[1].split() for l in cpuinfo.splitlines() if l.startswith("flags")), [])
+    model = next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("model name")), "")
+    modules = sorted(l.split()[0] for l in read("/proc/modules").splitlines() if l)
+    params = {}
+    for mod in ("kvm", "kvm_amd", "kvm_intel"):
+        pdir = Path(f"/sys/module/{mod}/parameters")
+        if pdir.is_dir():
+            params[mod] = {p.name: read(str(p)) for p in sorted(pdir.iterdir())}
+    return {
+        "kernel": platform.release(), "kernel_version": platform.version(), "cmdline": read("/proc/cmdline"),
+        "cpu_model": model, "arch": "svm" if "svm" in flags else "vmx" if "vmx" in flags else "none",
+        "nproc": os.cpu_count(), "modules": modules, "kvm_params": params,
+        "kvm_dev": os.path.exists("/dev/kvm"), "tracefs": tracing.Tracefs().available(),
+        "qemu": qemu_version("/usr/bin/qemu-system-x86_64") if os.path.exists("/usr/bin/qemu-system-x86_64") else "",
+        "python": platform.python_version(),
+    }
+
+
+class Agent:
+    def __init__(self) -> None:
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        RUN_DIR.chmod(0o700)
+        self._runner: L2Runner | None = None
+        self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "hello": lambda a: host_info(),
+            "run_l2": self.run_l2,
+            "put_file": self.put_file,
+            "poweroff": self.poweroff,
+        }
+
+    def runner(self) -> L2Runner:
+        if self._runner is None:
+            self._runner = L2Runner(RUN_DIR / "l2", RUN_DIR / "logs")
+        return self._runner
+
+    def run_l2(self, args: dict[str, Any]) -> dict[str, Any]:
+        return dataclasses.asdict(self.runner().run(L2Request.from_json(args)))
+
+    def put_file(self, args: dict[str, Any]) -> dict[str, Any]:
+        import base64
+        path = Path(args["path"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(args["data"]))
+        return {"path": str(path), "size": path.stat().st_size}
+
+    def poweroff(self, args: dict[str, Any]) -> dict[str, Any]:
+        os.sync()
+        self.stop = True
+        return {}
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        rid = request.get("id")
+        try:
+            handler = self.handlers[request["cmd"]]
+            return {"id": rid, "ok": True, "result": handler(request.get("args", {}))}
+        except LabError as e:
+            return {"id": rid, "ok": False, "error": str(e), "kind": "lab"}
+        except Exception as e:
+            return {"id": rid, "ok": False, "error": f"{type(e).__name__}: {e}",
+                    "traceback": traceback.format_exc(), "kind": "agent"}
+
+    def serve(self, port: str) -> None:
+        fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
+        if os.isatty(fd):
+            tty.setraw(fd)
+            attrs = termios.tcgetattr(fd)
+            attrs[4] = attrs[5] = termios.B115200
+            termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        reader = os.fdopen(fd, "rb", buffering=0)
+        writer = os.fdopen(os.dup(fd), "wb", buffering=0)
+        self.stop = False
+
+        def send(msg: dict[str, Any]) -> None:
+            data = memoryview(json.dumps(msg).encode() + b"\n")
+            while data:   # unbuffered writes may be partial
+                data = data[writer.write(data):]
+
+        send({"event": "ready", "info": host_info()})
+        pending: list[bytes] = []   # chunks of the current line: joined once, not re-copied per chunk
+        while not self.stop:
+            chunk = reader.read(1 << 20)
+            if not chunk:
+                break
+            while b"\n" in chunk and not self.stop:
+                head, chunk = chunk.split(b"\n", 1)
+                line = b"".join(pending) + head
+                pending.clear()
+                if line.strip():
+                    send(self.handle(json.loads(line)))
+            if chunk:
+                pending.append(chunk)
+        if self.stop:
+            _poweroff()
+
+
+def _poweroff() -> None:
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.sync()
+    libc.reboot(0x4321FEDC)   # LINUX_REBOOT_CMD_POWER_OFF
+    sys.exit(0)

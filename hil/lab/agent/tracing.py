@@ -1,0 +1,101 @@
+"""KVM exit accounting with tracefs hist triggers: the kernel aggregates, we read totals.
+
+Triggers are registered once per boot and reset with ':clear' (registering and removing
+them repeatedly hung L1 under multi-threaded TCG); a window trigger filters kvm_exit by the
+guest RIP so that only the workload's own instructions are counted.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+TRACEFS = Path("/sys/kernel/tracing")
+
+
+@dataclass(frozen=True)
+class HistTrigger:
+    event: str                     # e.g. "kvm/kvm_exit"
+    keys: tuple[str, ...]
+    filter: str = ""
+    size: int = 2048
+
+    @property
+    def spec(self) -> str:
+        return f"hist:keys={','.join(self.keys)}:size={self.size}"
+
+    def command(self, suffix: str = "") -> str:
+        return self.spec + suffix + (f" if {self.filter}" if self.filter else "")
+
+    def matches_info(self, info: str) -> bool:
+        # The kernel prints 'hist:keys=a,b:vals=hitcount:sort=hitcount:size=N if FILTER [active]'.
+        m = re.match(r"hist:keys=([^:\s]+)", info)
+        if not m or tuple(m.group(1).split(",")) != self.keys:
+            return False
+        return (" if " in info) == bool(self.filter) and (not self.filter or self.filter in info)
+
+
+@dataclass(frozen=True)
+class HistResult:
+    entries: list[dict[str, int]]  # one per bucket: key fields plus "hitcount"
+    hits: int
+    dropped: int
+
+
+class Tracefs:
+    def __init__(self, root: Path = TRACEFS):
+        self.root = root
+        self.registered: list[HistTrigger] = []
+
+    def available(self) -> bool:
+        return (self.root / "events/kvm/kvm_exit/trigger").exists()
+
+    def fields(self, event: str) -> set[str]:
+        text = (self.root / "events" / event / "format").read_text()
+        return set(re.findall(r"field:[^;]*?(\w+)(?:\[\d*\])?;", text))
+
+    def ensure(self, trig: HistTrigger) -> None:
+        if trig in self.registered:
+            return
+        self._write(trig.event, trig.command())
+        self.registered.append(trig)
+
+    def clear(self, trig: HistTrigger) -> None:
+        self._write(trig.event, trig.command(":clear"))
+
+    def read(self, trig: HistTrigger) -> HistResult:
+        text = (self.root / "events" / trig.event / "hist").read_text()
+        for section in text.split("# event histogram")[1:]:
+            info = re.search(r"# trigger info: (.*)", section)
+            if info and trig.matches_info(info.group(1)):
+                return parse_hist(section)
+        raise RuntimeError(f"hist trigger {trig.command()} not found in {trig.event}/hist")
+
+    def _write(self, event: str, command: str) -> None:
+        with open(self.root / "events" / event / "trigger", "a") as f:
+            f.write(command + "\n")
+
+
+def parse_hist(section: str) -> HistResult:
+    entries: list[dict[str, int]] = []
+    for line in section.splitlines():
+        m = re.match(r"\{(.*)\}\s*hitcount:\s*(\d+)", line.strip())
+        if not m:
+            continue
+        entry = {k: int(v, 0) for k, v in re.findall(r"(\w+):\s*(\S+?)\s*(?:,|$)", m.group(1))}
+        entry["hitcount"] = int(m.group(2))
+        entries.append(entry)
+    hits = re.search(r"Hits:\s*(\d+)", section)
+    dropped = re.search(r"Dropped:\s*(\d+)", section)
+    return HistResult(entries, int(hits.group(1)) if hits else sum(e["hitcount"] for e in entries),
+                      int(dropped.group(1)) if dropped else 0)
+
+
+EXITS_ALL = HistTrigger("kvm/kvm_exit", ("exit_reason",))
+PIO_PORTS = HistTrigger("kvm/kvm_pio", ("port", "rw"))
+USERSPACE_EXITS = HistTrigger("kvm/kvm_userspace_exit", ("reason",))
+
+
+def exits_window(start: int, end: int) -> HistTrigger:
+    return HistTrigger("kvm/kvm_exit", ("exit_reason", "guest_rip"),
+                       f"guest_rip >= {start:#x} && guest_rip < {end:#x}")

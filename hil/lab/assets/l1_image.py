@@ -1,0 +1,238 @@
+"""The L1 image: a Debian kernel plus an initramfs holding QEMU, Python, the kvm modules
+and hil's own agent, so the L1 side runs the same Python a bare-metal lab host would."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import qemu.qmp
+
+import hil
+from hil.lab.assets import debian
+from hil.lab.assets.cache import cached_dir, file_digest, tree_digest
+from hil.lab.assets.cpio import write_cpio
+from hil.lab.errors import LabError
+
+HIL_SRC = Path(hil.__file__).resolve().parent
+INIT_SCRIPT = Path(__file__).with_name("l1_init.sh")
+# Host files copied into the image, each traced back to its Debian package for provenance.
+# Debian's own Python (not a venv or pyenv one): its stdlib lives in /usr/lib/python3.X.
+PYTHON = os.path.realpath("/usr/bin/python3")
+PYTHON_LIB = Path("/usr/lib") / Path(PYTHON).name
+QEMU = "/usr/bin/qemu-system-x86_64"
+BUSYBOX = "/bin/busybox"
+# Firmware the L2 machines need (microvm: qboot/bios-microvm; pc/q35: SeaBIOS + option ROMs),
+# looked up where Debian's QEMU looks for it.
+QEMU_FIRMWARE = ("qboot.rom", "bios-256k.bin", "bios-microvm.bin", "bios.bin", "linuxboot_dma.bin",
+                 "multiboot_dma.bin", "pvh.bin", "kvmvapic.bin")
+FIRMWARE_DIRS = ("/usr/share/qemu", "/usr/share/seabios")
+# Module groups the L1 init loads: the agent's virtio-serial channel always, then the
+# KVM vendor module that matches L1's CPU.
+MODULE_GROUPS = {"common": ("virtio-pci", "virtio-console"), "svm": ("kvm-amd",), "vmx": ("kvm-intel",)}
+PYTHON_PRUNE = {"test", "idlelib", "tkinter", "lib2to3", "ensurepip", "turtledemo", "pydoc_data",
+                "site-packages", "dist-packages", "__pycache__", "distutils"}
+# The agent's own modules: the L1 side needs nothing from the other layers.
+AGENT_FILES = ("__init__.py", "lab/__init__.py", "lab/errors.py", "lab/qemu", "lab/agent")
+
+
+@dataclass(frozen=True)
+class KernelAssets:
+    spec: str
+    package: str
+    version: str
+    release: str           # uname -r, e.g. 6.1.0-56-amd64
+    vmlinuz: Path
+    modules: Path          # directory of the .ko files the image needs
+    cached: bool
+
+
+@dataclass(frozen=True)
+class L1Image:
+    kernel: KernelAssets
+    initrd: Path
+    key: str
+    cached: bool
+    packages: dict[str, str] = field(default_factory=dict)   # Debian package -> version
+
+    def provenance(self) -> dict[str, object]:
+        return {"kernel_package": self.kernel.package, "kernel_version": self.kernel.version,
+                "kernel_release": self.kernel.release, "image_key": self.key,
+                "packages": dict(sorted(self.packages.items()))}
+
+
+def _load_order(root: Path, names: tuple[str, ...]) -> list[Path]:
+    """The .ko files for names and everything they depend on (modinfo depends=), each
+    after its dependencies, so the L1 init can insmod them in this order."""
+    index = {p.stem.replace("_", "-"): p for p in root.rglob("*.ko")}
+    order: list[Path] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        name = name.replace("_", "-")
+        if name in seen:
+            return
+        seen.add(name)
+        if name not in index:
+            raise LabError(f"kernel module {name} not found under {root}")
+        deps = subprocess.run(["modinfo", "-F", "depends", str(index[name])], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        for dep in filter(None, deps.split(",")):
+            visit(dep)
+        order.append(index[name])
+
+    for n in names:
+        visit(n)
+    return order
+
+
+def kernel_assets(spec: str) -> KernelAssets:
+    """'debian:<package>' -> vmlinuz and the kvm module closure from that exact package version."""
+    if not spec.startswith("debian:"):
+        raise LabError(f"unsupported kernel spec {spec!r} (expected 'debian:<linux-image package>')")
+    package = spec.removeprefix("debian:")
+    version = debian.candidate_version(package)
+    inputs = {"package": package, "version": version, "modules": MODULE_GROUPS, "recipe": 2}
+
+    def build(out: Path) -> None:
+        deb = debian.download(package, version, out / "deb")
+        debian.extract(deb, out / "root")
+        (out / "modules").mkdir()
+        mods_root = next((out / "root/lib/modules").iterdir())
+        for group, names in MODULE_GROUPS.items():
+            order = _load_order(mods_root, names)
+            for ko in order:
+                subprocess.run(["strip", "--strip-debug", "-o", str(out / "modules" / ko.name), str(ko)], check=True)
+            (out / "modules" / f"order.{group}").write_text("".join(ko.stem + "\n" for ko in order))
+        vmlinuz = next((out / "root/boot").glob("vmlinuz-*"))
+        shutil.copy2(vmlinuz, out / "vmlinuz")
+        (out / "release").write_text(mods_root.name)
+        shutil.rmtree(out / "root")
+        shutil.rmtree(out / "deb")
+
+    path, hit = cached_dir("kernel", inputs, build)
+    return KernelAssets(spec, package, version, (path / "release").read_text(), path / "vmlinuz",
+                        path / "modules", hit)
+
+
+def _ldd(paths: list[str]) -> set[str]:
+    libs: set[str] = set()
+    for p in paths:
+        out = subprocess.run(["ldd", p], capture_output=True, text=True).stdout
+        for m in re.finditer(r"(/\S+) \(0x", out):
+            libs.add(m.group(1))
+    return libs
+
+
+def _copy_host(src: str, root: Path) -> None:
+    dest = root / src.lstrip("/")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(os.path.realpath(src), dest)
+
+
+def _host_inputs() -> tuple[list[str], dict[str, str]]:
+    """Host files the image copies, and the Debian packages (with versions) they come from."""
+    for need in (PYTHON, QEMU, BUSYBOX):
+        if not os.path.exists(need):
+            raise LabError(f"{need} is missing: run the README's set-up command (make setup)")
+    binaries = [PYTHON, QEMU, BUSYBOX]
+    packages: dict[str, str] = {}
+    firmware = [str(Path(d) / fw) for d in FIRMWARE_DIRS for fw in QEMU_FIRMWARE if (Path(d) / fw).exists()]
+    for b in binaries + firmware + [str(PYTHON_LIB / "os.py"), str(PYTHON_LIB / "json/__init__.py")]:
+        pkg = debian.owning_package(os.path.realpath(b)) or debian.owning_package(b)
+        if pkg:
+            packages[pkg] = debian.installed_version(pkg) or "unknown"
+    return binaries, packages
+
+
+def _stage_python(root: Path) -> list[str]:
+    dynload: list[str] = []
+    for d, dirs, files in os.walk(PYTHON_LIB):
+        dirs[:] = [x for x in dirs if x not in PYTHON_PRUNE and not x.startswith("config-")]
+        for f in files:
+            src = Path(d) / f
+            dest = root / str(src).lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest)
+            if f.endswith(".so"):
+                dynload.append(str(src))
+    return dynload
+
+
+def _stage_hil(root: Path) -> None:
+    lib = root / "opt/hil/lib"
+    for rel in AGENT_FILES:
+        src = HIL_SRC / rel
+        dest = lib / "hil" / rel
+        if src.is_dir():
+            shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest)
+    shutil.copytree(Path(qemu.qmp.__file__).parent, lib / "qemu/qmp",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def _compile(root: Path) -> None:
+    # Precompiled bytecode: compiling the stdlib at every L1 boot under TCG would cost seconds.
+    for d in (root / str(PYTHON_LIB).lstrip("/"), root / "opt/hil/lib"):
+        subprocess.run([PYTHON, "-m", "compileall", "-q", "-j0", "-d", "/" + str(d.relative_to(root)), str(d)],
+                       check=True, capture_output=True)
+
+
+def _stage_busybox(root: Path) -> None:
+    _copy_host(BUSYBOX, root)
+    out = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout
+    for applet in out.split():
+        link = root / "bin" / applet
+        if not link.exists():
+            link.symlink_to("busybox")
+
+
+def build_l1_image(kernel_spec: str) -> L1Image:
+    kernel = kernel_assets(kernel_spec)
+    binaries, packages = _host_inputs()
+    inputs = {
+        "kernel": [kernel.package, kernel.version],
+        "packages": packages,
+        "binaries": {b: file_digest(Path(os.path.realpath(b))) for b in binaries},
+        "firmware": QEMU_FIRMWARE,
+        "recipe": file_digest(Path(__file__)),
+        "init": file_digest(INIT_SCRIPT),
+        "agent": {rel: tree_digest(HIL_SRC / rel, ("**/*.py",)) if (HIL_SRC / rel).is_dir() else file_digest(HIL_SRC / rel) for rel in AGENT_FILES},
+        "hil": hil.__version__,
+        "qemu.qmp": qemu.qmp.__version__ if hasattr(qemu.qmp, "__version__") else "unknown",
+    }
+
+    def build(out: Path) -> None:
+        root = out / "root"
+        for d in ("bin", "dev", "proc", "sys", "run", "tmp", "etc", "lib/modules/hil"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        _stage_busybox(root)
+        dynload = _stage_python(root)
+        _copy_host(PYTHON, root)
+        (root / "usr/bin/python3").symlink_to(Path(PYTHON).name)
+        _copy_host(QEMU, root)
+        for lib in _ldd([PYTHON, QEMU] + dynload):
+            _copy_host(lib, root)
+        for d in FIRMWARE_DIRS:
+            for fw in QEMU_FIRMWARE:
+                if (Path(d) / fw).exists():
+                    _copy_host(str(Path(d) / fw), root)
+        for f in kernel.modules.iterdir():
+            shutil.copy2(f, root / "lib/modules/hil" / f.name)
+        _stage_hil(root)
+        _compile(root)
+        init = root / "init"
+        shutil.copy2(INIT_SCRIPT, init)
+        init.chmod(0o755)
+        (root / "etc/hil-image.json").write_text(repr(inputs))
+        write_cpio(root, out / "initrd.cpio")
+        shutil.rmtree(root)
+
+    path, hit = cached_dir("l1-image", inputs, build)
+    from hil.lab.assets.cache import digest
+    return L1Image(kernel, path / "initrd.cpio", digest(inputs), hit, packages)

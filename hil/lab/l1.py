@@ -1,0 +1,142 @@
+"""A booted L1: its QEMU (run by Machine) and the JSON-lines channel to hil's agent inside."""
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from hil.lab.errors import LabError
+from hil.lab.qemu.machine import Machine, private_dir
+
+
+class AgentChannel:
+    def __init__(self, path: Path, machine: Machine):
+        self.path = path
+        self.machine = machine
+        self.sock: socket.socket | None = None
+        self.buf = b""
+        self.next_id = 1
+
+    def connect(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(str(self.path))
+                self.sock = s
+                return
+            except OSError:
+                s.close()
+                if time.monotonic() > deadline or not self.machine.is_running():
+                    raise LabError(f"cannot connect to the L1 agent socket {self.path} "
+                                   f"(QEMU exit code {self.machine.exitcode})")
+                time.sleep(0.05)
+
+    def read_message(self, timeout: float) -> dict[str, Any]:
+        """Next JSON line; raises LabError if L1 dies, hangs past timeout or sends garbage."""
+        assert self.sock is not None
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LabError(f"L1 agent: no answer within {timeout:.0f} s")
+            self.sock.settimeout(min(left, 0.5))
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except socket.timeout:
+                if not self.machine.is_running():
+                    raise LabError(f"L1 QEMU exited unexpectedly (exit code {self.machine.exitcode})")
+                continue
+            if not chunk:
+                self.machine.wait(2.0)
+                raise LabError(f"L1 agent channel closed (QEMU exit code {self.machine.exitcode})")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            # Boot noise before the agent set the port raw; skip it.
+            return {"event": "noise", "text": line.decode(errors="replace")}
+
+    def request(self, cmd: str, args: dict[str, Any], timeout: float) -> Any:
+        assert self.sock is not None
+        rid = self.next_id
+        self.next_id += 1
+        self.sock.settimeout(timeout)   # a large payload drains at the emulated UART's pace
+        self.sock.sendall(json.dumps({"id": rid, "cmd": cmd, "args": args}).encode() + b"\n")
+        while True:
+            msg = self.read_message(timeout)
+            if msg.get("id") != rid:
+                continue
+            if not msg.get("ok"):
+                raise LabError(f"L1 agent {cmd} failed: {msg.get('error')}\n{msg.get('traceback', '')}")
+            return msg["result"]
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class L1Session:
+    """Boot L1 with a given argv builder and talk to its agent. Logs go to log_dir and stay."""
+
+    def __init__(self, build_argv: Any, *, log_dir: Path, boot_timeout: float):
+        self.log_dir = log_dir
+        self.run_dir = private_dir("hil-l1-")
+        self.console_log = log_dir / "l1-console.log"
+        self.agent_socket = self.run_dir / "agent.sock"
+        self.argv = build_argv(console_log=self.console_log, agent_socket=self.agent_socket)
+        self.machine = Machine(self.argv, name="l1", log_dir=log_dir, run_dir=self.run_dir)
+        self.channel = AgentChannel(self.agent_socket, self.machine)
+        self.boot_timeout = boot_timeout
+        self.info: dict[str, Any] = {}
+        self.boot_seconds = 0.0
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.machine.launch()
+        self.channel.connect(10.0)
+        while True:
+            msg = self.channel.read_message(self.boot_timeout)
+            if msg.get("event") == "ready":
+                self.info = msg["info"]
+                break
+        self.boot_seconds = time.monotonic() - t0
+
+    def request(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 60.0) -> Any:
+        return self.channel.request(cmd, args or {}, timeout)
+
+    def put_file(self, path: str, data: bytes) -> None:
+        self.request("put_file", {"path": path, "data": base64.b64encode(data).decode()}, timeout=120.0)
+
+    def close(self) -> None:
+        try:
+            if self.machine.is_running() and self.channel.sock is not None:
+                try:
+                    self.channel.sock.sendall(json.dumps({"id": 0, "cmd": "poweroff"}).encode() + b"\n")
+                    self.machine.wait(10.0)
+                except OSError:
+                    pass
+        finally:
+            self.channel.close()
+            self.machine.shutdown()
+            import shutil
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> "L1Session":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

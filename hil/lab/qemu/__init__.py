@@ -1,0 +1,1 @@
+"""QEMU at every level: argv from validated config, QMP via qemu.qmp, one lifecycle."""

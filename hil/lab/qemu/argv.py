@@ -1,0 +1,76 @@
+"""Command lines per level, built from validated config as argv lists (never shell strings)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+QEMU_BINARY = "qemu-system-x86_64"
+L1_CMDLINE = ("console=ttyS0", "loglevel=4", "quiet", "panic=-1", "printk.devkmsg=on")
+
+
+class L1Like(Protocol):
+    machine: str
+    cpu: str
+    smp: int
+    memory: int
+    append: str
+    qemu_params: Sequence[str]
+
+
+class L2Like(Protocol):
+    machine: str
+    cpu: str
+    smp: int
+    memory: int
+    kernel_irqchip: str
+    cpu_pm: bool
+    qemu_params: Sequence[str]
+
+
+def l1_cpu(cpu: str, accel: str) -> str:
+    # Under TCG only '-cpu max' emulates SVM; under KVM the host's VMX/SVM passes through.
+    if cpu != "auto":
+        return cpu
+    return "host" if accel == "kvm" else "max"
+
+
+def l1_argv(l1: L1Like, *, accel: str, kernel: Path, initrd: Path, console_log: Path,
+            agent_socket: Path, binary: str = QEMU_BINARY, extra_append: Sequence[str] = ()) -> list[str]:
+    append = " ".join([*L1_CMDLINE, *extra_append, *([l1.append] if l1.append else [])])
+    return [
+        binary, "-nodefaults", "-no-reboot", "-display", "none",
+        "-machine", f"{l1.machine},accel={accel}",
+        "-cpu", l1_cpu(l1.cpu, accel), "-smp", str(l1.smp), "-m", str(l1.memory),
+        "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
+        "-chardev", f"file,id=console,path={console_log}", "-serial", "chardev:console",
+        # The agent channel is virtio-serial: a UART moves ~100 KB/s under TCG, too slow for payloads.
+        "-device", "virtio-serial-pci,id=hilserial",
+        "-chardev", f"socket,id=agent,path={agent_socket},server=on,wait=off",
+        "-device", "virtserialport,bus=hilserial.0,chardev=agent,name=hil.agent",
+        *l1.qemu_params,
+    ]
+
+
+@dataclass(frozen=True)
+class L2Paths:
+    """Where things live inside L1 (the agent's private /run/hil)."""
+    kernel: str = "/run/hil/payload/kernel"
+    initrd: str = "/run/hil/payload/initrd"
+    serial_log: str = "/run/hil/l2-serial.log"
+    binary: str = "/usr/bin/qemu-system-x86_64"
+
+
+def l2_argv(l2: L2Like, *, append: str, paths: L2Paths = L2Paths(), initrd: bool = False) -> list[str]:
+    argv = [
+        paths.binary, "-nodefaults", "-no-reboot", "-display", "none",
+        "-machine", l2.machine, "-accel", f"kvm,kernel-irqchip={l2.kernel_irqchip}",
+        "-cpu", l2.cpu, "-smp", str(l2.smp), "-m", str(l2.memory),
+        "-kernel", paths.kernel, "-append", append,
+        "-chardev", f"file,id=console,path={paths.serial_log}", "-serial", "chardev:console",
+    ]
+    if initrd:
+        argv += ["-initrd", paths.initrd]
+    if l2.cpu_pm:
+        argv += ["-overcommit", "cpu-pm=on"]
+    return argv + list(l2.qemu_params)

@@ -1,0 +1,152 @@
+"""One QEMU lifecycle for every level (L0 runs L1 with it; the L1 agent runs L2 with it).
+
+A context manager in the manner of QEMU's python/qemu/machine: a private run directory,
+QMP through qemu.qmp (QEMU connects to our listening socket, so there is no race on
+start-up), output to a log file, a launch error that carries the command line and
+output, and a quit -> SIGTERM -> SIGKILL ladder. Everything it creates is freed in
+shutdown(); logs live outside the run directory and are kept.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+from hil.lab.errors import LabError, LaunchError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # If hil itself is killed, the kernel kills QEMU too: no orphaned guests.
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def private_dir(prefix: str, parent: Path | None = None) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    path.chmod(0o700)
+    return path
+
+
+class Machine:
+    """A QEMU process with a QMP monitor.
+
+    argv is the full command line except the monitor, which this class adds so that the
+    socket always lives in the private run directory.
+    """
+
+    def __init__(self, argv: list[str], *, name: str, log_dir: Path, run_dir: Path | None = None,
+                 qmp_timeout: float = 30.0):
+        self.name = name
+        self.base_argv = list(argv)
+        self.log_dir = log_dir
+        self._own_run_dir = run_dir is None
+        self.run_dir = run_dir if run_dir is not None else private_dir(f"hil-{name}-")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.chmod(0o700)
+        self.qmp_path = self.run_dir / "qmp.sock"
+        self.output_log = log_dir / f"{name}-qemu.log"
+        self.qmp_timeout = qmp_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.qmp: QEMUMonitorProtocol | None = None
+        self.started_at = 0.0
+
+    @property
+    def argv(self) -> list[str]:
+        return self.base_argv + ["-chardev", f"socket,id=hilmon,path={self.qmp_path}",
+                                 "-mon", "chardev=hilmon,mode=control"]
+
+    # -- lifecycle -----------------------------------------------------------------
+    def launch(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.qmp = QEMUMonitorProtocol(str(self.qmp_path), server=True, nickname=self.name)
+        out = open(self.output_log, "wb")
+        try:
+            self.started_at = time.monotonic()
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        except OSError as e:
+            out.close()
+            self.shutdown()
+            raise LaunchError(f"{self.name}: cannot execute QEMU: {e}", self.argv, "", None) from e
+        out.close()
+        try:
+            self.qmp.accept(timeout=self.qmp_timeout)
+        except Exception as e:
+            code = self.proc.poll()
+            self.shutdown()
+            raise LaunchError(f"{self.name}: QEMU did not come up on QMP ({type(e).__name__}: {e})",
+                              self.argv, self.output(), code) from e
+
+    def output(self) -> str:
+        try:
+            return self.output_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    @property
+    def exitcode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def command(self, name: str, **args: Any) -> Any:
+        if self.qmp is None or not self.is_running():
+            raise LabError(f"{self.name}: QMP command {name} on a QEMU that is not running "
+                           f"(exit code {self.exitcode})")
+        return self.qmp.cmd(name, **args)
+
+    def wait(self, timeout: float) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def shutdown(self, timeout: float = 5.0) -> int | None:
+        """quit over QMP, then SIGTERM, then SIGKILL; always frees sockets and the run dir."""
+        try:
+            if self.is_running() and self.qmp is not None:
+                try:
+                    self.qmp.settimeout(timeout)
+                    self.qmp.cmd("quit")
+                except Exception:
+                    pass  # a dead or wedged monitor: the signals below take over
+                self.wait(timeout)
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                if self.is_running():
+                    assert self.proc is not None
+                    self.proc.send_signal(sig)
+                    self.wait(timeout)
+        finally:
+            if self.qmp is not None:
+                try:
+                    self.qmp.close()
+                except Exception:
+                    pass
+                self.qmp = None
+            if self._own_run_dir:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            else:
+                for sock in self.run_dir.glob("*.sock"):
+                    sock.unlink(missing_ok=True)
+        return self.exitcode
+
+    def __enter__(self) -> "Machine":
+        self.launch()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.shutdown()

@@ -1,0 +1,216 @@
+"""lab.run: scenario in, Measurement out. Builds (or reuses) images, picks the accelerator,
+boots L1, runs the L2 workload through the agent and resolves what it measured."""
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import hil
+from hil.lab.agent.l2 import check_result
+from hil.lab.assets.cache import cache_root
+from hil.lab.assets.l1_image import L1Image, build_l1_image
+from hil.lab.assets.probe import ProbeImage, build_probe, format_cmdline, parse_probe_line
+from hil.lab.errors import CapabilityMissing, LabError
+from hil.lab.l1 import L1Session
+from hil.lab.measurement import Measurement, OpMeasurement
+from hil.lab.qemu.accel import AccelChoice, choose_accel, host_cpu_model, qemu_version
+from hil.lab.qemu.argv import L2Paths, l1_argv, l2_argv
+from hil.model import reason_name
+from hil.scenario import Scenario, Topology
+
+PROBE_DONE = r"hil-probe: event=done"
+PIO_DIR = {0: "out", 1: "in"}   # kvm_pio's rw field: 0 = write (out), 1 = read (in)
+
+
+@dataclass
+class Prepared:
+    image: L1Image
+    probe: ProbeImage | None
+    accel: AccelChoice
+    timings: dict[str, float]
+
+
+def prepare(topology: Topology, needs_probe: bool, accel_override: str | None = None) -> Prepared:
+    t0 = time.monotonic()
+    image = build_l1_image(topology.l1.kernel)
+    t1 = time.monotonic()
+    probe = build_probe(cache_root() / "probe") if needs_probe else None
+    t2 = time.monotonic()
+    requested = accel_override or topology.accel
+    accel = choose_accel(requested, image.key, lambda: kvm_boot_probe(topology, image))
+    t3 = time.monotonic()
+    return Prepared(image, probe, accel, {"image": t1 - t0, "probe_build": t2 - t1, "accel_choice": t3 - t2})
+
+
+def kvm_boot_probe(topology: Topology, image: L1Image, timeout: float = 45.0) -> tuple[bool, str]:
+    """Boot L1 under KVM; it works only if the agent comes up and sees VMX or SVM."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="hil-accel-probe-") as logs:
+        try:
+            with L1Session(l1_builder(topology, image, "kvm"), log_dir=Path(logs), boot_timeout=timeout) as l1:
+                arch = l1.info.get("arch")
+                if arch not in ("svm", "vmx"):
+                    return False, "L1 booted under KVM but its CPU shows no VMX/SVM (nested virtualization off in L0?)"
+                return True, f"L1 booted under KVM in {l1.boot_seconds:.1f} s with {arch}"
+        except LabError as e:
+            return False, str(e).splitlines()[0]
+
+
+def l1_builder(topology: Topology, image: L1Image, accel: str) -> Callable[..., list[str]]:
+    def build(console_log: Path, agent_socket: Path) -> list[str]:
+        return l1_argv(topology.l1, accel=accel, kernel=image.kernel.vmlinuz, initrd=image.initrd,
+                       console_log=console_log, agent_socket=agent_socket)
+    return build
+
+
+def l2_request(scenario: Scenario, probe: ProbeImage | None) -> tuple[dict[str, Any], bytes, bytes | None]:
+    """The agent request for the scenario's workload, plus the payload (kernel, initrd)."""
+    wl = scenario.workload
+    paths = L2Paths()
+    if wl.kind == "probe":
+        assert probe is not None
+        append = format_cmdline([(o.op, o.count) for o in wl.ops], hlt_timer_us=wl.hlt_timer_us)
+        argv = l2_argv(scenario.topology.l2, append=append, paths=paths)
+        req = {"argv": argv, "serial_log": paths.serial_log, "done_pattern": PROBE_DONE,
+               "window": list(probe.window), "timeout": scenario.topology.l2.timeout}
+        return req, probe.path.read_bytes(), None
+    kernel = Path(wl.kernel).read_bytes()
+    initrd = Path(wl.initrd).read_bytes() if wl.initrd else None
+    argv = l2_argv(scenario.topology.l2, append=wl.append, paths=paths, initrd=initrd is not None)
+    req = {"argv": argv, "serial_log": paths.serial_log, "done_pattern": wl.done_pattern,
+           "window": None, "timeout": scenario.topology.l2.timeout}
+    return req, kernel, initrd
+
+
+def resolve(raw: dict[str, Any], arch: str, probe: ProbeImage | None) -> dict[str, Any]:
+    """Turn the agent's raw counts (codes, RIPs, ports) into named, per-op measurements."""
+    events = [e for e in (parse_probe_line(l) for l in raw["serial"].splitlines()) if e]
+    reported = {e["name"]: e for e in events if e.get("event") == "op"}
+    per_op: dict[str, dict[str, int]] = {}
+    stray: dict[str, int] = {}
+    for entry in raw["exits_window"]:
+        name = reason_name(arch, entry["exit_reason"])
+        op = next((o for o, (lo, hi) in probe.op_ranges.items() if lo <= entry["guest_rip"] < hi), None) if probe else None
+        bucket = per_op.setdefault(op, {}) if op else stray
+        bucket[name] = bucket.get(name, 0) + entry["hitcount"]
+    ops = []
+    if probe:
+        for name in probe.op_ranges:
+            rep = reported.get(name)
+            if rep is None and name not in per_op:
+                continue
+            ops.append(OpMeasurement(name, int(rep["count"]) if rep else None, per_op.get(name, {}),
+                                     int(rep["tsc"]) if rep and "tsc" in rep else None))
+    exits_all: dict[str, int] = {}
+    for e in raw["exits_all"]:
+        n = reason_name(arch, e["exit_reason"])
+        exits_all[n] = exits_all.get(n, 0) + e["hitcount"]
+    counters: dict[str, int] = {}
+    for target, stats in raw["stats"].items():
+        if target == "vm":
+            continue
+        for k, v in stats.items():
+            if isinstance(v, int):
+                counters[k] = counters.get(k, 0) + v
+    return {
+        "ops": ops, "exits_all": exits_all, "stray": stray,
+        "pio": {f"{e['port']:#x}/{PIO_DIR.get(e['rw'], e['rw'])}": e["hitcount"] for e in raw["pio"]},
+        "userspace": {str(e["reason"]): e["hitcount"] for e in raw["userspace_exits"]},
+        "counters": counters, "events": events,
+    }
+
+
+def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, raw: dict[str, Any],
+               request: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "hil": hil.__version__,
+        "scenario": scenario.to_dict(),
+        "host": {"kernel": platform.release(), "cpu": host_cpu_model(), "nproc": os.cpu_count()},
+        "l0_qemu": qemu_version(),
+        "accel": {"accel": prep.accel.accel, "reason": prep.accel.reason},
+        "l1": {"image": prep.image.provenance(), "agent": l1.info, "argv": l1.argv},
+        "l2": {"argv": request["argv"], "qemu": raw.get("qemu_version", ""),
+               "payload": ({"probe": str(prep.probe.path), "sha256": prep.probe.sha256}
+                           if prep.probe else {"kernel": scenario.workload.kernel})},
+        "kernel_series": scenario.topology.l1.series,
+    }
+
+
+def write_repro(out_dir: Path, l1_argv_list: list[str], request: dict[str, Any]) -> Path:
+    path = out_dir / "repro.sh"
+    lines = [
+        "#!/bin/sh",
+        "# Reproduce this hil run by hand.",
+        "# L0 -> L1: boot the hypervisor guest exactly as hil did (its agent listens on the",
+        "# second serial port; the console goes to the first):",
+        shlex.join(l1_argv_list) + " &",
+        "# L1 -> L2: inside L1, hil's agent ran this command line (payload at the -kernel path):",
+        "#   " + shlex.join(request["argv"]),
+        "# The agent request (JSON, one line) that makes the agent run it again:",
+        "#   " + json_line(request),
+        "wait",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o755)
+    return path
+
+
+def json_line(obj: Any) -> str:
+    import json
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def run_scenario(scenario: Scenario, out_dir: Path, *, accel: str | None = None,
+                 session: L1Session | None = None, prepared: Prepared | None = None) -> Measurement:
+    """One scenario on a booted L1 (given, or booted here and torn down after)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prep = prepared or prepare(scenario.topology, scenario.workload.kind == "probe", accel)
+    if session is not None:
+        return _run_on(session, scenario, prep, out_dir)
+    t0 = time.monotonic()
+    with L1Session(l1_builder(scenario.topology, prep.image, prep.accel.accel), log_dir=out_dir,
+                   boot_timeout=scenario.topology.l1.boot_timeout) as l1:
+        prep.timings["l1_boot"] = time.monotonic() - t0
+        return _run_on(l1, scenario, prep, out_dir)
+
+
+def check_arch(l1: L1Session, scenario: Scenario) -> str:
+    arch = l1.info.get("arch", "none")
+    if arch not in ("svm", "vmx"):
+        raise CapabilityMissing(f"L1 has no VMX/SVM (cpu {l1.info.get('cpu_model')!r}): cannot run KVM inside it")
+    if scenario.arch not in ("auto", arch):
+        raise CapabilityMissing(f"scenario needs {scenario.arch} but L1 has {arch}")
+    if not l1.info.get("tracefs"):
+        raise CapabilityMissing("L1 has no kvm tracepoints in tracefs")
+    return arch
+
+
+def _run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> Measurement:
+    arch = check_arch(l1, scenario)
+    request, kernel, initrd = l2_request(scenario, prep.probe)
+    write_repro(out_dir, l1.argv, request)
+    paths = L2Paths()
+    t0 = time.monotonic()
+    l1.put_file(paths.kernel, kernel)
+    if initrd is not None:
+        l1.put_file(paths.initrd, initrd)
+    t1 = time.monotonic()
+    raw = l1.request("run_l2", request, timeout=float(request["timeout"]) + 60.0)
+    t2 = time.monotonic()
+    (out_dir / "l2-serial.log").write_text(raw["serial"])
+    from hil.lab.agent.l2 import L2Result
+    check_result(L2Result(**raw))
+    r = resolve(raw, arch, prep.probe)
+    timings = dict(prep.timings, payload_upload=t1 - t0, l2_run=t2 - t1, **{f"l2_{k}": v for k, v in raw["timings"].items()})
+    return Measurement(
+        arch=arch, ops=r["ops"], exits_all=r["exits_all"], exits_window_unattributed=r["stray"],
+        pio=r["pio"], userspace_exits=r["userspace"], counters=r["counters"], probe_events=r["events"],
+        ended_by=raw["ended_by"], provenance=provenance(scenario, prep, l1, raw, request), timings=timings,
+        logs={"l1_console": str(l1.console_log), "l2_serial": str(out_dir / "l2-serial.log"),
+              "repro": str(out_dir / "repro.sh")},
+    )

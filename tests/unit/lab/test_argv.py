@@ -1,0 +1,55 @@
+"""Command lines per level are argv lists built from config (pure logic)."""
+from pathlib import Path
+from types import SimpleNamespace
+
+from hil.lab.qemu.accel import choose_accel
+from hil.lab.qemu.argv import l1_argv, l1_cpu, l2_argv
+
+L1 = SimpleNamespace(machine="q35", cpu="auto", smp=2, memory=1024, append="foo=1; rm -rf /",
+                     qemu_params=["-d", "guest_errors"])
+L2 = SimpleNamespace(machine="microvm", cpu="host", smp=1, memory=64, kernel_irqchip="on", cpu_pm=True,
+                     qemu_params=[])
+
+
+def test_l1_cpu_follows_accel():
+    assert (l1_cpu("auto", "tcg"), l1_cpu("auto", "kvm"), l1_cpu("EPYC", "tcg")) == ("max", "host", "EPYC")
+
+
+def test_l1_argv_is_a_list_and_config_values_stay_single_arguments():
+    argv = l1_argv(L1, accel="tcg", kernel=Path("/k"), initrd=Path("/i"), console_log=Path("/c.log"),
+                   agent_socket=Path("/run/a.sock"))
+    assert argv[argv.index("-machine") + 1] == "q35,accel=tcg"
+    assert argv[argv.index("-cpu") + 1] == "max"
+    append = argv[argv.index("-append") + 1]
+    assert append.endswith("foo=1; rm -rf /")          # one argv item, never parsed by a shell
+    assert argv[-2:] == ["-d", "guest_errors"]
+
+
+def test_l2_argv_cpu_pm_and_irqchip():
+    argv = l2_argv(L2, append="ops=cpuid:1")
+    assert argv[argv.index("-accel") + 1] == "kvm,kernel-irqchip=on"
+    assert argv[argv.index("-overcommit") + 1] == "cpu-pm=on"
+    assert "-initrd" not in argv
+
+
+def test_accel_choice_without_kvm_falls_back(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr("hil.lab.qemu.accel.kvm_device_usable", lambda: (False, "/dev/kvm does not exist"))
+    choice = choose_accel("auto", "img", lambda: (True, "unused"))
+    assert (choice.accel, choice.probed) == ("tcg", False)
+    assert choose_accel("tcg", "img", lambda: (True, "unused")).accel == "tcg"
+
+
+def test_accel_boot_probe_runs_once_then_cached(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr("hil.lab.qemu.accel.kvm_device_usable", lambda: (True, "present"))
+    calls = []
+
+    def probe():
+        calls.append(1)
+        return False, "agent never came up"
+
+    first = choose_accel("auto", "img", probe)
+    second = choose_accel("auto", "img", probe)
+    assert (first.accel, first.probed, second.accel, second.probed) == ("tcg", True, "tcg", False)
+    assert len(calls) == 1 and "cached" in second.reason
