@@ -61,8 +61,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if explicit_out else Path(tempfile.mkdtemp(prefix=f"hil-{scenario.name}-"))
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
+    verdict_seconds = 0.0
     try:
-        result = judge(scenario, run_scenario(scenario, out, accel=args.accel))
+        measurement = run_scenario(scenario, out, accel=args.accel)
+        t_judge = time.monotonic()
+        result = judge(scenario, measurement)
+        verdict_seconds = time.monotonic() - t_judge
     except CapabilityMissing as e:
         result = skip_result(scenario.name, str(e))
     except (LabError, OSError) as e:
@@ -73,6 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(text.render(result))
     doc = result.to_dict()
     doc["elapsed_seconds"] = round(elapsed, 2)
+    doc["verdict_seconds"] = round(verdict_seconds, 4)
     json_path = Path(args.json) if args.json else out / "result.json"
     json_path.write_text(json.dumps(doc, indent=2, default=str))
     (out / "junit.xml").write_text(junit.render(result))

@@ -30,6 +30,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @dataclass
 class LabRun:
+    scenario: Any
     measurement: Any
     result: Any
     out_dir: Path
@@ -81,7 +82,7 @@ class Lab:
         self.runs += 1
         out = self.tmp / f"run{self.runs}-{sc.name}"
         m = run_scenario(sc, out, session=session, prepared=prep)
-        return LabRun(m, judge(sc, m), out)
+        return LabRun(sc, m, judge(sc, m), out)
 
     def close(self) -> None:
         for s in self.sessions.values():

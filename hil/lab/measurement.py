@@ -11,6 +11,7 @@ class OpMeasurement:
     count: int | None            # what the probe reported doing (None: it never said)
     exits: dict[str, int]        # reason name -> exits at RIPs inside this op's code
     tsc: int | None = None
+    reported: dict[str, Any] = field(default_factory=dict)   # the probe's own line, e.g. hlts=
 
 
 @dataclass

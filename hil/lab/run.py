@@ -37,7 +37,7 @@ class Prepared:
 
 def prepare(topology: Topology, needs_probe: bool, accel_override: str | None = None) -> Prepared:
     t0 = time.monotonic()
-    image = build_l1_image(topology.l1.kernel)
+    image = build_l1_image(topology.l1.kernel, topology.l1.series)
     t1 = time.monotonic()
     probe = build_probe(cache_root() / "probe") if needs_probe else None
     t2 = time.monotonic()
@@ -105,7 +105,8 @@ def resolve(raw: dict[str, Any], arch: str, probe: ProbeImage | None) -> dict[st
             if rep is None and name not in per_op:
                 continue
             ops.append(OpMeasurement(name, int(rep["count"]) if rep else None, per_op.get(name, {}),
-                                     int(rep["tsc"]) if rep and "tsc" in rep else None))
+                                     int(rep["tsc"]) if rep and "tsc" in rep else None,
+                                     {k: v for k, v in (rep or {}).items() if k not in ("event", "name")}))
     exits_all: dict[str, int] = {}
     for e in raw["exits_all"]:
         n = reason_name(arch, e["exit_reason"])

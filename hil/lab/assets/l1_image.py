@@ -192,10 +192,16 @@ def _stage_busybox(root: Path) -> None:
             link.symlink_to("busybox")
 
 
-def build_l1_image(kernel_spec: str) -> L1Image:
+def build_l1_image(kernel_spec: str, series: str | None = None) -> L1Image:
+    """series: a kernel_patches/<series> whose rebuilt modules replace the stock ones."""
     kernel = kernel_assets(kernel_spec)
     binaries, packages = _host_inputs()
+    series_build = None
+    if series:
+        from hil.lab.kernel import build_series   # only runs with a patched kernel
+        series_build = build_series(series, kernel)
     inputs = {
+        "series": series_build.key if series_build else None,
         "kernel": [kernel.package, kernel.version],
         "packages": packages,
         "binaries": {b: file_digest(Path(os.path.realpath(b))) for b in binaries},
@@ -224,6 +230,9 @@ def build_l1_image(kernel_spec: str) -> L1Image:
                     _copy_host(str(Path(d) / fw), root)
         for f in kernel.modules.iterdir():
             shutil.copy2(f, root / "lib/modules/hil" / f.name)
+        if series_build:
+            for ko in series_build.modules.glob("*.ko"):   # same names: load order unchanged
+                shutil.copy2(ko, root / "lib/modules/hil" / ko.name)
         _stage_hil(root)
         _compile(root)
         init = root / "init"
@@ -235,4 +244,7 @@ def build_l1_image(kernel_spec: str) -> L1Image:
 
     path, hit = cached_dir("l1-image", inputs, build)
     from hil.lab.assets.cache import digest
-    return L1Image(kernel, path / "initrd.cpio", digest(inputs), hit, packages)
+    image = L1Image(kernel, path / "initrd.cpio", digest(inputs), hit, packages)
+    if series_build:
+        image.packages.update({f"series:{series}": series_build.key})
+    return image
