@@ -1,4 +1,4 @@
-"""The hil command: doctor, run, model, list."""
+"""The hil command: doctor, run, list, model, kernel."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +42,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_model(rest: list[str]) -> int:
     from hil.model.cli import main as model_main
     return model_main(rest)
+
+
+def cmd_kernel(rest: list[str]) -> int:
+    from hil.lab.kernel.cli import main as kernel_main
+    return kernel_main(rest)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -99,8 +104,11 @@ def _logs(out: Path) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # These front ends own their own argument parsing.
     if argv and argv[0] == "model":
         return cmd_model(argv[1:])
+    if argv and argv[0] == "kernel":
+        return cmd_kernel(argv[1:])
     parser = argparse.ArgumentParser(prog="hil", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("doctor", help="check every capability the lab needs")
@@ -117,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("list", help="list scenarios")
     p.set_defaults(func=cmd_list)
     sub.add_parser("model", help="ask the reference model (see 'hil model --help')")
+    sub.add_parser("kernel", help="import and build kernel series (see 'hil kernel --help')")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     return int(args.func(args))

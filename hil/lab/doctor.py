@@ -4,13 +4,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 
 from hil.lab.assets.cache import cache_root
+from hil.lab.assets.debian import candidate_version
+from hil.lab.assets.l1_image import PYTHON
+from hil.lab.errors import LabError
 from hil.lab.qemu.accel import kvm_device_usable, qemu_version
 
 SETUP_HINT = "run the README's set-up command (make setup)"
+DEFAULT_KERNEL = "linux-image-6.1.0-56-amd64"   # the default topology's L1 kernel
 
 
 @dataclass(frozen=True)
@@ -52,13 +55,15 @@ def checks() -> list[Check]:
     for tool, pkg in (("gcc", "gcc"), ("make", "make"), ("ld", "binutils"), ("strip", "binutils"),
                       ("modinfo", "kmod"), ("apt-get", "apt"), ("dpkg-deb", "dpkg"), ("ldd", "libc-bin")):
         out.append(_which(tool, pkg))
-    for path, pkg in (("/bin/busybox", "busybox-static"), ("/usr/bin/python3.11", "python3.11")):
+    for path, pkg in (("/bin/busybox", "busybox-static"), (PYTHON, "python3")):
         out.append(Check(f"file {path} (copied into L1)", os.path.exists(path), path if os.path.exists(path) else "missing",
                          f"apt-get install {pkg}"))
-    probe = subprocess.run(["apt-cache", "policy", "linux-image-6.1.0-56-amd64"], capture_output=True, text=True)
-    known = "Candidate:" in probe.stdout and "(none)" not in probe.stdout
-    out.append(Check("Debian kernel package for L1 reachable", known,
-                     "linux-image-6.1.0-56-amd64 " + ("known to apt" if known else "unknown"), "apt-get update"))
+    try:
+        detail = f"{DEFAULT_KERNEL} {candidate_version(DEFAULT_KERNEL)} known to apt"
+        known = True
+    except (LabError, OSError) as e:
+        detail, known = str(e), False
+    out.append(Check("Debian kernel package for L1 reachable", known, detail, "apt-get update"))
     root = cache_root()
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,82 @@
+"""The typed, validated configuration the lab and verdict consume."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class L1Config:
+    kernel: str
+    series: str | None
+    machine: str
+    cpu: str
+    smp: int
+    memory: int
+    append: str
+    qemu_params: tuple[str, ...]
+    boot_timeout: int
+
+
+@dataclass(frozen=True)
+class L2Config:
+    machine: str
+    cpu: str
+    smp: int
+    memory: int
+    kernel_irqchip: str
+    cpu_pm: bool
+    qemu_params: tuple[str, ...]
+    timeout: int
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    source: Path | None
+    description: str
+    accel: str
+    timeout: int
+    l1: L1Config
+    l2: L2Config
+
+
+@dataclass(frozen=True)
+class ProbeOp:
+    op: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Workload:
+    kind: str
+    ops: tuple[ProbeOp, ...]
+    hlt_timer_us: int
+    kernel: str | None
+    append: str
+    initrd: str | None
+    done_pattern: str | None
+
+
+@dataclass(frozen=True)
+class Expect:
+    reasons: str | tuple[str, ...]                 # "all" or the reasons to judge
+    exits: dict[str, tuple[int, int | None]] = field(default_factory=dict)   # reason -> (min, max)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    source: Path
+    description: str
+    topology: Topology
+    profile: str
+    arch: str
+    groups: tuple[str, ...]
+    workload: Workload
+    expect: Expect
+    overrides: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self, dict_factory=lambda kv: {k: str(v) if isinstance(v, Path) else v for k, v in kv})

@@ -1,0 +1,156 @@
+"""The config schema as data: one Field per key, checked by one small validator."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from hil.scenario.yamlsrc import Located
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str                              # str | int | bool | enum | list | map | str-or-map | any
+    required: bool = False
+    default: Any = None
+    choices: tuple[Any, ...] = ()
+    min: int | None = None
+    max: int | None = None
+    nullable: bool = False
+    fields: Mapping[str, "Field"] | None = None   # for map (and the map form of str-or-map)
+    items: "Field | None" = None                   # for list
+    doc: str = ""
+
+
+def suggest(key: str, valid: Mapping[str, Any] | list[str]) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(sorted(valid))})"
+
+
+def _type_name(v: Any) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def validate(value: Any, f: Field, key: str, src: Located) -> Any:
+    """Return the value with defaults filled in; raise src.error(key, ...) on a mistake."""
+    if value is None:
+        if f.nullable or (not f.required and f.default is None):
+            return None
+        raise src.error(key, "must not be null")
+    kind = f.kind
+    if kind == "str-or-map":
+        kind = "str" if isinstance(value, str) else "map"
+    if kind == "any":
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise src.error(key, f"expected a string, got {_type_name(value)} {value!r}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise src.error(key, f"expected true or false, got {value!r}")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise src.error(key, f"expected an integer, got {_type_name(value)} {value!r}")
+        if f.min is not None and value < f.min or f.max is not None and value > f.max:
+            lo = "-inf" if f.min is None else f.min
+            hi = "inf" if f.max is None else f.max
+            raise src.error(key, f"{value} is out of range [{lo}, {hi}]")
+        return value
+    if kind == "enum":
+        if value not in f.choices:
+            raise src.error(key, f"{value!r} is not one of {', '.join(map(str, f.choices))}")
+        return value
+    if kind == "list":
+        if not isinstance(value, list):
+            raise src.error(key, f"expected a list, got {_type_name(value)} {value!r}")
+        assert f.items is not None
+        return [validate(v, f.items, f"{key}[{i}]", src) for i, v in enumerate(value)]
+    if kind == "map":
+        if not isinstance(value, dict):
+            raise src.error(key, f"expected a mapping, got {_type_name(value)} {value!r}")
+        assert f.fields is not None
+        return validate_map(value, f.fields, key, src)
+    raise AssertionError(f"schema kind {kind}")
+
+
+def validate_map(value: dict[str, Any], fields: Mapping[str, Field], key: str, src: Located) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in value:
+        if k not in fields:
+            raise src.error(f"{key}.{k}" if key else k, f"unknown key {k!r}{suggest(k, fields)}")
+    for k, f in fields.items():
+        sub = f"{key}.{k}" if key else k
+        if k not in value:
+            if f.required:
+                raise src.error(key, f"missing required key {k!r}")
+            if f.kind == "map" and f.fields is not None:
+                out[k] = validate_map({}, f.fields, sub, src)   # fills the nested defaults
+            else:
+                out[k] = f.default() if callable(f.default) else f.default
+            continue
+        out[k] = validate(value[k], f, sub, src)
+    return out
+
+
+STR_LIST = Field("list", default=list, items=Field("str"))
+
+L1_FIELDS: dict[str, Field] = {
+    "kernel": Field("str", default="debian:linux-image-6.1.0-56-amd64",
+                    doc="'debian:<linux-image package>' or a path to a bzImage"),
+    "series": Field("str", nullable=True, doc="kernel_patches/<series> whose modules replace the stock ones"),
+    "machine": Field("str", default="q35"),
+    "cpu": Field("str", default="auto", doc="auto: host under kvm, max under tcg (SVM emulated)"),
+    "smp": Field("int", default=2, min=1, max=64),
+    "memory": Field("int", default=1024, min=256, doc="MiB"),
+    "append": Field("str", default="", doc="extra L1 kernel command line"),
+    "qemu_params": STR_LIST,
+    "boot_timeout": Field("int", default=180, min=1, doc="seconds until the L1 agent must answer"),
+}
+L2_FIELDS: dict[str, Field] = {
+    "machine": Field("str", default="microvm"),
+    "cpu": Field("str", default="host"),
+    "smp": Field("int", default=1, min=1, max=16),
+    "memory": Field("int", default=64, min=16, doc="MiB"),
+    # YAML 1.1 reads a bare on/off as a boolean: true/false are accepted as on/off.
+    "kernel_irqchip": Field("enum", default="on", choices=("on", "split", "off")),
+    "cpu_pm": Field("bool", default=False, doc="QEMU -overcommit cpu-pm=on (KVM_CAP_X86_DISABLE_EXITS)"),
+    "qemu_params": STR_LIST,
+    "timeout": Field("int", default=180, min=1, doc="seconds for one L2 run"),
+}
+TOPOLOGY_FIELDS: dict[str, Field] = {
+    "description": Field("str", default=""),
+    "accel": Field("enum", default="auto", choices=("auto", "kvm", "tcg")),
+    "timeout": Field("int", default=600, min=1),
+    "l1": Field("map", default=dict, fields=L1_FIELDS),
+    "l2": Field("map", default=dict, fields=L2_FIELDS),
+}
+PROBE_OPS = ("cpuid", "pio-kernel", "pio-user", "msr", "hlt")
+OP_FIELDS: dict[str, Field] = {
+    "op": Field("enum", required=True, choices=PROBE_OPS),
+    "count": Field("int", required=True, min=1, max=10_000_000),
+}
+WORKLOAD_FIELDS: dict[str, Field] = {
+    "kind": Field("enum", default="probe", choices=("probe", "kernel")),
+    "ops": Field("list", default=list, items=Field("map", fields=OP_FIELDS)),
+    "hlt_timer_us": Field("int", default=1000, min=10, max=4_000_000),
+    "kernel": Field("str", nullable=True, doc="kind kernel: a multiboot or Linux kernel"),
+    "append": Field("str", default=""),
+    "initrd": Field("str", nullable=True),
+    "done_pattern": Field("str", nullable=True, doc="regex on L2's serial that ends the run"),
+}
+BOUND_FIELDS: dict[str, Field] = {"min": Field("int", default=0, min=0), "max": Field("int", nullable=True, min=0)}
+EXPECT_FIELDS: dict[str, Field] = {
+    "reasons": Field("any", default="all", doc="'all' or a list of reason names to judge"),
+    "exits": Field("any", default=dict, doc="reason -> int or {min, max}, for foreign kernels"),
+}
+SCENARIO_FIELDS: dict[str, Field] = {
+    "description": Field("str", default=""),
+    "topology": Field("str-or-map", required=True, fields=TOPOLOGY_FIELDS),
+    "profile": Field("str", default="auto"),
+    "arch": Field("enum", default="auto", choices=("auto", "svm", "vmx")),
+    "groups": Field("list", default=lambda: ["default"], items=Field("str")),
+    "workload": Field("map", required=True, fields=WORKLOAD_FIELDS),
+    "expect": Field("map", default=dict, fields=EXPECT_FIELDS),
+}
