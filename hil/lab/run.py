@@ -42,12 +42,14 @@ def prepare(topology: Topology, needs_probe: bool, accel_override: str | None = 
     probe = build_probe(cache_root() / "probe") if needs_probe else None
     t2 = time.monotonic()
     requested = accel_override or topology.accel
-    accel = choose_accel(requested, image.key, lambda: kvm_boot_probe(topology, image))
+    # Whether KVM boots Linux depends on host, QEMU and L1 kernel, not on our initramfs.
+    kernel_key = f"{image.kernel.package}={image.kernel.version}"
+    accel = choose_accel(requested, kernel_key, lambda: kvm_boot_probe(topology, image))
     t3 = time.monotonic()
     return Prepared(image, probe, accel, {"image": t1 - t0, "probe_build": t2 - t1, "accel_choice": t3 - t2})
 
 
-def kvm_boot_probe(topology: Topology, image: L1Image, timeout: float = 45.0) -> tuple[bool, str]:
+def kvm_boot_probe(topology: Topology, image: L1Image, timeout: float = 25.0) -> tuple[bool, str]:
     """Boot L1 under KVM; it works only if the agent comes up and sees VMX or SVM."""
     import tempfile
     with tempfile.TemporaryDirectory(prefix="hil-accel-probe-") as logs:

@@ -9,7 +9,7 @@ def render(result: RunResult) -> str:
     accel = result.provenance.get("accel", {})
     if accel:
         out.append(f"accelerator {accel.get('accel')} ({accel.get('reason')})")
-    widths = (22, 20, 12, 10, 8)
+    widths = (22, 28, 12, 10, 8)
     head = ("case", "reason", "predicted", "measured", "verdict")
     out.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     out.append("  ".join("-" * w for w in widths))

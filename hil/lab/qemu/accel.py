@@ -49,7 +49,7 @@ def kvm_device_usable() -> tuple[bool, str]:
     return True, "/dev/kvm present"
 
 
-def choose_accel(requested: str, image_key: str, boot_probe: Callable[[], tuple[bool, str]]) -> AccelChoice:
+def choose_accel(requested: str, kernel_key: str, boot_probe: Callable[[], tuple[bool, str]]) -> AccelChoice:
     """requested: auto|kvm|tcg. boot_probe boots L1 under KVM and says whether its agent,
     with VMX/SVM visible, came up."""
     if requested == "tcg":
@@ -61,7 +61,7 @@ def choose_accel(requested: str, image_key: str, boot_probe: Callable[[], tuple[
         return AccelChoice("tcg", why, False)
     if requested == "kvm":
         return AccelChoice("kvm", "requested", False)
-    key = digest({"host": platform.release(), "cpu": host_cpu_model(), "qemu": qemu_version(), "image": image_key})
+    key = digest({"host": platform.release(), "cpu": host_cpu_model(), "qemu": qemu_version(), "kernel": kernel_key})
     path = cache_root() / "accel-probe" / f"{key}.json"
     if path.exists():
         cached = json.loads(path.read_text())
