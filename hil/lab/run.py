@@ -24,7 +24,7 @@ from hil.model import reason_name
 from hil.scenario import Scenario, Topology
 
 PROBE_DONE = r"hil-probe: event=done"
-PIO_DIR = {0: "out", 1: "in"}   # kvm_pio's rw field: 0 = write (out), 1 = read (in)
+PIO_DIR = {0: "in", 1: "out"}   # kvm_pio rw field: 1 = write (out), 0 = read (in)
 
 
 @dataclass
