@@ -57,7 +57,7 @@ class Lab:
     def session(self, scenario: Any) -> tuple[Any, Any]:
         from hil.lab.errors import LabError
         from hil.lab.l1 import L1Session
-        from hil.lab.run import l1_builder, prepare
+        from hil.lab.run import l1_builder, prepare, snapshot_path
         topo = scenario.topology
         key = topo.name
         if key not in self.sessions:
@@ -69,7 +69,8 @@ class Lab:
                 pytest.skip(f"lab capability missing: {e}")
             log_dir = self.tmp / f"l1-{key}"
             session = L1Session(l1_builder(topo, prep.image, prep.accel.accel), log_dir=log_dir,
-                                boot_timeout=topo.l1.boot_timeout)
+                                boot_timeout=topo.l1.boot_timeout,
+                                snapshot=snapshot_path(topo, prep.image, prep.accel.accel))
             session.start()
             self.sessions[key], self.prepared[key] = session, prep
         return self.sessions[key], self.prepared[key]

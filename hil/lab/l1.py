@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -82,15 +83,36 @@ class AgentChannel:
             self.sock = None
 
 
-class L1Session:
-    """Boot L1 with a given argv builder and talk to its agent. Logs go to log_dir and stay."""
+def wait_migration(machine: Machine, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = machine.command("query-migrate").get("status")
+        if status == "completed":
+            return
+        if status in ("failed", "cancelled"):
+            raise LabError(f"L1 snapshot migration {status}: {machine.command('query-migrate')}")
+        time.sleep(0.05)
+    raise LabError(f"L1 snapshot migration did not finish within {timeout:.0f} s")
 
-    def __init__(self, build_argv: Any, *, log_dir: Path, boot_timeout: float):
+
+class L1Session:
+    """Boot L1 with a given argv builder and talk to its agent. Logs go to log_dir and stay.
+
+    With a snapshot path, a booted, idle L1 (agent up, nothing measured yet) is saved there
+    once, and later sessions restore it instead of booting: the same command line plus
+    '-incoming defer'. Restoring takes well under a second where a TCG boot takes seconds.
+    """
+
+    def __init__(self, build_argv: Any, *, log_dir: Path, boot_timeout: float, snapshot: Path | None = None):
         self.log_dir = log_dir
         self.run_dir = private_dir("hil-l1-")
         self.console_log = log_dir / "l1-console.log"
         self.agent_socket = self.run_dir / "agent.sock"
+        self.snapshot = snapshot
+        self.restore = snapshot is not None and snapshot.exists()
         self.argv = build_argv(console_log=self.console_log, agent_socket=self.agent_socket)
+        if self.restore:
+            self.argv += ["-incoming", "defer"]
         self.machine = Machine(self.argv, name="l1", log_dir=log_dir, run_dir=self.run_dir)
         self.channel = AgentChannel(self.agent_socket, self.machine)
         self.boot_timeout = boot_timeout
@@ -102,12 +124,33 @@ class L1Session:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.machine.launch()
         self.channel.connect(10.0)
-        while True:
-            msg = self.channel.read_message(self.boot_timeout)
-            if msg.get("event") == "ready":
-                self.info = msg["info"]
-                break
+        if self.restore:
+            assert self.snapshot is not None
+            self.machine.command("migrate-incoming", uri=f"file:{self.snapshot}")
+            wait_migration(self.machine, self.boot_timeout)
+            self.machine.command("cont")
+            self.info = self.request("hello", timeout=self.boot_timeout)
+        else:
+            while True:
+                msg = self.channel.read_message(self.boot_timeout)
+                if msg.get("event") == "ready":
+                    self.info = msg["info"]
+                    break
+            if self.snapshot is not None:
+                self._save_snapshot(self.snapshot)
         self.boot_seconds = time.monotonic() - t0
+
+    def _save_snapshot(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        try:
+            self.machine.command("stop")
+            self.machine.command("migrate", uri=f"file:{tmp}")
+            wait_migration(self.machine, 120.0)
+            tmp.rename(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+            self.machine.command("cont")
 
     def request(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 60.0) -> Any:
         return self.channel.request(cmd, args or {}, timeout)

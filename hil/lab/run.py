@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import hil
 from hil.lab.agent.l2 import check_result
-from hil.lab.assets.cache import cache_root
+from hil.lab.assets.cache import cache_root, digest
 from hil.lab.assets.l1_image import L1Image, build_l1_image
 from hil.lab.assets.probe import ProbeImage, build_probe, format_cmdline, parse_probe_line
 from hil.lab.errors import CapabilityMissing, LabError
@@ -61,6 +62,17 @@ def kvm_boot_probe(topology: Topology, image: L1Image, timeout: float = 25.0) ->
                 return True, f"L1 booted under KVM in {l1.boot_seconds:.1f} s with {arch}"
         except LabError as e:
             return False, str(e).splitlines()[0]
+
+
+def snapshot_path(topology: Topology, image: L1Image, accel: str) -> Path | None:
+    """Where the idle-L1 snapshot for this exact image, L1 config and accelerator lives."""
+    if not topology.l1.snapshot:
+        return None
+    m = re.search(r"version (\d+)\.(\d+)", qemu_version())
+    if not m or (int(m.group(1)), int(m.group(2))) < (8, 2):   # 'file:' migration URIs
+        return None
+    key = digest({"image": image.key, "l1": asdict(topology.l1), "accel": accel, "qemu": qemu_version()})
+    return cache_root() / "l1-snapshot" / f"{key}.state"
 
 
 def l1_builder(topology: Topology, image: L1Image, accel: str) -> Callable[..., list[str]]:
@@ -136,7 +148,8 @@ def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, raw: dict[str,
         "host": {"kernel": platform.release(), "cpu": host_cpu_model(), "nproc": os.cpu_count()},
         "l0_qemu": qemu_version(),
         "accel": {"accel": prep.accel.accel, "reason": prep.accel.reason},
-        "l1": {"image": prep.image.provenance(), "agent": l1.info, "argv": l1.argv},
+        "l1": {"image": prep.image.provenance(), "agent": l1.info, "argv": l1.argv,
+               "start": f"restored {l1.snapshot}" if l1.restore else "booted"},
         "l2": {"argv": request["argv"], "qemu": raw.get("qemu_version", ""),
                "payload": ({"probe": str(prep.probe.path), "sha256": prep.probe.sha256}
                            if prep.probe else {"kernel": scenario.workload.kernel})},
@@ -177,7 +190,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, *, accel: str | None = None,
         return _run_on(session, scenario, prep, out_dir)
     t0 = time.monotonic()
     with L1Session(l1_builder(scenario.topology, prep.image, prep.accel.accel), log_dir=out_dir,
-                   boot_timeout=scenario.topology.l1.boot_timeout) as l1:
+                   boot_timeout=scenario.topology.l1.boot_timeout,
+                   snapshot=snapshot_path(scenario.topology, prep.image, prep.accel.accel)) as l1:
         prep.timings["l1_boot"] = time.monotonic() - t0
         return _run_on(l1, scenario, prep, out_dir)
 

@@ -17,6 +17,7 @@ class L1Config:
     append: str
     qemu_params: tuple[str, ...]
     boot_timeout: int
+    snapshot: bool = True
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,7 @@ L1_FIELDS: dict[str, Field] = {
     "append": Field("str", default="", doc="extra L1 kernel command line"),
     "qemu_params": STR_LIST,
     "boot_timeout": Field("int", default=180, min=1, doc="seconds until the L1 agent must answer"),
+    "snapshot": Field("bool", default=True, doc="restore a saved idle L1 instead of booting (QEMU >= 8.2)"),
 }
 L2_FIELDS: dict[str, Field] = {
     "machine": Field("str", default="microvm"),

@@ -39,8 +39,9 @@ def _run_dirs() -> set[str]:
 
 
 def _start(out: Path) -> subprocess.Popen:
+    # Booted, not restored from a snapshot, so that the kill lands mid-boot.
     return subprocess.Popen([sys.executable, "-m", "hil.cli", "run", "probe-basic", "--accel", "tcg",
-                             "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             "--set", "topology.l1.snapshot=false", "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
 

@@ -105,6 +105,7 @@ class Agent:
                 data = data[writer.write(data):]
 
         send({"event": "ready", "info": host_info()})
+        _kmsg("hil-agent: ready")
         pending: list[bytes] = []   # chunks of the current line: joined once, not re-copied per chunk
         while not self.stop:
             chunk = reader.read(1 << 20)
@@ -120,6 +121,14 @@ class Agent:
                 pending.append(chunk)
         if self.stop:
             _poweroff()
+
+
+def _kmsg(text: str) -> None:
+    try:
+        with open("/dev/kmsg", "w") as f:
+            f.write(f"<4>{text}\n")
+    except OSError:
+        pass
 
 
 def _poweroff() -> None:

@@ -2,6 +2,7 @@
 and hil's own agent, so the L1 side runs the same Python a bare-metal lab host would."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -139,13 +140,12 @@ def _host_inputs() -> tuple[list[str], dict[str, str]]:
         if not os.path.exists(need):
             raise LabError(f"{need} is missing: run the README's set-up command (make setup)")
     binaries = [PYTHON, QEMU, BUSYBOX]
-    packages: dict[str, str] = {}
     firmware = [str(Path(d) / fw) for d in FIRMWARE_DIRS for fw in QEMU_FIRMWARE if (Path(d) / fw).exists()]
-    for b in binaries + firmware + [str(PYTHON_LIB / "os.py"), str(PYTHON_LIB / "json/__init__.py")]:
-        pkg = debian.owning_package(os.path.realpath(b)) or debian.owning_package(b)
-        if pkg:
-            packages[pkg] = debian.installed_version(pkg) or "unknown"
-    return binaries, packages
+    files = binaries + firmware + [str(PYTHON_LIB / "os.py"), str(PYTHON_LIB / "json/__init__.py")]
+    owners = debian.owning_packages(sorted({os.path.realpath(f) for f in files} | set(files)))
+    names = sorted(set(owners.values()))
+    versions = debian.installed_versions(names)
+    return binaries, {n: versions.get(n, "unknown") for n in names}
 
 
 def _stage_python(root: Path) -> list[str]:
@@ -238,7 +238,10 @@ def build_l1_image(kernel_spec: str, series: str | None = None) -> L1Image:
         init = root / "init"
         shutil.copy2(INIT_SCRIPT, init)
         init.chmod(0o755)
-        (root / "etc/hil-image.json").write_text(repr(inputs))
+        (root / "etc/hil").mkdir()
+        (root / "etc/hil/image.json").write_text(json.dumps(inputs, indent=1, sort_keys=True))
+        version = subprocess.run([QEMU, "--version"], capture_output=True, text=True, check=True).stdout
+        (root / "etc/hil/qemu-version").write_text(version.splitlines()[0] + "\n")
         write_cpio(root, out / "initrd.cpio")
         shutil.rmtree(root)
 

@@ -9,6 +9,8 @@ mount -t tracefs tracefs /sys/kernel/tracing
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /tmp && chmod 1777 /tmp
+mark() { echo "<4>hil-init: $*" > /dev/kmsg; }   # kernel-timestamped progress on the console
+mark start
 load_group() {
     [ -f "/lib/modules/hil/order.$1" ] || return 0
     while read -r m; do
@@ -22,6 +24,7 @@ elif grep -qw vmx /proc/cpuinfo; then load_group vmx
 else echo "hil-init: no svm/vmx in L1's CPU"; fi
 # A hand-run baseline (bench/) appends a cpio holding /baseline.sh: run it instead of the agent.
 if [ -x /baseline.sh ]; then /baseline.sh; poweroff -f; fi
+mark modules loaded
 port=""
 for n in /sys/class/virtio-ports/*/name; do
     [ "$(cat "$n" 2>/dev/null)" = hil.agent ] && port="/dev/$(basename "$(dirname "$n")")"

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 QEMU_BINARY = "qemu-system-x86_64"
-L1_CMDLINE = ("console=ttyS0", "loglevel=4", "quiet", "panic=-1", "printk.devkmsg=on")
+L1_CMDLINE = ("console=ttyS0", "loglevel=5", "panic=-1", "printk.devkmsg=on")
 
 
 class L1Like(Protocol):

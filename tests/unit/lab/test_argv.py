@@ -53,3 +53,21 @@ def test_accel_boot_probe_runs_once_then_cached(monkeypatch, tmp_path):
     second = choose_accel("auto", "img", probe)
     assert (first.accel, first.probed, second.accel, second.probed) == ("tcg", True, "tcg", False)
     assert len(calls) == 1 and "cached" in second.reason
+
+
+def test_snapshot_key_follows_image_and_l1_config(monkeypatch, tmp_path):
+    from hil.lab import run as labrun
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(labrun, "qemu_version", lambda: "QEMU emulator version 10.0.2")
+    l1 = SimpleNamespace(snapshot=True, memory=1024)
+    topo = SimpleNamespace(l1=l1)
+    img = SimpleNamespace(key="image-a")
+    monkeypatch.setattr(labrun, "asdict", lambda c: dict(vars(c)))
+    base = labrun.snapshot_path(topo, img, "tcg")
+    assert base == labrun.snapshot_path(topo, img, "tcg")
+    assert base != labrun.snapshot_path(topo, SimpleNamespace(key="image-b"), "tcg")
+    assert base != labrun.snapshot_path(topo, img, "kvm")
+    assert base != labrun.snapshot_path(SimpleNamespace(l1=SimpleNamespace(snapshot=True, memory=2048)), img, "tcg")
+    assert labrun.snapshot_path(SimpleNamespace(l1=SimpleNamespace(snapshot=False, memory=1024)), img, "tcg") is None
+    monkeypatch.setattr(labrun, "qemu_version", lambda: "QEMU emulator version 7.2.0")
+    assert labrun.snapshot_path(topo, img, "tcg") is None     # no 'file:' migration before 8.2
