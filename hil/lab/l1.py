@@ -83,6 +83,9 @@ class AgentChannel:
             self.sock = None
 
 
+SNAPSHOTS_KEPT = 4
+
+
 def wait_migration(machine: Machine, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -148,6 +151,9 @@ class L1Session:
             self.machine.command("migrate", uri=f"file:{tmp}")
             wait_migration(self.machine, 120.0)
             tmp.rename(path)
+            # Snapshots are ~300 MB: keep only the few newest (older images' are stale anyway).
+            for old in sorted(path.parent.glob("*.state"), key=lambda p: p.stat().st_mtime)[:-SNAPSHOTS_KEPT]:
+                old.unlink(missing_ok=True)
         finally:
             tmp.unlink(missing_ok=True)
             self.machine.command("cont")

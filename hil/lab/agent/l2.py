@@ -100,9 +100,15 @@ class L2Runner:
                 time.sleep(0.05)
             t_done = time.monotonic()
             if machine.is_running():
-                stats = _stats(machine)   # KVM's counters exist only while the VM does
+                try:
+                    # Paused, the vCPU makes no more exits: KVM's counters and the
+                    # tracepoint totals then describe the same instant.
+                    machine.command("stop")
+                    stats = _stats(machine)   # KVM's counters exist only while the VM does
+                except Exception:
+                    stats = {}                # it exited meanwhile (a foreign kernel ending itself)
+            results = {trig: self.trace.read(trig) for trig in triggers}
         exitcode = machine.exitcode
-        results = {trig: self.trace.read(trig) for trig in triggers}
         t_end = time.monotonic()
         return L2Result(
             exits_all=results[tracing.EXITS_ALL].entries,
