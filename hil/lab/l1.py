@@ -114,6 +114,7 @@ class L1Session:
         self.snapshot = snapshot
         self.restore = snapshot is not None and snapshot.exists()
         self.argv = build_argv(console_log=self.console_log, agent_socket=self.agent_socket)
+        self.boot_argv = list(self.argv)   # what a fresh boot runs (a restore adds -incoming)
         if self.restore:
             self.argv += ["-incoming", "defer"]
         self.machine = Machine(self.argv, name="l1", log_dir=log_dir, run_dir=self.run_dir)

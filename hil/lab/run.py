@@ -157,20 +157,55 @@ def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, raw: dict[str,
     }
 
 
-def write_repro(out_dir: Path, l1_argv_list: list[str], request: dict[str, Any]) -> Path:
-    path = out_dir / "repro.sh"
+REPRO_CLIENT = """import json, socket, sys, time
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+s = socket.socket(socket.AF_UNIX)
+for _ in range(600):
+    try:
+        s.connect("agent.sock"); break
+    except OSError:
+        time.sleep(0.1)
+f = s.makefile("rwb")
+for req in reqs:
+    f.write(json.dumps(req).encode() + b"\\n"); f.flush()
+    while req["cmd"] != "poweroff":
+        msg = json.loads(f.readline())
+        if msg.get("id") == req["id"]:
+            r = msg.get("result") or msg
+            print(json.dumps({k: v for k, v in r.items() if k != "serial"}, indent=1)[:4000])
+            print(r.get("serial", ""))
+            break
+"""
+
+
+def write_repro(out_dir: Path, l1: L1Session, request: dict[str, Any], payloads: dict[str, bytes]) -> Path:
+    """A standalone reproducer: boots the same L1 (booted, not restored) in a fresh private
+    directory and sends the agent the same requests, printing what it measures."""
+    import base64
+    run = str(l1.run_dir) + "/"
+    argv = [a.replace(run, "") for a in l1.boot_argv]          # the socket becomes ./agent.sock
+    argv = [f"file,id=console,path=l1-console.log" if a.startswith("file,id=console,path=") else a for a in argv]
+    reqs = [{"id": i + 1, "cmd": "put_file", "args": {"path": p, "data": base64.b64encode(d).decode()}}
+            for i, (p, d) in enumerate(payloads.items())]
+    reqs += [{"id": len(reqs) + 1, "cmd": "run_l2", "args": request}, {"id": len(reqs) + 2, "cmd": "poweroff"}]
+    (out_dir / "repro-requests.jsonl").write_text("".join(json_line(r) + "\n" for r in reqs))
+    (out_dir / "repro-client.py").write_text(REPRO_CLIENT)
     lines = [
         "#!/bin/sh",
-        "# Reproduce this hil run by hand.",
-        "# L0 -> L1: boot the hypervisor guest exactly as hil did (its agent listens on the",
-        "# second serial port; the console goes to the first):",
-        shlex.join(l1_argv_list) + " &",
-        "# L1 -> L2: inside L1, hil's agent ran this command line (payload at the -kernel path):",
+        "# Reproduce this hil run by hand: L0 boots L1 with exactly hil's command line; hil's",
+        "# agent in L1 then runs L2 with this command line (the requests are in repro-requests.jsonl):",
         "#   " + shlex.join(request["argv"]),
-        "# The agent request (JSON, one line) that makes the agent run it again:",
-        "#   " + json_line(request),
+        "set -eu",
+        'HERE=$(cd "$(dirname "$0")" && pwd)',
+        'RUN=$(mktemp -d)',
+        'trap \'rm -rf "$RUN"\' EXIT',
+        'cd "$RUN"',
+        shlex.join(argv) + " &",
+        'python3 "$HERE/repro-client.py" "$HERE/repro-requests.jsonl"',
         "wait",
+        'echo "L1 console: $RUN/l1-console.log (removed on exit; copy it first if needed)"',
     ]
+    path = out_dir / "repro.sh"
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o755)
     return path
@@ -210,8 +245,8 @@ def check_arch(l1: L1Session, scenario: Scenario) -> str:
 def _run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> Measurement:
     arch = check_arch(l1, scenario)
     request, kernel, initrd = l2_request(scenario, prep.probe)
-    write_repro(out_dir, l1.argv, request)
     paths = L2Paths()
+    write_repro(out_dir, l1, request, {paths.kernel: kernel, **({paths.initrd: initrd} if initrd else {})})
     t0 = time.monotonic()
     l1.put_file(paths.kernel, kernel)
     if initrd is not None:

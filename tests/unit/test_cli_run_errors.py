@@ -1,0 +1,37 @@
+"""hil run on bad input: exit 2 and a FILE:LINE: KEY message, no traceback, no QEMU started."""
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def hil(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hil.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_bad_override_exits_2_naming_it():
+    proc = hil("run", "probe-basic", "--set", "workload.ops.0.cout=3")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "hil: --set workload.ops.0.cout=3: unknown key 'cout' (did you mean 'count'?)"
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_file_exits_2_naming_file_line_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("topology: nested-svm\nworkload:\n  kind: probe\n  ops:\n    - {op: cpuid, count: -1}\n")
+    proc = hil("run", str(bad))
+    assert proc.returncode == 2
+    assert f"{bad}:5: workload.ops[0].count: -1 is out of range" in proc.stderr
+
+
+def test_unknown_scenario_lists_known_ones():
+    proc = hil("run", "no-such-scenario")
+    assert proc.returncode == 2 and "probe-basic" in proc.stderr
+
+
+def test_missing_foreign_kernel_named():
+    proc = hil("run", "foreign-kernel")
+    assert proc.returncode == 2
+    assert "qemu_configs/scenarios/foreign-kernel.yaml:" in proc.stderr
+    assert "workload.kernel: file not found" in proc.stderr
