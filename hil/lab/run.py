@@ -168,11 +168,13 @@ for _ in range(600):
 f = s.makefile("rwb")
 for req in reqs:
     f.write(json.dumps(req).encode() + b"\\n"); f.flush()
+    if req["cmd"] == "poweroff":
+        f.read()   # hold the socket open until QEMU exits: closing early can drop the request
     while req["cmd"] != "poweroff":
         msg = json.loads(f.readline())
         if msg.get("id") == req["id"]:
             r = msg.get("result") or msg
-            print(json.dumps({k: v for k, v in r.items() if k != "serial"}, indent=1)[:4000])
+            print(json.dumps({k: v for k, v in r.items() if k != "serial"}))
             print(r.get("serial", ""))
             break
 """

@@ -71,7 +71,8 @@ def test_repro_script_reruns_the_same_l2_by_itself(runs, tmp_path):
     """repro.sh is standalone: it boots L1 with hil's command line and replays the requests."""
     import subprocess
     repro = runs["probe-counts-small"].out_dir / "repro.sh"
-    proc = subprocess.run(["sh", str(repro)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(["sh", str(repro)], cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "hil-probe: event=done status=ok ops=5" in proc.stdout
     assert '"ended_by": "done"' in proc.stdout
