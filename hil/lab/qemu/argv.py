@@ -3,29 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Sequence
+
+from hil.scenario import L1Config, L2Config
 
 QEMU_BINARY = "qemu-system-x86_64"
 L1_CMDLINE = ("console=ttyS0", "loglevel=5", "panic=-1", "printk.devkmsg=on")
-
-
-class L1Like(Protocol):
-    machine: str
-    cpu: str
-    smp: int
-    memory: int
-    append: str
-    qemu_params: Sequence[str]
-
-
-class L2Like(Protocol):
-    machine: str
-    cpu: str
-    smp: int
-    memory: int
-    kernel_irqchip: str
-    cpu_pm: bool
-    qemu_params: Sequence[str]
 
 
 def l1_cpu(cpu: str, accel: str) -> str:
@@ -35,7 +18,7 @@ def l1_cpu(cpu: str, accel: str) -> str:
     return "host" if accel == "kvm" else "max"
 
 
-def l1_argv(l1: L1Like, *, accel: str, kernel: Path, initrd: Path, console_log: Path,
+def l1_argv(l1: L1Config, *, accel: str, kernel: Path, initrd: Path, console_log: Path,
             agent_socket: Path, binary: str = QEMU_BINARY, extra_append: Sequence[str] = ()) -> list[str]:
     append = " ".join([*L1_CMDLINE, *extra_append, *([l1.append] if l1.append else [])])
     return [
@@ -61,7 +44,7 @@ class L2Paths:
     binary: str = "/usr/bin/qemu-system-x86_64"
 
 
-def l2_argv(l2: L2Like, *, append: str, paths: L2Paths = L2Paths(), initrd: bool = False) -> list[str]:
+def l2_argv(l2: L2Config, *, append: str, paths: L2Paths = L2Paths(), initrd: bool = False) -> list[str]:
     argv = [
         paths.binary, "-nodefaults", "-no-reboot", "-display", "none",
         "-machine", l2.machine, "-accel", f"kvm,kernel-irqchip={l2.kernel_irqchip}",
