@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import platform
 import re
-import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from hil.lab.l1 import L1Session
 from hil.lab.measurement import Measurement, OpMeasurement
 from hil.lab.qemu.accel import AccelChoice, choose_accel, host_cpu_model, qemu_version
 from hil.lab.qemu.argv import L2Paths, l1_argv, l2_argv
+from hil.lab.repro import write_repro
 from hil.model import reason_name
 from hil.scenario import Scenario, Topology
 
@@ -155,67 +155,6 @@ def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, raw: dict[str,
                            if prep.probe else {"kernel": scenario.workload.kernel})},
         "kernel_series": scenario.topology.l1.series,
     }
-
-
-REPRO_CLIENT = """import json, socket, sys, time
-reqs = [json.loads(l) for l in open(sys.argv[1])]
-s = socket.socket(socket.AF_UNIX)
-for _ in range(600):
-    try:
-        s.connect("agent.sock"); break
-    except OSError:
-        time.sleep(0.1)
-f = s.makefile("rwb")
-for req in reqs:
-    f.write(json.dumps(req).encode() + b"\\n"); f.flush()
-    if req["cmd"] == "poweroff":
-        f.read()   # hold the socket open until QEMU exits: closing early can drop the request
-    while req["cmd"] != "poweroff":
-        msg = json.loads(f.readline())
-        if msg.get("id") == req["id"]:
-            r = msg.get("result") or msg
-            print(json.dumps({k: v for k, v in r.items() if k != "serial"}))
-            print(r.get("serial", ""))
-            break
-"""
-
-
-def write_repro(out_dir: Path, l1: L1Session, request: dict[str, Any], payloads: dict[str, bytes]) -> Path:
-    """A standalone reproducer: boots the same L1 (booted, not restored) in a fresh private
-    directory and sends the agent the same requests, printing what it measures."""
-    import base64
-    run = str(l1.run_dir) + "/"
-    argv = [a.replace(run, "") for a in l1.boot_argv]          # the socket becomes ./agent.sock
-    argv = [f"file,id=console,path=l1-console.log" if a.startswith("file,id=console,path=") else a for a in argv]
-    reqs = [{"id": i + 1, "cmd": "put_file", "args": {"path": p, "data": base64.b64encode(d).decode()}}
-            for i, (p, d) in enumerate(payloads.items())]
-    reqs += [{"id": len(reqs) + 1, "cmd": "run_l2", "args": request}, {"id": len(reqs) + 2, "cmd": "poweroff"}]
-    (out_dir / "repro-requests.jsonl").write_text("".join(json_line(r) + "\n" for r in reqs))
-    (out_dir / "repro-client.py").write_text(REPRO_CLIENT)
-    lines = [
-        "#!/bin/sh",
-        "# Reproduce this hil run by hand: L0 boots L1 with exactly hil's command line; hil's",
-        "# agent in L1 then runs L2 with this command line (the requests are in repro-requests.jsonl):",
-        "#   " + shlex.join(request["argv"]),
-        "set -eu",
-        'HERE=$(cd "$(dirname "$0")" && pwd)',
-        'RUN=$(mktemp -d)',
-        'trap \'rm -rf "$RUN"\' EXIT',
-        'cd "$RUN"',
-        shlex.join(argv) + " &",
-        'python3 "$HERE/repro-client.py" "$HERE/repro-requests.jsonl"',
-        "wait",
-        'echo "L1 console: $RUN/l1-console.log (removed on exit; copy it first if needed)"',
-    ]
-    path = out_dir / "repro.sh"
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o755)
-    return path
-
-
-def json_line(obj: Any) -> str:
-    import json
-    return json.dumps(obj, separators=(",", ":"))
 
 
 def run_scenario(scenario: Scenario, out_dir: Path, *, accel: str | None = None,
