@@ -1,0 +1,20 @@
+"""Every place the model rests on something the research could not verify ([R] in
+shared/research/slave-cpu-series.md), named once so it can be found and changed."""
+from __future__ import annotations
+
+ASSUMPTIONS: dict[str, str] = {
+    "svm-prevent-run-exit": "On SVM the port closes the kick race like v2's prevent_run (v2/17, VMX "
+                            "preemption timer = 0 -> exit 52); the SVM analogue is taken to be a self-NMI "
+                            "held by GIF=0 until VMRUN, i.e. one 'nmi' exit. To be confirmed by the port.",
+    "v1-timer-expiry": "slave-v1 leaves the LAPIC timer emulated by a host hrtimer on the slave while "
+                       "external-interrupt exiting is off; the research calls this open (§4 timer row). "
+                       "Modelled as 0..1 exits with the interrupt delivered.",
+    "v1-smp-guests": "slave-v1 did not support SMP guests (cover letter, [R]); IPIs under v1 are answered "
+                     "as v2 answers them.",
+    "v1-direct-eoi-absent": "v1 has no direct EOI: every guest EOI traps (v2 adds 19/21) [C/R].",
+    "msi-host-affinity": "Stock: an assigned device's MSI is taken on the pCPU running the vCPU (host IRQ "
+                         "affinity); landing elsewhere adds a kick, hence 1..2 external-interrupt exits.",
+    "pv-eoi-off": "PV-EOI is not used by the guest unless the event says pv_eoi=on (merge version [R]).",
+    "ambient-host-interrupts": "Host interrupts (timer tick, IPIs) may hit the vCPU's pCPU at any time in "
+                               "profiles without a dedicated CPU: 0..inf external-interrupt exits per window.",
+}

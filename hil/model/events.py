@@ -1,0 +1,63 @@
+"""The events a test can trigger, with the parameters that change the answer."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hil.model.errors import ModelError, unknown
+
+APIC = ("x2apic", "xapic")
+STATE = ("running", "halted")
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    name: str
+    doc: str
+    params: dict[str, tuple[str, ...]] = field(default_factory=dict)   # first value is the default
+    deterministic: bool = True          # exits exactly count x per-event (no timing dependence)
+
+    def resolve(self, given: dict[str, str], apic: str) -> dict[str, str]:
+        out = {k: v[0] for k, v in self.params.items()}
+        if "apic" in self.params:
+            out["apic"] = apic
+        for k, v in given.items():
+            if k not in self.params:
+                raise unknown(f"parameter of event {self.name}", k, self.params)
+            if v not in self.params[k]:
+                raise ModelError(f"event {self.name}: {k}={v!r} is not one of {', '.join(self.params[k])}")
+            out[k] = v
+        return out
+
+
+EVENTS: dict[str, EventSpec] = {e.name: e for e in (
+    EventSpec("cpuid", "guest executes CPUID"),
+    EventSpec("hlt", "guest executes HLT with interrupts enabled; woken by the next event"),
+    EventSpec("pio-kernel", "port I/O to a device KVM emulates in the kernel (e.g. PIC ELCR 0x4d0)"),
+    EventSpec("pio-user", "port I/O to a device QEMU emulates (KVM_EXIT_IO)"),
+    EventSpec("mmio-user", "MMIO to a device QEMU emulates (KVM_EXIT_MMIO), steady state after the first access"),
+    EventSpec("msr", "guest reads or writes an MSR KVM intercepts and handles in the kernel",
+              {"access": ("read", "write"), "msr": ("apic-base", "tsc-deadline", "other")}),
+    EventSpec("msi-assigned", "an assigned (passed-through) device raises an MSI for this vCPU",
+              {"guest_state": STATE}, deterministic=False),
+    EventSpec("ipi", "this vCPU sends a fixed IPI to another vCPU of the guest",
+              {"apic": APIC, "target_state": STATE}, deterministic=False),
+    EventSpec("kick", "the host kicks the vCPU (a request from the I/O thread, irqfd, another vCPU)",
+              {"guest_state": ("running", "halted", "outside")}, deterministic=False),
+    EventSpec("timer", "guest arms its LAPIC one-shot timer (TMICT) and the timer expires",
+              {"apic": APIC, "guest_state": ("halted", "running"), "mode": ("oneshot", "tsc-deadline")},
+              deterministic=False),
+    EventSpec("nmi", "a host NMI arrives on the pCPU while the guest runs"),
+    EventSpec("page-fault", "first guest touch of a page not yet mapped in EPT/NPT"),
+    EventSpec("eoi", "guest writes EOI for an interrupt it received",
+              {"apic": APIC, "source": ("virtual", "direct"), "pv_eoi": ("off", "on")}),
+    EventSpec("host-ipi", "the host sends a housekeeping IPI (TLB shootdown, call-function) to the vCPU's pCPU",
+              {"kind": ("tlb", "call-function")}, deterministic=False),
+    EventSpec("signal", "a signal to the vCPU thread (QEMU's SIG_IPI, pause)", {"guest_state": STATE},
+              deterministic=False),
+)}
+
+
+def event(name: str) -> EventSpec:
+    if name not in EVENTS:
+        raise unknown("event", name, EVENTS)
+    return EVENTS[name]

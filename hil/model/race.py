@@ -1,0 +1,86 @@
+"""The kick race as a discrete-event model: the vCPU's entry path as ordered steps, a kick
+landing between any two of them, and what each profile makes of it.
+
+Entry path (vcpu_enter_guest, both series and today's KVM):
+  0 OUTSIDE_GUEST_MODE, preparing
+  1 mode := IN_GUEST_MODE (interrupts off)
+  2 check requests (kvm_vcpu_exit_request) -- a request already set aborts the entry here
+  3 last instructions before VMRESUME/VMRUN (the window the seed leaves open)
+  4 in guest
+A kick sets the request, then signals the vCPU if cmpxchg(mode: IN_GUEST_MODE -> EXITING)
+succeeds (v2 also signals when it finds EXITING_GUEST_MODE). The signal is a reschedule
+IPI (stock: masked until entry, then an immediate external-interrupt exit) or an NMI
+(slave series: taken at once, even with interrupts off; v1's handler does nothing; v2's sets
+prevent_run, making the entry exit at once, reason PREEMPT).
+"""
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass
+
+from hil.model.profiles import Profile
+
+STEPS = ("outside", "mode-set", "request-checked", "entering", "in-guest")
+
+
+@dataclass(frozen=True)
+class KickOutcome:
+    lands_at: str
+    seen: bool                  # the request is acted on
+    exit_reason: str | None     # abstract reason of the exit it causes, if any
+    delay_steps: int | None     # steps until it is acted on (None: lost until an unrelated exit)
+
+
+def kick_at(p: Profile, step: int, later_exits: bool | None = None) -> KickOutcome:
+    """One interleaving: the kick's request and signal land just before `step` runs.
+    later_exits: whether some unrelated exit will come (default: the profile's HLT or
+    external-interrupt exiting makes one come sooner or later)."""
+    at = STEPS[step]
+    if step <= 2:            # the request check still lies ahead: the entry is abandoned, no exit
+        return KickOutcome(at, True, None, 0)
+    if p.kick == "ipi":      # stock: the IPI stays pending with interrupts off, exits right after entry
+        return KickOutcome(at, True, "EXTINT", 1)
+    if step == 4:            # slave series, in guest: NMI exit
+        return KickOutcome(at, True, "NMI", 1)
+    if p.prevent_run:        # v2/17: the NMI handler arms an immediate exit of the coming entry
+        return KickOutcome(at, True, "PREEMPT", 1)
+    # The seed: the NMI was taken in the host and acted on nothing; the request waits.
+    unrelated = later_exits if later_exits is not None else (p.hlt_exiting or p.ext_int_exiting == "on")
+    return KickOutcome(at, unrelated, None, None)
+
+
+def enumerate_kicks(p: Profile) -> list[KickOutcome]:
+    return [kick_at(p, s) for s in range(len(STEPS))]
+
+
+@dataclass
+class RaceStats:
+    kicks: int
+    lost: int
+    exits: dict[str, int]
+    events: int
+
+
+def simulate(p: Profile, kicks: int, seed: int = 0, entry_steps: int = 4, guest_ticks: int = 20) -> RaceStats:
+    """Many kicks at random times against a vCPU that keeps re-entering (it exits only for
+    the kicks it sees): a discrete-event run over a heap of timestamped events."""
+    rng = random.Random(seed)
+    cycle = entry_steps + guest_ticks
+    queue: list[tuple[float, int, str]] = []
+    for i in range(kicks):
+        heapq.heappush(queue, (rng.uniform(0, kicks * cycle), i, "kick"))
+    lost = 0
+    exits: dict[str, int] = {}
+    events = 0
+    while queue:
+        t, _, kind = heapq.heappop(queue)
+        events += 1
+        phase = int(t) % cycle
+        step = min(phase, entry_steps) if phase < entry_steps else 4
+        out = kick_at(p, step, later_exits=False)
+        if not out.seen:
+            lost += 1
+        if out.exit_reason:
+            exits[out.exit_reason] = exits.get(out.exit_reason, 0) + 1
+    return RaceStats(kicks, lost, exits, events)
