@@ -28,8 +28,8 @@ def _effect(profile_name: str, event: str, params: tuple[tuple[str, str], ...], 
 
 def predict(ops: Sequence[Operation], profile_name: str, arch: str, *, apic: str = "x2apic") -> Prediction:
     p = profile(profile_name)
-    if arch not in ("svm", "vmx"):
-        raise unknown("architecture", arch, ("svm", "vmx"))
+    if arch not in p.arches:
+        raise unknown(f"architecture for profile {p.name}", arch, p.arches)
     if apic not in ("x2apic", "xapic"):
         raise unknown("APIC mode", apic, ("x2apic", "xapic"))
     pred = Prediction(p.name, arch)
