@@ -7,6 +7,7 @@ Entry path (vcpu_enter_guest, both series and today's KVM):
   2 check requests (kvm_vcpu_exit_request) -- a request already set aborts the entry here
   3 last instructions before VMRESUME/VMRUN (the window the seed leaves open)
   4 in guest
+  5 EXITING_GUEST_MODE: an earlier kick is taking the vCPU out
 A kick sets the request, then signals the vCPU if cmpxchg(mode: IN_GUEST_MODE -> EXITING)
 succeeds (v2 also signals when it finds EXITING_GUEST_MODE). The signal is a reschedule
 IPI (stock: masked until entry, then an immediate external-interrupt exit) or an NMI
@@ -21,7 +22,19 @@ from dataclasses import dataclass
 
 from hil.model.profiles import Profile
 
-STEPS = ("outside", "mode-set", "request-checked", "entering", "in-guest")
+STEPS = ("outside", "mode-set", "request-checked", "entering", "in-guest", "exiting")
+# vcpu->mode at each step: the state machine kvm_vcpu_kick's cmpxchg reads.
+MODE = {"outside": "OUTSIDE_GUEST_MODE", "mode-set": "IN_GUEST_MODE", "request-checked": "IN_GUEST_MODE",
+        "entering": "IN_GUEST_MODE", "in-guest": "IN_GUEST_MODE", "exiting": "EXITING_GUEST_MODE"}
+
+
+def signals(p: Profile, step: int) -> bool:
+    """Whether the kick sends an IPI/NMI at all: stock and v1 only from IN_GUEST_MODE (the
+    cmpxchg to EXITING must succeed); v2 also when it finds EXITING_GUEST_MODE."""
+    mode = MODE[STEPS[step]]
+    if p.kick == "nmi-unless-outside":
+        return mode != "OUTSIDE_GUEST_MODE"
+    return mode == "IN_GUEST_MODE"
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,8 @@ def kick_at(p: Profile, step: int, later_exits: bool | None = None) -> KickOutco
     external-interrupt exiting makes one come sooner or later)."""
     at = STEPS[step]
     if step <= 2:            # the request check still lies ahead: the entry is abandoned, no exit
+        return KickOutcome(at, True, None, 0)
+    if STEPS[step] == "exiting":   # an earlier kick is already taking the vCPU out: seen on the way
         return KickOutcome(at, True, None, 0)
     if p.kick == "ipi":      # stock: the IPI stays pending with interrupts off, exits right after entry
         return KickOutcome(at, True, "EXTINT", 1)

@@ -72,3 +72,11 @@ def test_profile_arch_mismatch_is_refused():
     from hil.model import ModelError
     with pytest.raises(ModelError, match="architecture for profile stock-svm"):
         predict([Operation("cpuid", 1)], "stock-svm", "vmx")
+
+
+def test_mode_state_machine_decides_who_signals():
+    from hil.model.race import STEPS, signals
+    exiting = STEPS.index("exiting")
+    assert signals(PROFILES["slave-v2"], exiting) and not signals(PROFILES["slave-v1"], exiting)
+    assert not signals(PROFILES["slave-v1"], STEPS.index("outside"))
+    assert signals(PROFILES["stock-2012"], STEPS.index("in-guest"))
