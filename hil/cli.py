@@ -131,5 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     return int(args.func(args))
 
 
+def entry() -> None:
+    try:
+        sys.exit(main())
+    except BrokenPipeError:            # `hil run ... | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hil.lab.measurement import Measurement
-from hil.model import Bound, Prediction, predict
+from hil.model import Bound, Prediction, compare, predict
 from hil.scenario import Scenario
 from hil.scenario.prediction import predict_op, resolve_profile
 
@@ -71,16 +71,12 @@ def show(bound: Bound) -> str:
     return f"{bound.low}..{'inf' if bound.high is None else bound.high}"
 
 
-def compare_exits(predicted: dict[str, Bound], measured: dict[str, int],
+def compare_exits(predicted: Prediction | dict[str, Bound], measured: dict[str, int],
                   judged: set[str] | None) -> list[ReasonRow]:
-    """Every reason either side names; a reason the model leaves out is predicted 0."""
-    rows = []
-    for reason in sorted(set(predicted) | set(measured)):
-        bound = predicted.get(reason, Bound(0, 0))
-        n = measured.get(reason, 0)
-        is_judged = judged is None or reason in judged
-        rows.append(ReasonRow(reason, show(bound), n, bound.contains(n) or not is_judged, is_judged))
-    return rows
+    """The model's comparison, with reasons outside `judged` reported but not held against."""
+    pred = predicted if isinstance(predicted, Prediction) else Prediction("expect", "", exits=dict(predicted))
+    return [ReasonRow(r.reason, show(r.predicted), r.measured, r.ok or (judged is not None and r.reason not in judged),
+                      judged is None or r.reason in judged) for r in compare(pred, measured)]
 
 
 def _probe_case(scenario: Scenario, m: Measurement, profile: str, op: str, count: int,
@@ -92,7 +88,7 @@ def _probe_case(scenario: Scenario, m: Measurement, profile: str, op: str, count
     if got.count != count:
         return CaseResult(name, Verdict.ERROR, f"the probe ran {op} {got.count} times, asked for {count}")
     pred = predict_op(op, count, profile, m.arch)
-    rows = compare_exits(pred.exits, got.exits, judged)
+    rows = compare_exits(pred, got.exits, judged)
     bad = [r for r in rows if not r.ok]
     detail = "; ".join(f"{r.reason}: predicted {r.predicted}, measured {r.measured}" for r in bad)
     return CaseResult(name, Verdict.FAIL if bad else Verdict.PASS, detail, rows,
@@ -102,7 +98,7 @@ def _probe_case(scenario: Scenario, m: Measurement, profile: str, op: str, count
 
 def _ambient_case(m: Measurement, profile: str) -> CaseResult:
     """Window exits outside every op's code may only be ambient noise the profile allows."""
-    ambient = predict([], profile, m.arch).exits
+    ambient = predict([], profile, m.arch)
     rows = compare_exits(ambient, m.exits_window_unattributed, None)
     bad = [r for r in rows if not r.ok]
     return CaseResult("window-glue", Verdict.FAIL if bad else Verdict.PASS,
