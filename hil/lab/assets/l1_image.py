@@ -58,11 +58,12 @@ class L1Image:
     key: str
     cached: bool
     packages: dict[str, str] = field(default_factory=dict)   # Debian package -> version
+    series: dict[str, object] = field(default_factory=dict)   # the kernel series' build provenance
 
     def provenance(self) -> dict[str, object]:
         return {"kernel_package": self.kernel.package, "kernel_version": self.kernel.version,
                 "kernel_release": self.kernel.release, "image_key": self.key,
-                "packages": dict(sorted(self.packages.items()))}
+                "packages": dict(sorted(self.packages.items())), "series": self.series}
 
 
 def _load_order(root: Path, names: tuple[str, ...]) -> list[Path]:
@@ -247,7 +248,5 @@ def build_l1_image(kernel_spec: str, series: str | None = None) -> L1Image:
 
     path, hit = cached_dir("l1-image", inputs, build)
     from hil.lab.assets.cache import digest
-    image = L1Image(kernel, path / "initrd.cpio", digest(inputs), hit, packages)
-    if series_build:
-        image.packages.update({f"series:{series}": series_build.key})
-    return image
+    return L1Image(kernel, path / "initrd.cpio", digest(inputs), hit, packages,
+                   series_build.provenance if series_build else {})

@@ -1,0 +1,158 @@
+"""hil kernel build: a series applied to Debian's kernel source (each patch dry-run first),
+kvm modules built out of tree against the matching headers, stripped, checked and cached
+by every input."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hil
+from hil.lab.assets import debian
+from hil.lab.assets.cache import cached_dir, digest, file_digest
+from hil.lab.errors import LabError
+from hil.lab.kernel.importer import imported_dir
+from hil.lab.kernel.manifest import Series, load_series
+from hil.lab.kernel.source import source_tree
+
+MODULES = {"svm": "kvm-amd.ko", "vmx": "kvm-intel.ko"}
+RECIPE = file_digest(Path(__file__)) if Path(__file__).exists() else "unknown"
+
+
+def repo_root() -> Path:
+    return Path(os.environ.get("HIL_ROOT", Path(hil.__file__).resolve().parent.parent))
+
+
+@dataclass(frozen=True)
+class SeriesBuild:
+    series: str
+    key: str
+    modules: Path
+    provenance: dict[str, Any]
+    cached: bool
+
+
+class PatchConflict(LabError):
+    """A patch does not apply: names the patch, the file and the hunk."""
+
+
+def _patch_files(series: Series) -> list[Path]:
+    if series.ship_patches:
+        return series.patch_paths()
+    copy = imported_dir(series)
+    if copy is None:
+        raise LabError(f"series {series.name}: its patches are not shipped; run "
+                       f"'hil kernel import MBOX|DIR --series {series.name}' first")
+    return [copy / p.file for p in series.patches]
+
+
+def apply_patches(tree: Path, patches: list[Path]) -> None:
+    """Each patch is tried with --dry-run before it is applied, so a conflict leaves the
+    tree as the previous patch left it and says exactly where it failed."""
+    for patch in patches:
+        dry = subprocess.run(["patch", "-p1", "--dry-run", "--batch", "-d", str(tree), "-i", str(patch)],
+                             capture_output=True, text=True)
+        if dry.returncode != 0:
+            current, failures = None, []
+            for line in dry.stdout.splitlines():
+                m = re.match(r"(?:checking|patching) file (.+)", line)
+                if m:
+                    current = m.group(1)
+                m = re.match(r"Hunk #(\d+) FAILED at (\d+)", line)
+                if m:
+                    failures.append(f"{current}: hunk #{m.group(1)} (at line {m.group(2)})")
+                if "can't find file to patch" in line or "No file to patch" in line:
+                    failures.append(f"{current or '?'}: file not found in the source tree")
+            where = "; ".join(failures) or dry.stdout.strip().splitlines()[-1:] or ["unknown"]
+            raise PatchConflict(f"patch {patch.name} does not apply: {where if isinstance(where, str) else where[0]}\n"
+                                f"{dry.stdout}{dry.stderr}")
+        subprocess.run(["patch", "-p1", "--batch", "--quiet", "-d", str(tree), "-i", str(patch)], check=True,
+                       capture_output=True)
+
+
+def _fix_makefile(tree: Path) -> None:
+    # For an external module $(srctree) is the headers tree, which has neither virt/kvm nor
+    # arch/x86/kvm; trace.h's TRACE_INCLUDE_PATH resolves from include/trace.
+    mk = tree / "arch/x86/kvm/Makefile"
+    text = mk.read_text()
+    text = text.replace("ccflags-y += -I $(srctree)/arch/x86/kvm",
+                        f"KVMSRC := {tree}\nccflags-y += -I $(KVMSRC)/arch/x86/kvm -I $(KVMSRC)/include/trace")
+    text = text.replace("include $(srctree)/virt/kvm/Makefile.kvm", "include $(KVMSRC)/virt/kvm/Makefile.kvm")
+    if "KVMSRC" not in text:
+        raise LabError(f"{mk}: unexpected layout, cannot point it at the extracted source")
+    mk.write_text(text)
+    (tree / "include/trace").mkdir(parents=True, exist_ok=True)
+
+
+def _headers_dir(package: str, release: str) -> Path:
+    build = Path(f"/lib/modules/{release}/build")
+    if not build.exists():
+        proc = subprocess.run(["apt-get", "install", "-y", "-q", package], capture_output=True, text=True,
+                              env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        if proc.returncode != 0 or not build.exists():
+            raise LabError(f"cannot install {package} for {build}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return build
+
+
+def build(series: Series, release: str) -> SeriesBuild:
+    base = series.base
+    if base["kind"] != "debian":
+        raise LabError(f"series {series.name}: base {base['kind']} {base.get('version')} is built on a user's "
+                       f"tree with their toolchain: 'hil kernel build --series {series.name} --tree PATH'")
+    assert base["source_package"] and base["headers_package"]
+    patches = _patch_files(series)
+    headers_version = debian.candidate_version(base["headers_package"])
+    src, src_version = source_tree(base["source_package"])
+    inputs = {"series": series.name, "source": [base["source_package"], src_version],
+              "headers": [base["headers_package"], headers_version],
+              "patches": [[p.name, file_digest(p)] for p in patches],
+              "config": list(series.config_fragment), "recipe": RECIPE}
+
+    def make(out: Path) -> None:
+        t0 = time.monotonic()
+        headers = _headers_dir(base["headers_package"], release)
+        tree = out / "src"
+        shutil.copytree(src, tree)
+        apply_patches(tree, patches)
+        _fix_makefile(tree)
+        argv = ["make", "-C", str(headers), f"M={tree / 'arch/x86/kvm'}", f"-j{os.cpu_count() or 2}",
+                *series.config_fragment, "modules"]
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        (out / "build.log").write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            raise LabError(f"kvm module build failed: {argv}\n{(proc.stdout + proc.stderr)[-4000:]}")
+        mods = out / "modules"
+        mods.mkdir()
+        for ko in ["kvm.ko", *(MODULES[a] for a in series.architectures)]:
+            built = tree / "arch/x86/kvm" / ko
+            subprocess.run(["strip", "--strip-debug", "-o", str(mods / ko), str(built)], check=True)
+            vermagic = subprocess.run(["modinfo", "-F", "vermagic", str(mods / ko)], capture_output=True,
+                                      text=True).stdout.split()
+            if not vermagic or vermagic[0] != release:
+                raise LabError(f"{ko}: vermagic {vermagic[:1]} does not match L1's kernel {release}")
+        cc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+        prov = {"series": series.name, "profile": series.profile, "base": dict(base),
+                "source_version": src_version, "headers_version": headers_version, "compiler": cc,
+                "patches": [{"file": p.name, "sha256": file_digest(p)} for p in patches],
+                "config_fragment": list(series.config_fragment), "build_seconds": round(time.monotonic() - t0, 1)}
+        (out / "provenance.json").write_text(json.dumps(prov, indent=2))
+        shutil.rmtree(tree)
+
+    path, hit = cached_dir("series-build", inputs, make)
+    return SeriesBuild(series.name, digest(inputs), path / "modules",
+                       json.loads((path / "provenance.json").read_text()), hit)
+
+
+def build_series(name: str, kernel: Any) -> SeriesBuild:
+    """The hook the L1 image calls: the series' modules for exactly this kernel package."""
+    series = load_series(name, repo_root())
+    if series.base.get("image_package") != kernel.package:
+        raise LabError(f"series {name} is built for {series.base.get('image_package')}, but the topology's L1 "
+                       f"kernel is {kernel.package}: set l1.kernel to debian:{series.base.get('image_package')}")
+    return build(series, kernel.release)

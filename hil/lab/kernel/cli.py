@@ -1,0 +1,61 @@
+"""hil kernel: list, show, import and build kernel series."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hil.lab.errors import LabError
+from hil.lab.kernel.build import build, repo_root
+from hil.lab.kernel.importer import import_series
+from hil.lab.kernel.manifest import load_series
+from hil.scenario.errors import ConfigError
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="hil kernel", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="series in kernel_patches/")
+    p = sub.add_parser("show", help="a series' manifest, validated")
+    p.add_argument("series")
+    p = sub.add_parser("import", help="check a user's copy (mbox or folder) against a manifest and cache it")
+    p.add_argument("source", type=Path)
+    p.add_argument("--series", required=True)
+    p = sub.add_parser("build", help="apply a series and build its kvm modules (cached by every input)")
+    p.add_argument("--series", required=True)
+    p.add_argument("--release", default=None, help="target kernel release (default: from the base's image package)")
+    args = ap.parse_args(argv)
+    root = repo_root()
+    try:
+        if args.cmd == "list":
+            for m in sorted((root / "kernel_patches").glob("*/series.yaml")):
+                s = load_series(m.parent.name, root)
+                print(f"{s.name:16s} {s.profile:10s} {len(s.patches):3d} patches  {s.description}")
+            return 0
+        series = load_series(args.series, root)
+        if args.cmd == "show":
+            print(json.dumps({"name": series.name, "base": series.base, "profile": series.profile,
+                              "patches": [p.subject for p in series.patches]}, indent=2))
+            return 0
+        if args.cmd == "import":
+            print(f"stored {import_series(series, args.source)}")
+            return 0
+        release = args.release or _release_of(series.base.get("image_package") or "")
+        b = build(series, release)
+        print(f"{'cache hit' if b.cached else 'built'}: {b.modules} "
+              f"({b.provenance.get('build_seconds', '?')} s build)")
+        return 0
+    except ConfigError as e:
+        print(f"hil kernel: {e}", file=sys.stderr)
+        return 2
+    except LabError as e:
+        print(f"hil kernel: {e}", file=sys.stderr)
+        return 1
+
+
+def _release_of(image_package: str) -> str:
+    # linux-image-6.1.0-56-amd64 -> 6.1.0-56-amd64 (Debian names the package after the release).
+    if not image_package.startswith("linux-image-"):
+        raise LabError(f"cannot tell the kernel release from {image_package!r}; pass --release")
+    return image_package.removeprefix("linux-image-")

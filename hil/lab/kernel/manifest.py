@@ -1,0 +1,93 @@
+"""kernel_patches/<series>/series.yaml: what a series is, validated with file, line and key."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hil.scenario.errors import ConfigError
+from hil.scenario.schema import Field, validate_map
+from hil.scenario.yamlsrc import load_yaml
+
+PATCH_FIELDS = {
+    "subject": Field("str", required=True),
+    "file": Field("str", required=True),
+    "lore": Field("str", nullable=True, doc="message id or URL, where known"),
+    "touches": Field("list", default=list, items=Field("str")),
+}
+BASE_FIELDS = {
+    "kind": Field("enum", required=True, choices=("debian", "upstream")),
+    "source_package": Field("str", nullable=True, doc="debian: e.g. linux-source-6.1"),
+    "headers_package": Field("str", nullable=True, doc="debian: e.g. linux-headers-6.1.0-56-amd64"),
+    "image_package": Field("str", nullable=True, doc="debian: the linux-image the modules must load into"),
+    "version": Field("str", nullable=True, doc="upstream: e.g. v3.6-rc4"),
+}
+SERIES_FIELDS = {
+    "name": Field("str", required=True),
+    "description": Field("str", default=""),
+    "base": Field("map", required=True, fields=BASE_FIELDS),
+    "build": Field("enum", default="modules-out-of-tree", choices=("modules-out-of-tree", "full-kernel")),
+    "config_fragment": Field("list", default=list, items=Field("str")),
+    "architectures": Field("list", default=lambda: ["svm", "vmx"], items=Field("enum", choices=("svm", "vmx"))),
+    "toolchain": Field("str", default="the distribution's gcc"),
+    "profile": Field("str", required=True, doc="the hil.model profile the series implements"),
+    "ship_patches": Field("bool", default=True),
+    "patches": Field("list", default=list, items=Field("map", fields=PATCH_FIELDS)),
+}
+
+
+@dataclass(frozen=True)
+class Patch:
+    subject: str
+    file: str
+    lore: str | None
+    touches: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    folder: Path
+    description: str
+    base: dict[str, str | None]
+    build: str
+    config_fragment: tuple[str, ...]
+    architectures: tuple[str, ...]
+    toolchain: str
+    profile: str
+    ship_patches: bool
+    patches: tuple[Patch, ...]
+
+    def patch_paths(self) -> list[Path]:
+        return [self.folder / p.file for p in self.patches]
+
+
+def load_series(name_or_dir: str | Path, root: Path, valid_profiles: list[str] | None = None) -> Series:
+    folder = Path(name_or_dir) if Path(name_or_dir).is_dir() else root / "kernel_patches" / str(name_or_dir)
+    path = folder / "series.yaml"
+    if not path.exists():
+        known = sorted(p.parent.name for p in (root / "kernel_patches").glob("*/series.yaml"))
+        raise ConfigError(str(path), None, "", f"no such series (known: {', '.join(known) or 'none'})")
+    src = load_yaml(path, str(path.relative_to(root)) if path.is_relative_to(root) else str(path))
+    if not isinstance(src.data, dict):
+        raise src.error("", "expected a mapping")
+    v = validate_map(src.data, SERIES_FIELDS, "", src)
+    base = v["base"]
+    needs = ("source_package", "headers_package", "image_package") if base["kind"] == "debian" else ("version",)
+    for key in needs:
+        if not base[key]:
+            raise src.error("base", f"missing required key {key!r} for a {base['kind']} base")
+    if valid_profiles is not None and v["profile"] not in valid_profiles:
+        raise src.error("profile", f"unknown profile {v['profile']!r}; valid: {', '.join(valid_profiles)}")
+    seen: set[str] = set()
+    for i, p in enumerate(v["patches"]):
+        if p["file"] in seen:
+            raise src.error(f"patches[{i}].file", f"patch {p['file']} listed twice")
+        seen.add(p["file"])
+        if v["ship_patches"] and not (folder / p["file"]).exists():
+            raise src.error(f"patches[{i}].file", f"file not found: {p['file']}")
+    return Series(
+        name=v["name"], folder=folder, description=v["description"], base=base, build=v["build"],
+        config_fragment=tuple(v["config_fragment"]), architectures=tuple(v["architectures"]),
+        toolchain=v["toolchain"], profile=v["profile"], ship_patches=v["ship_patches"],
+        patches=tuple(Patch(p["subject"], p["file"], p["lore"], tuple(p["touches"])) for p in v["patches"]),
+    )

@@ -1,0 +1,44 @@
+"""The series pipeline on the real stack: Debian's source, our patches, an out-of-tree kvm
+build from a clean cache, a cache hit, and an L1 that loads the rebuilt modules."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def hil(*args, env=None, timeout=900):
+    return subprocess.run([sys.executable, "-m", "hil.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_build_from_clean_cache_then_cache_hit(tmp_path):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    first = hil("kernel", "build", "--series", "dedicated-cpu", env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.startswith("built: ")
+    second = hil("kernel", "build", "--series", "dedicated-cpu", env=env)
+    assert second.returncode == 0 and second.stdout.startswith("cache hit: ")
+    modules = Path(second.stdout.split()[2])
+    params = subprocess.run(["modinfo", "-p", str(modules / "kvm.ko")], capture_output=True, text=True).stdout
+    assert "hil_series" in params
+    for ko in ("kvm.ko", "kvm-amd.ko", "kvm-intel.ko"):
+        vermagic = subprocess.run(["modinfo", "-F", "vermagic", str(modules / ko)], capture_output=True, text=True)
+        assert vermagic.stdout.split()[0] == "6.1.0-56-amd64"
+    prov = json.loads((modules.parent / "provenance.json").read_text())
+    assert prov["patches"][0]["file"] == "0001-kvm-name-the-hil-series.patch" and prov["compiler"].startswith("gcc")
+
+
+def test_l1_loads_the_series_modules_and_the_model_still_holds(tmp_path):
+    out = tmp_path / "out"
+    proc = hil("run", "probe-dedicated-series", "--accel", "tcg", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["provenance"]["l1"]["agent"]["kvm_params"]["kvm"]["hil_series"] == "dedicated-cpu"
+    assert result["provenance"]["l1"]["image"]["series"]["series"] == "dedicated-cpu"
+    assert result["verdict"] == "PASS"

@@ -1,0 +1,111 @@
+"""Series manifests, import of a user's copy and patch-conflict reports (pure logic plus
+the real `patch` tool on a tiny tree)."""
+import mailbox
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from hil.lab.errors import LabError
+from hil.lab.kernel import PatchConflict, apply_patches, load_series
+from hil.lab.kernel.importer import import_series, normalise_subject
+from hil.scenario import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+GOOD = """name: demo
+base: {kind: debian, source_package: linux-source-6.1, headers_package: h, image_package: i}
+profile: slave-v2
+ship_patches: false
+patches:
+  - {subject: "KVM: first", file: 0001-first.patch}
+  - {subject: "KVM: second", file: 0002-second.patch}
+  - {subject: "x86: third", file: 0003-third.patch}
+"""
+
+
+def series_root(tmp_path, text=GOOD):
+    d = tmp_path / "kernel_patches/demo"
+    d.mkdir(parents=True)
+    (d / "series.yaml").write_text(text)
+    return tmp_path
+
+
+def load_err(tmp_path, text):
+    with pytest.raises(ConfigError) as e:
+        load_series("demo", series_root(tmp_path, text))
+    return str(e.value)
+
+
+def test_shipped_manifests_load():
+    s = load_series("dedicated-cpu", ROOT)
+    assert s.profile == "slave-v2" and s.patch_paths()[0].exists()
+
+
+@pytest.mark.parametrize("mutate,expected", [
+    (lambda t: t + "flavour: spicy\n", "kernel_patches/demo/series.yaml:9: flavour: unknown key 'flavour'"),
+    (lambda t: t.replace("ship_patches: false", "ship_patches: maybe"), "series.yaml:4: ship_patches: expected true or false"),
+    (lambda t: t.replace("profile: slave-v2\n", ""), "series.yaml:1: <top>: missing required key 'profile'"),
+    (lambda t: t.replace("kind: debian", "kind: gentoo"), "series.yaml:2: base.kind: 'gentoo' is not one of debian, upstream"),
+    (lambda t: t.replace("0002-second", "0001-first"), "series.yaml:7: patches[1].file: patch 0001-first.patch listed twice"),
+    (lambda t: t.replace("ship_patches: false", "ship_patches: true"),
+     "series.yaml:6: patches[0].file: file not found: 0001-first.patch"),
+    (lambda t: t.replace("source_package: linux-source-6.1, ", ""), "series.yaml:2: base: missing required key 'source_package'"),
+])
+def test_bad_manifests_name_file_line_key(tmp_path, mutate, expected):
+    assert expected in load_err(tmp_path, mutate(GOOD))
+
+
+def test_subject_normalisation():
+    assert normalise_subject("[RFC v2 PATCH 14/21]  KVM: Directly\n handle") == "kvm: directly handle"
+    assert normalise_subject("[PATCH] [RFC] x86: foo") == "x86: foo"
+
+
+def _mbox(path: Path, subjects: list[str]) -> Path:
+    box = mailbox.mbox(str(path))
+    cover = EmailMessage()
+    cover["Subject"] = "[RFC v2 PATCH 00/03] cover letter"
+    cover.set_content("no diff here\n")
+    box.add(cover)
+    for s in subjects:
+        m = EmailMessage()
+        m["Subject"] = s
+        m.set_content(f"{s}\n---\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n")
+        box.add(m)
+    box.flush()
+    return path
+
+
+def test_import_right_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    s = load_series("demo", series_root(tmp_path))
+    box = _mbox(tmp_path / "s.mbox", ["[RFC PATCH 01/03] KVM: first", "[RFC PATCH 02/03] KVM: second",
+                                      "[RFC PATCH 03/03] x86: third"])
+    dest = import_series(s, box)
+    assert sorted(p.name for p in dest.glob("*.patch")) == ["0001-first.patch", "0002-second.patch", "0003-third.patch"]
+    assert "+b" in (dest / "0002-second.patch").read_text()
+
+
+def test_import_reordered_and_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    s = load_series("demo", series_root(tmp_path))
+    box = _mbox(tmp_path / "r.mbox", ["[PATCH 2/3] KVM: second", "[PATCH 1/3] KVM: first", "[PATCH 3/3] x86: third"])
+    with pytest.raises(LabError, match=r"out of order: '\[PATCH 2/3\] KVM: second' found at position 1, the manifest has it at 2"):
+        import_series(s, box)
+    box = _mbox(tmp_path / "m.mbox", ["[PATCH 1/3] KVM: first", "[PATCH 3/3] x86: third"])
+    with pytest.raises(LabError, match=r"missing patch 2/3: 'KVM: second'"):
+        import_series(s, box)
+
+
+def test_conflict_names_patch_file_and_hunk(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "virt/kvm").mkdir(parents=True)
+    (tree / "virt/kvm/kvm_main.c").write_text("one\ntwo\nthree\n")
+    good = tmp_path / "0001-good.patch"
+    good.write_text("--- a/virt/kvm/kvm_main.c\n+++ b/virt/kvm/kvm_main.c\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n")
+    bad = tmp_path / "0002-bad.patch"
+    bad.write_text("--- a/virt/kvm/kvm_main.c\n+++ b/virt/kvm/kvm_main.c\n@@ -1,3 +1,3 @@\n one\n-two\n+2\n three\n")
+    with pytest.raises(PatchConflict) as e:
+        apply_patches(tree, [good, bad])
+    first = str(e.value).splitlines()[0]
+    assert first == "patch 0002-bad.patch does not apply: virt/kvm/kvm_main.c: hunk #1 (at line 1)"
+    assert (tree / "virt/kvm/kvm_main.c").read_text() == "one\nTWO\nthree\n"   # the good one applied, nothing else
