@@ -149,6 +149,38 @@ def build(series: Series, release: str) -> SeriesBuild:
                        json.loads((path / "provenance.json").read_text()), hit)
 
 
+def build_on_tree(series: Series, tree: Path, make_args: list[str]) -> dict[str, Any]:
+    """The lab path for an upstream-based series (e.g. slave-cpu-v2 on v3.6-rc4): the user's
+    own tree and toolchain. Patches are applied in place (each dry-run first), the config
+    fragment is merged into .config, and bzImage plus modules are built."""
+    makefile = tree / "Makefile"
+    if not makefile.exists() or "VERSION =" not in makefile.read_text(errors="replace")[:400]:
+        raise LabError(f"{tree}: not a kernel source tree (no top-level Makefile with VERSION)")
+    want = series.base.get("version") or ""
+    head = makefile.read_text(errors="replace")[:400]
+    found = ".".join(re.findall(r"^(?:VERSION|PATCHLEVEL) = (\d+)", head, re.M))
+    if want.startswith("v") and found and not want[1:].startswith(found):
+        raise LabError(f"{tree} is Linux {found}, the series needs {want}")
+    t0 = time.monotonic()
+    patches = _patch_files(series)
+    apply_patches(tree, patches)
+    config = tree / ".config"
+    if not config.exists():
+        subprocess.run(["make", "-C", str(tree), *make_args, "defconfig"], check=True, capture_output=True)
+    with open(config, "a") as f:
+        f.write("".join(line + "\n" for line in series.config_fragment))
+    for target in (["olddefconfig"], [f"-j{os.cpu_count() or 2}", "bzImage", "modules"]):
+        proc = subprocess.run(["make", "-C", str(tree), *make_args, *target], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LabError(f"make {' '.join(target)} failed in {tree}:\n{(proc.stdout + proc.stderr)[-4000:]}")
+    cc = subprocess.run(["make", "-s", "-C", str(tree), *make_args, "kernelversion"], capture_output=True, text=True)
+    prov = {"series": series.name, "tree": str(tree), "kernelversion": cc.stdout.strip(), "make_args": make_args,
+            "patches": [{"file": p.name, "sha256": file_digest(p)} for p in patches],
+            "bzImage": str(tree / "arch/x86/boot/bzImage"), "build_seconds": round(time.monotonic() - t0, 1)}
+    (tree / "hil-provenance.json").write_text(json.dumps(prov, indent=2))
+    return prov
+
+
 def build_series(name: str, kernel: Any) -> SeriesBuild:
     """The hook the L1 image calls: the series' modules for exactly this kernel package."""
     series = load_series(name, repo_root())

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from hil.lab.errors import LabError
-from hil.lab.kernel.build import build, repo_root
+from hil.lab.kernel.build import build, build_on_tree, repo_root
 from hil.lab.kernel.importer import import_series
 from hil.lab.kernel.manifest import load_series
 from hil.scenario.errors import ConfigError
@@ -25,6 +25,8 @@ def main(argv: list[str]) -> int:
     p = sub.add_parser("build", help="apply a series and build its kvm modules (cached by every input)")
     p.add_argument("--series", required=True)
     p.add_argument("--release", default=None, help="target kernel release (default: from the base's image package)")
+    p.add_argument("--tree", type=Path, help="upstream-based series: your prepared kernel tree (patched in place)")
+    p.add_argument("--make-arg", action="append", default=[], help="extra make argument, e.g. CC=gcc-4.7")
     args = ap.parse_args(argv)
     root = repo_root()
     try:
@@ -40,6 +42,14 @@ def main(argv: list[str]) -> int:
             return 0
         if args.cmd == "import":
             print(f"stored {import_series(series, args.source)}")
+            return 0
+        if series.base["kind"] == "upstream":
+            if args.tree is None:
+                print(f"hil kernel: series {series.name} is based on {series.base['version']}: build it on your "
+                      f"own tree with --tree PATH (see kernel_patches/{series.name}/README.md)", file=sys.stderr)
+                return 2
+            prov = build_on_tree(series, args.tree.resolve(), args.make_arg)
+            print(f"built: {prov['bzImage']} ({prov['build_seconds']} s); provenance in {args.tree}/hil-provenance.json")
             return 0
         release = args.release or _release_of(series.base.get("image_package") or "")
         b = build(series, release)

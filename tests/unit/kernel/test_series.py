@@ -109,3 +109,37 @@ def test_conflict_names_patch_file_and_hunk(tmp_path):
     first = str(e.value).splitlines()[0]
     assert first == "patch 0002-bad.patch does not apply: virt/kvm/kvm_main.c: hunk #1 (at line 1)"
     assert (tree / "virt/kvm/kvm_main.c").read_text() == "one\nTWO\nthree\n"   # the good one applied, nothing else
+
+
+def _hil_kernel(*args, env=None):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "hil.cli", "kernel", *args], cwd=ROOT, capture_output=True,
+                          text=True, env=env)
+
+
+def test_slave_cpu_v2_manifest_lists_21_patches_and_is_not_shipped():
+    s = load_series("slave-cpu-v2", ROOT)
+    assert len(s.patches) == 21 and not s.ship_patches and s.base["version"] == "v3.6-rc4"
+    assert s.patches[13].subject == "KVM: Directly handle interrupts by guests without VM EXIT on slave CPUs"
+
+
+def test_upstream_build_path_argument_errors(tmp_path):
+    import os
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    no_tree = _hil_kernel("build", "--series", "slave-cpu-v2", env=env)
+    assert no_tree.returncode == 2 and "--tree PATH" in no_tree.stderr
+    (tmp_path / "t").mkdir()
+    not_kernel = _hil_kernel("build", "--series", "slave-cpu-v2", "--tree", str(tmp_path / "t"), env=env)
+    assert not_kernel.returncode == 1 and "not a kernel source tree" in not_kernel.stderr
+    (tmp_path / "t/Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\n")
+    wrong = _hil_kernel("build", "--series", "slave-cpu-v2", "--tree", str(tmp_path / "t"), env=env)
+    assert "is Linux 6.1, the series needs v3.6-rc4" in wrong.stderr
+    (tmp_path / "t/Makefile").write_text("VERSION = 3\nPATCHLEVEL = 6\n")
+    unimported = _hil_kernel("build", "--series", "slave-cpu-v2", "--tree", str(tmp_path / "t"), env=env)
+    assert "hil kernel import" in unimported.stderr
+
+
+def test_unknown_series_named():
+    proc = _hil_kernel("show", "slave-cpu-v9")
+    assert proc.returncode == 2 and "no such series (known: dedicated-cpu, slave-cpu-v2)" in proc.stderr
