@@ -17,6 +17,7 @@ test-unit: setup
 bench: setup
 	$(PY) bench/demo_bench.py
 	$(PY) bench/model_bench.py
+	$(PY) bench/kernel_build_bench.py
 
 doctor: setup
 	.venv/bin/hil doctor
