@@ -22,12 +22,16 @@ class L2Request:
     done_pattern: str | None             # regex on the serial log that ends the run
     window: tuple[int, int] | None       # workload RIP window, or None for a foreign payload
     timeout: float = 180.0
+    # ioctls to make a vCPU thread issue once the workload is done: {"vcpu", "request", "arg"}
+    after_done: list[dict[str, int]] = field(default_factory=list)
+    settle: float = 0.5                  # seconds to let the guest react to them
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "L2Request":
         w = d.get("window")
         return cls(list(d["argv"]), d["serial_log"], d.get("done_pattern"),
-                   (int(w[0]), int(w[1])) if w else None, float(d.get("timeout", 180.0)))
+                   (int(w[0]), int(w[1])) if w else None, float(d.get("timeout", 180.0)),
+                   list(d.get("after_done", [])), float(d.get("settle", 0.5)))
 
 
 @dataclass
@@ -43,6 +47,7 @@ class L2Result:
     timings: dict[str, float] = field(default_factory=dict)
     qemu_version: str = ""
     dropped: int = 0
+    injected: list[dict[str, int]] = field(default_factory=list)   # each after_done ioctl and its result
 
 
 VERSION_FILE = Path("/etc/hil/qemu-version")   # written by the image build: same binary
@@ -99,6 +104,15 @@ class L2Runner:
                     break
                 time.sleep(0.05)
             t_done = time.monotonic()
+            injected = []
+            if req.after_done and machine.is_running() and machine.proc is not None:
+                from hil.lab.agent.inject import inject_vcpu_ioctl   # python-ptrace only when used
+                threads = {c["cpu-index"]: c["thread-id"] for c in machine.command("query-cpus-fast")}
+                for act in req.after_done:
+                    index = act.get("vcpu", 0)
+                    rc = inject_vcpu_ioctl(machine.proc.pid, threads[index], index, act["request"], act.get("arg", 0))
+                    injected.append({**act, "result": rc})
+                time.sleep(req.settle)
             if machine.is_running():
                 try:
                     # Paused, the vCPU makes no more exits: KVM's counters and the
@@ -122,6 +136,7 @@ class L2Runner:
             timings={"qemu_up": t_up - t0, "workload": t_done - t_up, "total": t_end - t0},
             qemu_version=qemu_version(req.argv[0]),
             dropped=sum(r.dropped for r in results.values()),
+            injected=injected,
         )
 
 

@@ -10,6 +10,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import ptrace
 import qemu.qmp
 
 import hil
@@ -175,6 +176,7 @@ def _stage_hil(root: Path) -> None:
             shutil.copy2(src, dest)
     shutil.copytree(Path(qemu.qmp.__file__).parent, lib / "qemu/qmp",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(ptrace.__file__).parent, lib / "ptrace", ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def _compile(root: Path) -> None:
@@ -212,6 +214,7 @@ def build_l1_image(kernel_spec: str, series: str | None = None) -> L1Image:
         "agent": {rel: tree_digest(HIL_SRC / rel, ("**/*.py",)) if (HIL_SRC / rel).is_dir() else file_digest(HIL_SRC / rel) for rel in AGENT_FILES},
         "hil": hil.__version__,
         "qemu.qmp": qemu.qmp.__version__ if hasattr(qemu.qmp, "__version__") else "unknown",
+        "python-ptrace": tree_digest(Path(ptrace.__file__).parent, ("**/*.py",)),
     }
 
     def build(out: Path) -> None:
