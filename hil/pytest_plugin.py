@@ -55,7 +55,7 @@ class Lab:
         return load_scenario(scenario, root=ROOT, overrides=overrides, valid_profiles=PROFILES)
 
     def session(self, scenario: Any) -> tuple[Any, Any]:
-        from hil.lab.errors import LabError
+        from hil.lab.errors import CapabilityMissing
         from hil.lab.l1 import L1Session
         from hil.lab.run import l1_builder, prepare, snapshot_path
         topo = scenario.topology
@@ -63,9 +63,7 @@ class Lab:
         if key not in self.sessions:
             try:
                 prep = prepare(topo, True, self.accel)
-            except FileNotFoundError as e:
-                pytest.skip(f"lab capability missing: {e}")
-            except LabError as e:
+            except CapabilityMissing as e:     # a broken lab is an error, not a skip
                 pytest.skip(f"lab capability missing: {e}")
             log_dir = self.tmp / f"l1-{key}"
             session = L1Session(l1_builder(topo, prep.image, prep.accel.accel), log_dir=log_dir,

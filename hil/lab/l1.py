@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -176,7 +177,6 @@ class L1Session:
         finally:
             self.channel.close()
             self.machine.shutdown()
-            import shutil
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def __enter__(self) -> "L1Session":

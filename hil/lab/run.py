@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import hil
-from hil.lab.agent.l2 import check_result
+from hil.lab.agent.l2 import L2Result, check_result
 from hil.lab.assets.cache import cache_root, digest
 from hil.lab.assets.l1_image import L1Image, build_l1_image
 from hil.lab.assets.probe import ProbeImage, build_probe, format_cmdline, parse_probe_line
@@ -196,7 +196,6 @@ def _run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) ->
     raw = l1.request("run_l2", request, timeout=float(request["timeout"]) + 60.0)
     t2 = time.monotonic()
     (out_dir / "l2-serial.log").write_text(raw["serial"])
-    from hil.lab.agent.l2 import L2Result
     check_result(L2Result(**raw))
     r = resolve(raw, arch, prep.probe)
     timings = dict(prep.timings, payload_upload=t1 - t0, l2_run=t2 - t1, **{f"l2_{k}": v for k, v in raw["timings"].items()})

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hil.lab.measurement import Measurement
-from hil.model import Bound, Prediction, compare, predict
+from hil.model import Bound, Prediction, compare, names, predict
 from hil.scenario import Scenario
 from hil.scenario.prediction import predict_op, resolve_profile
 
@@ -111,8 +111,7 @@ def _counters_case(m: Measurement) -> CaseResult:
         if m.ended_by == "exit":
             return CaseResult("kvm-counters", Verdict.SKIP, "L2 ended itself before its KVM counters could be read")
         return CaseResult("kvm-counters", Verdict.ERROR, "no KVM stats were read (query-stats failed?)")
-    io_name = "io" if m.arch == "svm" else "IO_INSTRUCTION"
-    hlt_name = "hlt" if m.arch == "svm" else "HLT"
+    io_name, hlt_name = names.reason(m.arch, "IO"), names.reason(m.arch, "HLT")
     # The agent pauses L2 before reading either side, so both describe the same instant.
     checks = [
         ("exits == sum(kvm_exit)", m.counters.get("exits", -1), sum(m.exits_all.values())),

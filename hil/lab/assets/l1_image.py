@@ -17,7 +17,7 @@ import hil
 from hil.lab.assets import debian
 from hil.lab.assets.cache import cached_dir, file_digest, tree_digest
 from hil.lab.assets.cpio import write_cpio
-from hil.lab.errors import LabError
+from hil.lab.errors import CapabilityMissing, LabError
 
 HIL_SRC = Path(hil.__file__).resolve().parent
 INIT_SCRIPT = Path(__file__).with_name("l1_init.sh")
@@ -140,7 +140,7 @@ def _host_inputs() -> tuple[list[str], dict[str, str]]:
     """Host files the image copies, and the Debian packages (with versions) they come from."""
     for need in (PYTHON, QEMU, BUSYBOX):
         if not os.path.exists(need):
-            raise LabError(f"{need} is missing: run the README's set-up command (make setup)")
+            raise CapabilityMissing(f"{need} is missing: run the README's set-up command (make setup)")
     binaries = [PYTHON, QEMU, BUSYBOX]
     firmware = [str(Path(d) / fw) for d in FIRMWARE_DIRS for fw in QEMU_FIRMWARE if (Path(d) / fw).exists()]
     files = binaries + firmware + [str(PYTHON_LIB / "os.py"), str(PYTHON_LIB / "json/__init__.py")]

@@ -6,6 +6,7 @@ cached per (host kernel, CPU, QEMU, image) so the probe runs once per host setup
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ def host_cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+@functools.lru_cache(maxsize=None)
 def qemu_version(binary: str = "qemu-system-x86_64") -> str:
     try:
         out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
