@@ -52,6 +52,8 @@ def test_v1_kick_race_loses_a_kick_and_v2_turns_it_into_one_preempt_exit():
     v2 = {o.lands_at: o for o in enumerate_kicks(PROFILES["slave-v2"])}
     assert not v1["entering"].seen and v1["entering"].exit_reason is None and v1["entering"].delay_steps is None
     assert v2["entering"].seen and v2["entering"].exit_reason == "PREEMPT"
+    from hil.model import names
+    assert names.reason("vmx", "PREEMPT") == "PREEMPTION_TIMER"      # v2/16: exit reason 52
     assert all(o.seen for o in v2.values())
     assert [o.lands_at for o in v1.values() if not o.seen] == ["entering"]
     stock = enumerate_kicks(PROFILES["stock-2012"])
