@@ -69,3 +69,10 @@ def cached_dir(kind: str, inputs: Any, build: Callable[[Path], None]) -> tuple[P
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return final, False
+
+
+def prune(kind: str, keep: int) -> None:
+    """Drop all but the `keep` most recently built entries of a kind (images are ~100 MB)."""
+    entries = [p for p in (cache_root() / kind).glob("*") if (p / "inputs.json").exists()]
+    for old in sorted(entries, key=lambda p: (p / "inputs.json").stat().st_mtime)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)

@@ -58,3 +58,16 @@ def test_cache_failed_build_leaves_nothing(tmp_path, monkeypatch):
         cache.cached_dir("thing", {"v": 3}, build)
     leftovers = [p for p in (tmp_path / "hil/thing").iterdir() if not p.name.endswith(".lock")]
     assert leftovers == []
+
+
+def test_prune_keeps_the_newest(tmp_path, monkeypatch):
+    import os
+    import time
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    paths = []
+    for i in range(4):
+        p, _ = cache.cached_dir("img", {"v": i}, lambda out: None)
+        os.utime(p / "inputs.json", (time.time() + i, time.time() + i))
+        paths.append(p)
+    cache.prune("img", keep=2)
+    assert [p.exists() for p in paths] == [False, False, True, True]
