@@ -35,7 +35,7 @@ class AgentChannel:
                 s.close()
                 if time.monotonic() > deadline or not self.machine.is_running():
                     raise LabError(f"cannot connect to the L1 agent socket {self.path} "
-                                   f"(QEMU exit code {self.machine.exitcode})")
+                                   f"(QEMU exit code {self.machine.exitcode})") from None
                 time.sleep(0.05)
 
     def read_message(self, timeout: float) -> dict[str, Any]:
@@ -51,7 +51,7 @@ class AgentChannel:
                 chunk = self.sock.recv(1 << 16)
             except socket.timeout:
                 if not self.machine.is_running():
-                    raise LabError(f"L1 QEMU exited unexpectedly (exit code {self.machine.exitcode})")
+                    raise LabError(f"L1 QEMU exited unexpectedly (exit code {self.machine.exitcode})") from None
                 continue
             if not chunk:
                 self.machine.wait(2.0)

@@ -38,7 +38,7 @@ def write_repro(out_dir: Path, l1: L1Session, request: dict[str, Any], payloads:
     directory and sends the agent the same requests, printing what it measures."""
     run = str(l1.run_dir) + "/"
     argv = [a.replace(run, "") for a in l1.boot_argv]          # the socket becomes ./agent.sock
-    argv = [f"file,id=console,path=l1-console.log" if a.startswith("file,id=console,path=") else a for a in argv]
+    argv = ["file,id=console,path=l1-console.log" if a.startswith("file,id=console,path=") else a for a in argv]
     reqs = [{"id": i + 1, "cmd": "put_file", "args": {"path": p, "data": base64.b64encode(d).decode()}}
             for i, (p, d) in enumerate(payloads.items())]
     reqs += [{"id": len(reqs) + 1, "cmd": "run_l2", "args": request}, {"id": len(reqs) + 2, "cmd": "poweroff"}]

@@ -15,7 +15,7 @@ import qemu.qmp
 
 import hil
 from hil.lab.assets import debian
-from hil.lab.assets.cache import cached_dir, file_digest, prune, tree_digest
+from hil.lab.assets.cache import cached_dir, digest, file_digest, prune, tree_digest
 from hil.lab.assets.cpio import write_cpio
 from hil.lab.errors import CapabilityMissing, LabError
 
@@ -252,6 +252,5 @@ def build_l1_image(kernel_spec: str, series: str | None = None) -> L1Image:
     path, hit = cached_dir("l1-image", inputs, build)
     if not hit:
         prune("l1-image", keep=6)
-    from hil.lab.assets.cache import digest
     return L1Image(kernel, path / "initrd.cpio", digest(inputs), hit, packages,
                    series_build.provenance if series_build else {})

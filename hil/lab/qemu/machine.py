@@ -9,7 +9,6 @@ shutdown(); logs live outside the run directory and are kept.
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
 import signal
 import subprocess
