@@ -16,6 +16,7 @@ from hil.lab.assets.cache import cache_root, digest
 from hil.lab.assets.l1_image import L1Image, build_l1_image
 from hil.lab.assets.probe import ProbeImage, build_probe, format_cmdline, parse_probe_line
 from hil.lab.errors import CapabilityMissing, LabError
+from hil.lab.kernel.abi import DEDICATED_MODES, KVM_SET_DEDICATED
 from hil.lab.l1 import L1Session
 from hil.lab.measurement import Measurement, OpMeasurement
 from hil.lab.qemu.accel import AccelChoice, choose_accel, host_cpu_model, qemu_version
@@ -82,6 +83,13 @@ def l1_builder(topology: Topology, image: L1Image, accel: str) -> Callable[..., 
     return build
 
 
+def dedicate(l2: Any) -> list[dict[str, int]]:
+    """KVM_SET_DEDICATED for every vCPU, issued by hil in QEMU's vCPU threads (QEMU knows no such ioctl)."""
+    if l2.dedicated == "off":
+        return []
+    return [{"vcpu": i, "request": KVM_SET_DEDICATED, "arg": DEDICATED_MODES[l2.dedicated]} for i in range(l2.smp)]
+
+
 def l2_request(scenario: Scenario, probe: ProbeImage | None) -> tuple[dict[str, Any], bytes, bytes | None]:
     """The agent request for the scenario's workload, plus the payload (kernel, initrd)."""
     wl = scenario.workload
@@ -91,13 +99,14 @@ def l2_request(scenario: Scenario, probe: ProbeImage | None) -> tuple[dict[str, 
         append = format_cmdline([(o.op, o.count) for o in wl.ops], hlt_timer_us=wl.hlt_timer_us)
         argv = l2_argv(scenario.topology.l2, append=append, paths=paths)
         req = {"argv": argv, "serial_log": paths.serial_log, "done_pattern": PROBE_DONE,
-               "window": list(probe.window), "timeout": scenario.topology.l2.timeout}
+               "window": list(probe.window), "timeout": scenario.topology.l2.timeout,
+               "before_start": dedicate(scenario.topology.l2)}
         return req, probe.path.read_bytes(), None
     kernel = Path(wl.kernel).read_bytes()
     initrd = Path(wl.initrd).read_bytes() if wl.initrd else None
     argv = l2_argv(scenario.topology.l2, append=wl.append, paths=paths, initrd=initrd is not None)
     req = {"argv": argv, "serial_log": paths.serial_log, "done_pattern": wl.done_pattern,
-           "window": None, "timeout": scenario.topology.l2.timeout}
+           "window": None, "timeout": scenario.topology.l2.timeout, "before_start": dedicate(scenario.topology.l2)}
     return req, kernel, initrd
 
 
@@ -150,7 +159,7 @@ def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, raw: dict[str,
         "accel": {"accel": prep.accel.accel, "reason": prep.accel.reason},
         "l1": {"image": prep.image.provenance(), "agent": l1.info, "argv": l1.argv,
                "start": f"restored {l1.snapshot}" if l1.restore else "booted"},
-        "l2": {"argv": request["argv"], "qemu": raw.get("qemu_version", ""),
+        "l2": {"argv": request["argv"], "qemu": raw.get("qemu_version", ""), "injected": raw.get("injected", []),
                "payload": ({"probe": str(prep.probe.path), "sha256": prep.probe.sha256}
                            if prep.probe else {"kernel": scenario.workload.kernel})},
         "kernel_series": scenario.topology.l1.series,

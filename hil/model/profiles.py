@@ -56,6 +56,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     replace(_STOCK, name="stock-vmx-apicv", description="Today's KVM on VMX with APICv and posted "
             "interrupts (VT-d PI)", arches=("vmx",), apicv=True, posted_interrupts=True),
     _DISABLE_ALL,
+    replace(_STOCK, name="dedicated-hlt", description="The dedicated-cpu port, stage 1 so far (kernel_patches/"
+            "dedicated-cpu 0002): a dedicated vCPU's HLT does not exit; all else as stock", hlt_exiting=False),
     replace(_DISABLE_ALL, name="disable-exits-hlt", description="KVM_CAP_X86_DISABLE_EXITS with HLT only",
             mwait_exiting=True, pause_exiting=True, cstate_exiting=True),
     _V1,

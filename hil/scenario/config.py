@@ -30,6 +30,7 @@ class L2Config:
     cpu_pm: bool
     qemu_params: tuple[str, ...]
     timeout: int
+    dedicated: str = "off"
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,8 @@ L2_FIELDS: dict[str, Field] = {
     # YAML 1.1 reads a bare on/off as a boolean: true/false are accepted as on/off.
     "kernel_irqchip": Field("enum", default="on", choices=("on", "split", "off")),
     "cpu_pm": Field("bool", default=False, doc="QEMU -overcommit cpu-pm=on (KVM_CAP_X86_DISABLE_EXITS)"),
+    "dedicated": Field("enum", default="off", choices=("off", "v2", "v1"),
+                       doc="KVM_SET_DEDICATED on every vCPU before it runs (needs the dedicated-cpu series)"),
     "qemu_params": STR_LIST,
     "timeout": Field("int", default=180, min=1, doc="seconds for one L2 run"),
 }

@@ -42,3 +42,22 @@ def test_l1_loads_the_series_modules_and_the_model_still_holds(tmp_path):
     assert result["provenance"]["l1"]["agent"]["kvm_params"]["kvm"]["hil_series"] == "dedicated-cpu"
     assert result["provenance"]["l1"]["image"]["series"]["series"] == "dedicated-cpu"
     assert result["verdict"] == "PASS"
+
+
+def test_dedicated_mode_takes_hlt_exits_away(tmp_path):
+    """Same kernel, same probe: stock mode gives one hlt exit per HLT, dedicated mode none
+    (KVM_SET_DEDICATED issued by hil in QEMU's vCPU thread before the guest runs)."""
+    def run(scenario):
+        out = tmp_path / scenario
+        proc = hil("run", scenario, "--accel", "tcg", "--out", str(out))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return json.loads((out / "result.json").read_text())
+
+    stock, dedicated = run("probe-dedicated-series"), run("probe-dedicated-hlt")
+    hlt_stock = next(o for o in stock["measurement"]["ops"] if o["op"] == "hlt")
+    hlt_ded = next(o for o in dedicated["measurement"]["ops"] if o["op"] == "hlt")
+    assert hlt_stock["exits"]["hlt"] == hlt_stock["count"] > 0
+    assert "hlt" not in hlt_ded["exits"] and hlt_ded["exits"]["interrupt"] >= hlt_ded["count"]
+    injected = dedicated["provenance"]["l2"]["injected"]
+    assert injected == [{"vcpu": 0, "request": 0xAEAF, "arg": 1, "result": 0}]
+    assert dedicated["verdict"] == "PASS"

@@ -24,14 +24,17 @@ class L2Request:
     timeout: float = 180.0
     # ioctls to make a vCPU thread issue once the workload is done: {"vcpu", "request", "arg"}
     after_done: list[dict[str, int]] = field(default_factory=list)
+    # ioctls a vCPU thread issues before the guest runs (QEMU starts paused, -S)
+    before_start: list[dict[str, int]] = field(default_factory=list)
     settle: float = 0.5                  # seconds to let the guest react to them
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "L2Request":
         w = d.get("window")
-        return cls(list(d["argv"]), d["serial_log"], d.get("done_pattern"),
-                   (int(w[0]), int(w[1])) if w else None, float(d.get("timeout", 180.0)),
-                   list(d.get("after_done", [])), float(d.get("settle", 0.5)))
+        return cls(argv=list(d["argv"]), serial_log=d["serial_log"], done_pattern=d.get("done_pattern"),
+                   window=(int(w[0]), int(w[1])) if w else None, timeout=float(d.get("timeout", 180.0)),
+                   after_done=list(d.get("after_done", [])), before_start=list(d.get("before_start", [])),
+                   settle=float(d.get("settle", 0.5)))
 
 
 @dataclass
@@ -79,6 +82,20 @@ class L2Runner:
         for trig in (tracing.EXITS_ALL, tracing.PIO_PORTS, tracing.USERSPACE_EXITS):
             self.trace.ensure(trig)
 
+    @staticmethod
+    def _inject(machine: Machine, actions: list[dict[str, int]]) -> list[dict[str, int]]:
+        from hil.lab.agent.inject import inject_vcpu_ioctl   # python-ptrace only when used
+        assert machine.proc is not None
+        threads = {c["cpu-index"]: c["thread-id"] for c in machine.command("query-cpus-fast")}
+        done = []
+        for act in actions:
+            index = act.get("vcpu", 0)
+            rc = inject_vcpu_ioctl(machine.proc.pid, threads[index], index, act["request"], act.get("arg", 0))
+            if rc < 0:
+                raise LabError(f"injected ioctl {act['request']:#x} on vCPU {index} failed: errno {-rc}")
+            done.append({**act, "result": rc})
+        return done
+
     def run(self, req: L2Request) -> L2Result:
         window = tracing.exits_window(*req.window) if req.window else None
         if window:
@@ -89,9 +106,14 @@ class L2Runner:
         serial = Path(req.serial_log)
         serial.unlink(missing_ok=True)
         t0 = time.monotonic()
-        machine = Machine(req.argv, name="l2", log_dir=self.log_dir, run_dir=self.run_dir)
+        argv = req.argv + (["-S"] if req.before_start else [])
+        machine = Machine(argv, name="l2", log_dir=self.log_dir, run_dir=self.run_dir)
         stats: dict[str, dict[str, Any]] = {}
+        injected: list[dict[str, int]] = []
         with machine:
+            if req.before_start:
+                injected += self._inject(machine, req.before_start)
+                machine.command("cont")
             t_up = time.monotonic()
             pattern = re.compile(req.done_pattern) if req.done_pattern else None
             ended_by = "timeout"
@@ -104,14 +126,8 @@ class L2Runner:
                     break
                 time.sleep(0.05)
             t_done = time.monotonic()
-            injected = []
-            if req.after_done and machine.is_running() and machine.proc is not None:
-                from hil.lab.agent.inject import inject_vcpu_ioctl   # python-ptrace only when used
-                threads = {c["cpu-index"]: c["thread-id"] for c in machine.command("query-cpus-fast")}
-                for act in req.after_done:
-                    index = act.get("vcpu", 0)
-                    rc = inject_vcpu_ioctl(machine.proc.pid, threads[index], index, act["request"], act.get("arg", 0))
-                    injected.append({**act, "result": rc})
+            if req.after_done and machine.is_running():
+                injected += self._inject(machine, req.after_done)
                 time.sleep(req.settle)
             if machine.is_running():
                 try:
