@@ -110,6 +110,9 @@ def _topology(src: Located, name: str, source: Path | None, root: Path, prefix: 
     _check_path(l1["kernel"], f"{prefix}l1.kernel", src, root)
     if l1["series"] and not (root / "kernel_patches" / l1["series"]).is_dir():
         raise src.error(f"{prefix}l1.series", f"no series kernel_patches/{l1['series']}/")
+    if l2["dedicated"] != "off" and not l1["series"]:
+        raise src.error(f"{prefix}l2.dedicated", "dedicated mode needs a kernel series that has it "
+                        "(l1.series, e.g. dedicated-cpu)")
     return Topology(
         name=name, source=source, description=v["description"], accel=v["accel"], timeout=v["timeout"],
         l1=L1Config(**{**l1, "qemu_params": tuple(l1["qemu_params"])}),

@@ -142,3 +142,9 @@ def test_shipped_configs_load():
         s = load_scenario(name, root=ROOT)
         assert s.workload.ops
     assert load_topology("nested-svm", root=ROOT).l2.kernel_irqchip == "on"
+
+
+def test_dedicated_mode_needs_a_series(root):
+    write(root, "qemu_configs/topologies/t.yaml", "l2:\n  dedicated: v2\n")
+    msg = err(root, SCEN)
+    assert msg.startswith("qemu_configs/topologies/t.yaml:2: l2.dedicated: dedicated mode needs a kernel series")
