@@ -16,6 +16,8 @@ from hil.lab.errors import LabError
 WANTED = ("arch/x86/kvm/", "virt/kvm/", "arch/x86/include/asm/kvm", "include/linux/kvm",
           "include/uapi/linux/kvm.h", "include/trace/events/kvm.h")
 RECIPE = 1
+# tarfile's extraction filters exist from Python 3.11.4 on; Debian 12 ships 3.11.2.
+SAFE_EXTRACT = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
 
 def _wanted(name: str) -> str | None:
@@ -48,8 +50,10 @@ def source_tree(package: str) -> tuple[Path, str]:
                 rel = _wanted(member.name)
                 if rel is None or not (member.isfile() or member.isdir()):
                     continue
+                if rel.startswith("/") or ".." in rel.split("/"):
+                    raise LabError(f"{package}: unsafe path in the source tarball: {member.name}")
                 member.name = rel
-                src.extract(member, tree, filter="data")
+                src.extract(member, tree, **SAFE_EXTRACT)
         inner.unlink()
         shutil.rmtree(out / "deb")
 
