@@ -118,7 +118,7 @@ def resolve(raw: dict[str, Any], arch: str, probe: ProbeImage | None) -> dict[st
     stray: dict[str, int] = {}
     for entry in raw["exits_window"]:
         name = reason_name(arch, entry["exit_reason"])
-        op = next((o for o, (lo, hi) in probe.op_ranges.items() if lo <= entry["guest_rip"] < hi), None) if probe else None
+        op = probe.op_at(entry["guest_rip"]) if probe else None
         bucket = per_op.setdefault(op, {}) if op else stray
         bucket[name] = bucket.get(name, 0) + entry["hitcount"]
     ops = []
