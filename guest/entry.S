@@ -99,6 +99,66 @@ probe_halt_forever:
 	hlt
 	jmp	probe_halt_forever
 
+/* ---- application processor start-up (the kicker vCPU of the ipi-race op) ----
+ * probe.c copies ap_trampoline..ap_trampoline_end to AP_TRAMPOLINE (0x8000) and sends
+ * INIT, SIPI(0x08): the AP starts in real mode at 0800:0000, loads the GDT, and takes the
+ * BSP's road to long mode with its own stack, then calls ap_main(). */
+	.section .rodata
+	.globl ap_trampoline, ap_trampoline_end
+	.code16
+ap_trampoline:
+	cli
+	mov	%cs, %ax
+	mov	%ax, %ds
+	lgdtl	ap_gdt_desc - ap_trampoline
+	mov	%cr0, %eax
+	or	$1, %eax                /* CR0.PE */
+	mov	%eax, %cr0
+	.byte	0x66, 0xea              /* ljmpl $SEL_CODE32, $ap_entry32 */
+	.long	ap_entry32
+	.word	SEL_CODE32
+	.balign 8
+ap_gdt_desc:
+	.word	gdt_end - gdt - 1
+	.long	gdt
+ap_trampoline_end:
+
+	.section .text.boot, "ax"
+	.code32
+ap_entry32:
+	mov	$SEL_DATA, %eax
+	mov	%eax, %ds
+	mov	%eax, %es
+	mov	%eax, %ss
+	mov	%eax, %fs
+	mov	%eax, %gs
+	mov	%cr4, %eax
+	or	$0x20, %eax             /* CR4.PAE */
+	mov	%eax, %cr4
+	mov	$pml4, %eax
+	mov	%eax, %cr3
+	mov	$0xC0000080, %ecx       /* IA32_EFER */
+	rdmsr
+	or	$0x100, %eax            /* EFER.LME */
+	wrmsr
+	mov	%cr0, %eax
+	or	$0x80000001, %eax       /* CR0.PG | CR0.PE */
+	mov	%eax, %cr0
+	ljmp	$SEL_CODE64, $ap_entry64
+
+	.code64
+ap_entry64:
+	mov	$SEL_DATA, %eax
+	mov	%eax, %ds
+	mov	%eax, %es
+	mov	%eax, %ss
+	xor	%eax, %eax
+	mov	%eax, %fs
+	mov	%eax, %gs
+	mov	$ap_stack_top, %rsp
+	call	ap_main
+	jmp	probe_halt_forever
+
 /* ---- interrupt stubs (outside the window) ---- */
 	.text
 	.macro EXC_STUB vec
@@ -178,3 +238,7 @@ probe_stack_bottom:
 	.space STACK_SIZE
 stack_top:
 probe_stack_top:
+	.balign 16
+ap_stack_bottom:
+	.space STACK_SIZE
+ap_stack_top:

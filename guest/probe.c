@@ -6,10 +6,12 @@
  *   ops=cpuid:16,pio-kernel:8,pio-user:8,msr:8,hlt:4   ordered op:count list
  *   hlt_timer_us=1000                                  APIC timer per hlt (default 1000)
  *   exit=1                                             write status to port 0xf4 at the end
+ *   race_timeout_us=20000  ipi-race: a kick not taken within this is counted late
  *
  * Output on COM1 (one line each):
  *   hil-probe: event=start version=1 window=0x<start>-0x<end> boot=<pvh|multiboot>
- *   hil-probe: event=op name=<op> count=<n> tsc=<cycles>
+ *   hil-probe: event=begin name=<op>        (kicks, ipi-race: the op starts 200 ms later)
+ *   hil-probe: event=op name=<op> count=<n> tsc=<cycles> [hlts= | irqs= | sent= late= lat_avg_ns= lat_max_ns=]
  *   hil-probe: event=error msg=<words-joined-with-dashes>
  *   hil-probe: event=done status=<ok|error> ops=<ops completed>
  * then cli; hlt forever.
@@ -38,11 +40,18 @@
 #define X2APIC_LVT_LINT1 0x836
 #define X2APIC_LVT_ERROR 0x837
 #define X2APIC_TMICT 0x838
+#define X2APIC_TMCCT 0x839
+#define X2APIC_ICR 0x830
 #define X2APIC_TDCR 0x83e
 #define LVT_MASKED (1u << 16)
 #define TDCR_DIV_1 0xb
 
 #define TIMER_VECTOR 0x40
+#define KICK_VECTOR 0x50 /* the kicks' MSIs and IPIs */
+#define KICK_VECTOR_B 0x60 /* ipi-race: the second kick of each pair */
+#define AP_TRAMPOLINE 0x8000 /* SIPI vector 0x08 */
+#define ICR_INIT 0x4500ull
+#define ICR_STARTUP (0x4600ull | (AP_TRAMPOLINE >> 12))
 #define SPURIOUS_VECTOR 0xff
 
 /* APIC timer ticks per microsecond with divide-by-1: both KVM (1 ns APIC bus
@@ -67,6 +76,15 @@ extern void op_hlt(uint64_t n, uint64_t tmict);
 extern void hlt_timer_isr(void);
 extern volatile uint64_t hlt_timer_irqs;
 extern volatile uint64_t hlt_executed;
+extern void op_kicks(uint64_t n);
+extern void op_ipi_race(uint64_t n);
+extern void kick_isr(void);
+extern void race_isr(void);
+extern volatile uint64_t kick_irqs;
+extern volatile uint64_t race_done;
+extern volatile uint64_t race_eoi_cost, race_irqs_a, race_irqs_b;
+extern void race_isr_b(void);
+extern const char ap_trampoline[], ap_trampoline_end[];
 extern void probe_spurious_isr(void);
 extern void probe_unexpected_irq(void);
 extern const uint64_t probe_exc_stubs[32];
@@ -75,6 +93,7 @@ extern void probe_halt_forever(void) __attribute__((noreturn));
 void probe_main(uint32_t magic, uint32_t info);
 void probe_exception(uint64_t vec, uint64_t err, uint64_t rip) __attribute__((noreturn));
 void probe_unexpected_interrupt(uint64_t rip) __attribute__((noreturn));
+void ap_main(void) __attribute__((noreturn));
 
 /* ---------------------------------------------------------------- libc bits */
 
@@ -211,7 +230,7 @@ static void put_hex(uint64_t v)
 
 /* ------------------------------------------------------------------ state */
 
-enum op_kind { OP_CPUID, OP_PIO_KERNEL, OP_PIO_USER, OP_MSR, OP_HLT, OP_KINDS };
+enum op_kind { OP_CPUID, OP_PIO_KERNEL, OP_PIO_USER, OP_MSR, OP_HLT, OP_KICKS, OP_IPI_RACE, OP_KINDS };
 
 static const char *const op_names[OP_KINDS] = {
 	[OP_CPUID] = "cpuid",
@@ -219,6 +238,8 @@ static const char *const op_names[OP_KINDS] = {
 	[OP_PIO_USER] = "pio-user",
 	[OP_MSR] = "msr",
 	[OP_HLT] = "hlt",
+	[OP_KICKS] = "kicks",
+	[OP_IPI_RACE] = "ipi-race",
 };
 
 struct op {
@@ -231,6 +252,7 @@ static unsigned n_ops;
 static unsigned ops_done;
 static uint32_t hlt_timer_us = HLT_TIMER_US_DEFAULT;
 static bool exit_on_done;
+static uint32_t race_timeout_us = 20000;
 static char cmdline[CMDLINE_MAX];
 
 struct idt_gate {
@@ -375,6 +397,11 @@ static const char *parse_cmdline(const char *s)
 			if (!parse_u64(val, vlen, HLT_TIMER_US_MAX, &us) || us < HLT_TIMER_US_MIN)
 				return "bad-hlt-timer-us";
 			hlt_timer_us = (uint32_t)us;
+		} else if (str_eq_n(tok, eq, "race_timeout_us")) {
+			uint64_t us;
+			if (!parse_u64(val, vlen, 10000000, &us) || us == 0)
+				return "bad-race-timeout-us";
+			race_timeout_us = (uint32_t)us;
 		}
 		/* exit= is scanned separately; anything else is ignored */
 	}
@@ -457,7 +484,18 @@ static void idt_init(void)
 	for (unsigned v = 32; v < 256; v++)
 		set_gate(v, (uint64_t)(uintptr_t)probe_unexpected_irq);
 	set_gate(TIMER_VECTOR, (uint64_t)(uintptr_t)hlt_timer_isr);
+	set_gate(KICK_VECTOR, (uint64_t)(uintptr_t)kick_isr);
+	set_gate(KICK_VECTOR_B, (uint64_t)(uintptr_t)race_isr_b);
 	set_gate(SPURIOUS_VECTOR, (uint64_t)(uintptr_t)probe_spurious_isr);
+	__asm__ volatile("lidt %0" : : "m"(desc));
+}
+
+static void idt_load(void)
+{
+	struct {
+		uint16_t limit;
+		uint64_t base;
+	} __attribute__((packed)) desc = { sizeof(idt) - 1, (uint64_t)(uintptr_t)idt };
 	__asm__ volatile("lidt %0" : : "m"(desc));
 }
 
@@ -498,13 +536,161 @@ static void prefault_image(void)
 	__asm__ volatile("lock orb $0, (%0)" : : "r"((uintptr_t)__image_end - 1) : "memory");
 }
 
+/* ------------------------------------------------- the kicker vCPU (ipi-race) */
+
+static volatile uint64_t ap_alive, race_go;
+static uint64_t tsc_per_us;
+static uint64_t race_n, race_sent, race_late, race_lat_sum, race_lat_n, race_lat_max, race_eoi_avg;
+
+static inline uint64_t rdtsc_plain(void)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return ((uint64_t)hi << 32) | lo;
+}
+
+/* Kicks go in pairs. A (vector 0x50) lands wherever it lands; the kicked vCPU takes it with
+ * an NMI exit, runs its handler and writes EOI: an exit and a re-entry. B (vector 0x60, so it
+ * never merges with A) is sent a random 1..3 EOI-exit times after A, so B's kick lands all
+ * along that sequence, the EOI re-entry included: the window the seed leaves open sits just
+ * before its VMRUN. (Sending B only once A is taken comes too late: a kick takes longer to
+ * arrive than an EOI exit takes.) A kick not taken within the timeout is late: with HLT
+ * exiting off and the guest spinning, nothing else makes the vCPU exit. */
+static bool race_wait(volatile uint64_t *irqs, uint64_t before, uint64_t t0, uint64_t timeout, uint64_t *lat)
+{
+	uint64_t now = t0;
+	while (*irqs == before && (now = rdtsc_plain()) - t0 < timeout)
+		;
+	*lat = now - t0;
+	return *irqs != before;
+}
+
+static void race_account(bool taken, uint64_t lat)
+{
+	if (!taken) {
+		race_late++;
+		return;
+	}
+	race_lat_sum += lat;
+	race_lat_n++;
+	if (lat > race_lat_max)
+		race_lat_max = lat;
+}
+
+static void ap_race(void)
+{
+	uint64_t timeout = (uint64_t)race_timeout_us * tsc_per_us;
+	uint64_t rng = 0x2545f4914f6cdd1dull;
+	uint64_t eoi_avg = 0; /* running average of the handler's EOI exit, TSC cycles */
+
+	for (uint64_t i = 0; i < race_n; i += 2) {
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		uint64_t a_before = race_irqs_a, b_before = race_irqs_b, lat = 0;
+		uint64_t ta = rdtsc_plain(), tb = 0;
+		wrmsr(X2APIC_ICR, KICK_VECTOR); /* fixed, physical, to APIC ID 0 */
+		race_sent++;
+		if (i + 1 < race_n) {
+			uint64_t delay = eoi_avg + (eoi_avg ? rng % (2 * eoi_avg) : 0);
+			while (rdtsc_plain() - ta < delay)
+				;
+			tb = rdtsc_plain();
+			wrmsr(X2APIC_ICR, KICK_VECTOR_B);
+			race_sent++;
+		}
+		race_account(race_wait(&race_irqs_a, a_before, ta, timeout, &lat), lat);
+		if (tb)
+			race_account(race_wait(&race_irqs_b, b_before, tb, timeout, &lat), lat);
+		if (race_eoi_cost)
+			eoi_avg = eoi_avg ? (7 * eoi_avg + race_eoi_cost) / 8 : race_eoi_cost;
+		race_eoi_avg = eoi_avg;
+	}
+}
+
+void ap_main(void)
+{
+	uint64_t base = rdmsr(MSR_APIC_BASE);
+	if (!(base & APIC_BASE_EN))
+		wrmsr(MSR_APIC_BASE, base | APIC_BASE_EN);
+	wrmsr(MSR_APIC_BASE, base | APIC_BASE_EN | APIC_BASE_EXTD);
+	idt_load();
+	ap_alive = 1;
+	for (;;) {
+		while (!race_go)
+			;
+		race_go = 0;
+		ap_race();
+		race_done = 1;
+	}
+}
+
+static const char *start_ap(void)
+{
+	if (ap_alive)
+		return NULL;
+	memcpy((void *)AP_TRAMPOLINE, ap_trampoline, (size_t)(ap_trampoline_end - ap_trampoline));
+	wrmsr(X2APIC_ICR, (1ull << 32) | ICR_INIT);
+	wrmsr(X2APIC_ICR, (1ull << 32) | ICR_STARTUP);
+	for (uint64_t t = rdtsc_ordered(); !ap_alive;) {
+		if (rdtsc_ordered() - t > (1ull << 34))
+			return "ap-did-not-start";
+		if (rdtsc_ordered() - t > (1ull << 30) && !ap_alive)
+			wrmsr(X2APIC_ICR, (1ull << 32) | ICR_STARTUP); /* a second SIPI, as the MP spec asks */
+	}
+	return NULL;
+}
+
+/* TSC ticks per microsecond against the APIC timer (1 GHz under KVM), timer masked. */
+static void calibrate_tsc(void)
+{
+	if (tsc_per_us)
+		return;
+	wrmsr(X2APIC_LVT_TIMER, LVT_MASKED | TIMER_VECTOR);
+	wrmsr(X2APIC_TMICT, 0xffffffffu);
+	uint64_t c0 = rdmsr(X2APIC_TMCCT), t0 = rdtsc_ordered(), t1;
+	while ((t1 = rdtsc_ordered()) - t0 < (1ull << 24))
+		;
+	uint64_t c1 = rdmsr(X2APIC_TMCCT);
+	wrmsr(X2APIC_TMICT, 0);
+	wrmsr(X2APIC_LVT_TIMER, TIMER_VECTOR);
+	uint64_t ns = c0 > c1 ? c0 - c1 : 1;
+	tsc_per_us = (t1 - t0) * 1000 / ns;
+	if (!tsc_per_us)
+		tsc_per_us = 1;
+}
+
 /* ------------------------------------------------------------------- main */
 
 static void run_op(const struct op *op)
 {
 	uint64_t irqs_before = hlt_timer_irqs;
 	uint64_t hlts_before = hlt_executed;
+	uint64_t kicks_before;
+	if (op->kind == OP_KICKS || op->kind == OP_IPI_RACE)
+		calibrate_tsc(); /* before "begin": the kicks must not meet its timer exits */
+	if (op->kind == OP_IPI_RACE) {
+		const char *err = start_ap();
+		if (err)
+			fail(err);
+		race_n = op->count;
+		race_sent = race_late = race_lat_sum = race_lat_n = race_lat_max = 0;
+		race_done = 0;
+	}
+	if (op->kind == OP_KICKS || op->kind == OP_IPI_RACE) {
+		/* the handler lives in the op's own code range, so its EOI exit counts for the op */
+		set_gate(KICK_VECTOR, (uint64_t)(uintptr_t)(op->kind == OP_KICKS ? kick_isr : race_isr));
+		put_str("hil-probe: event=begin name=");
+		put_str(op_names[op->kind]);
+		put_char('\n');
+		/* 200 ms for the host to take its before-the-op snapshot (it polls every 50 ms) */
+		for (uint64_t t = rdtsc_ordered(); rdtsc_ordered() - t < 200000 * tsc_per_us;)
+			;
+	}
+	kicks_before = kick_irqs;
 	uint64_t t0 = rdtsc_ordered();
+	if (op->kind == OP_IPI_RACE)
+		race_go = 1;
 	if (op->count) {
 		switch (op->kind) {
 		case OP_CPUID:
@@ -522,6 +708,12 @@ static void run_op(const struct op *op)
 		case OP_HLT:
 			op_hlt(op->count, (uint64_t)hlt_timer_us * APIC_TICKS_PER_US);
 			break;
+		case OP_KICKS:
+			op_kicks(op->count);
+			break;
+		case OP_IPI_RACE:
+			op_ipi_race(op->count);
+			break;
 		default:
 			break;
 		}
@@ -536,6 +728,25 @@ static void run_op(const struct op *op)
 	if (op->kind == OP_HLT) {
 		put_str(" hlts=");
 		put_dec(hlt_executed - hlts_before);
+	}
+	if (op->kind == OP_KICKS || op->kind == OP_IPI_RACE) {
+		put_str(" irqs=");
+		put_dec(kick_irqs - kicks_before);
+		put_str(" tsc_khz=");
+		put_dec(tsc_per_us * 1000);
+	}
+	if (op->kind == OP_IPI_RACE) {
+		put_str(" sent=");
+		put_dec(race_sent);
+		put_str(" late=");
+		put_dec(race_late);
+		put_str(" lat_avg_ns=");
+		put_dec(race_lat_n ? race_lat_sum * 1000 / tsc_per_us / race_lat_n : 0);
+		put_str(" lat_max_ns=");
+		put_dec(race_lat_max * 1000 / tsc_per_us);
+		put_str(" eoi_exit_ns=");
+		put_dec(race_eoi_avg * 1000 / tsc_per_us);
+
 	}
 	put_char('\n');
 	if (op->kind == OP_HLT && hlt_timer_irqs - irqs_before != op->count)

@@ -87,6 +87,79 @@ hlt_timer_isr:                  /* vector 0x40, still inside the hlt op range */
 	pop	%rax
 	iretq
 
+	.section .text.window.kicks, "ax"
+	.globl op_kicks
+op_kicks:                       /* rdi = kick interrupts to wait for; interrupts on, no exits */
+	mov	kick_irqs(%rip), %r9
+	add	%rdi, %r9
+	sti
+1:	cmp	kick_irqs(%rip), %r9    /* a plain load loop: no PAUSE (TCG's SVM intercepts each one) */
+	ja	1b
+	cli
+	ret
+
+	.globl kick_isr
+kick_isr:                       /* vector 0x50: a kick's interrupt (MSI, IPI); still in the kicks range */
+	push	%rax
+	push	%rcx
+	push	%rdx
+	incq	kick_irqs(%rip)
+	mov	$0x80b, %ecx            /* x2APIC EOI */
+	xor	%eax, %eax
+	xor	%edx, %edx
+	wrmsr
+	pop	%rdx
+	pop	%rcx
+	pop	%rax
+	iretq
+
+	.section .text.window.ipi_race, "ax"
+	.globl op_ipi_race
+op_ipi_race:                    /* the kicked vCPU: spin with interrupts on until the kicker is done */
+	sti
+1:	cmpq	$0, race_done(%rip)
+	je	1b
+	cli
+	ret
+
+	.globl race_isr
+race_isr:                       /* kick A (0x50) of an ipi-race pair; the kicker watches the counts */
+	push	%rax
+	push	%rcx
+	push	%rdx
+	push	%rsi
+	lea	race_irqs_a(%rip), %rsi
+	jmp	race_eoi
+
+	.globl race_isr_b
+race_isr_b:                     /* kick B (0x60): the one aimed at A's EOI exit */
+	push	%rax
+	push	%rcx
+	push	%rdx
+	push	%rsi
+	lea	race_irqs_b(%rip), %rsi
+race_eoi:
+	incq	(%rsi)
+	incq	kick_irqs(%rip)
+	rdtsc
+	shl	$32, %rdx
+	or	%rax, %rdx
+	mov	%rdx, %rsi
+	mov	$0x80b, %ecx            /* x2APIC EOI: its exit and re-entry are what kick B races */
+	xor	%eax, %eax
+	xor	%edx, %edx
+	wrmsr
+	rdtsc                           /* back in the guest: how long the EOI exit took */
+	shl	$32, %rdx
+	or	%rax, %rdx
+	sub	%rsi, %rdx
+	mov	%rdx, race_eoi_cost(%rip)
+	pop	%rsi
+	pop	%rdx
+	pop	%rcx
+	pop	%rax
+	iretq
+
 	.data
 	.balign 8
 	.globl hlt_timer_irqs
@@ -94,4 +167,15 @@ hlt_timer_irqs:
 	.quad 0
 	.globl hlt_executed
 hlt_executed:                   /* hlt instructions run, spurious wakeups included */
+	.quad 0
+	.globl kick_irqs, race_done, race_eoi_cost, race_irqs_a, race_irqs_b
+kick_irqs:                      /* kick interrupts taken (vector 0x50) */
+	.quad 0
+race_done:                      /* set by the kicker when its last kick is settled */
+	.quad 0
+race_irqs_a:                    /* ipi-race: kick A and kick B interrupts taken */
+	.quad 0
+race_irqs_b:
+	.quad 0
+race_eoi_cost:                  /* TSC cycles its last EOI exit took, re-entry included */
 	.quad 0

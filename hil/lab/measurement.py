@@ -28,6 +28,8 @@ class Measurement:
     provenance: dict[str, Any]
     timings: dict[str, float]
     logs: dict[str, str] = field(default_factory=dict)
+    # kicks of vCPU 0 as KVM saw them (see hil.lab.run.kick_trace); empty when none were sent
+    kick_trace: dict[str, Any] = field(default_factory=dict)
 
     def op(self, name: str) -> OpMeasurement | None:
         return next((o for o in self.ops if o.op == name), None)

@@ -83,6 +83,10 @@ def l1_builder(topology: Topology, image: L1Image, accel: str) -> Callable[..., 
     return build
 
 
+MSI_ADDRESS_VCPU0 = 0xFEE00000   # fixed delivery, physical destination APIC ID 0
+KICK_VECTORS = (0x50, 0x60)      # guest/probe.c: the kicks' vectors (ipi-race: pairs A and B)
+
+
 def dedicate(l2: Any) -> list[dict[str, int]]:
     """KVM_SET_DEDICATED for every vCPU, issued by hil in QEMU's vCPU threads (QEMU knows no such ioctl)."""
     if l2.dedicated == "off":
@@ -96,17 +100,24 @@ def l2_request(scenario: Scenario, probe: ProbeImage | None) -> tuple[dict[str, 
     paths = L2Paths()
     if wl.kind == "probe":
         assert probe is not None
-        append = format_cmdline([(o.op, o.count) for o in wl.ops], hlt_timer_us=wl.hlt_timer_us)
+        append = format_cmdline([(o.op, o.count) for o in wl.ops], hlt_timer_us=wl.hlt_timer_us,
+                                race_timeout_us=wl.race_timeout_us)
         argv = l2_argv(scenario.topology.l2, append=append, paths=paths)
         req = {"argv": argv, "serial_log": paths.serial_log, "done_pattern": PROBE_DONE,
                "window": list(probe.window), "timeout": scenario.topology.l2.timeout,
-               "before_start": dedicate(scenario.topology.l2)}
+               "before_start": dedicate(scenario.topology.l2), "pin": list(scenario.topology.l2.pin)}
+        kicks = next((o.count for o in wl.ops if o.op == "kicks"), 0)
+        if kicks:
+            req["kicks"] = {"after": r"hil-probe: event=begin name=kicks", "count": kicks,
+                            "interval": wl.kick_interval_ms / 1000, "address": MSI_ADDRESS_VCPU0,
+                            "data": KICK_VECTORS[0]}
         return req, probe.path.read_bytes(), None
     kernel = Path(wl.kernel).read_bytes()
     initrd = Path(wl.initrd).read_bytes() if wl.initrd else None
     argv = l2_argv(scenario.topology.l2, append=wl.append, paths=paths, initrd=initrd is not None)
     req = {"argv": argv, "serial_log": paths.serial_log, "done_pattern": wl.done_pattern,
-           "window": None, "timeout": scenario.topology.l2.timeout, "before_start": dedicate(scenario.topology.l2)}
+           "window": None, "timeout": scenario.topology.l2.timeout, "before_start": dedicate(scenario.topology.l2),
+           "pin": list(scenario.topology.l2.pin)}
     return req, kernel, initrd
 
 
@@ -147,6 +158,47 @@ def resolve(raw: dict[str, Any], arch: str, probe: ProbeImage | None) -> dict[st
         "userspace": {str(e["reason"]): e["hitcount"] for e in raw["userspace_exits"]},
         "counters": counters, "events": events,
     }
+
+
+VCPU_MODES = {0: "outside", 1: "in-guest", 2: "exiting", 3: "reading-shadow-page-tables"}
+NMI_LANDINGS = {0: "guest", 1: "entry", 2: "host", 3: "idle"}
+
+
+def kick_trace(raw: dict[str, Any]) -> dict[str, Any]:
+    """vCPU 0's kicks over the run: interrupts its APIC accepted on the kick vector (any
+    kernel), and with the dedicated-cpu series what each kick found (vcpu->mode, NMI sent or
+    not), where each NMI landed (kick NMIs and prevent_run's own, counted separately) and how
+    many landed in the window (past the request check, VMRUN ahead)."""
+    hists = raw.get("hists") or {}
+    accepted = sum(e["hitcount"] for e in hists.get("accepted_irqs", [])
+                   if e.get("apicid") == 0 and e.get("vec") in KICK_VECTORS)
+    out: dict[str, Any] = {"accepted": accepted, "io_thread_msis": list(raw.get("kicks_sent") or []),
+                           "host_interrupts_per_op": raw.get("op_host_interrupts") or {}}
+    if "kicks" in hists:
+        found: dict[str, int] = {}
+        for e in hists["kicks"]:
+            if e.get("vcpu_id") == 0:
+                key = f"{VCPU_MODES.get(e['old_mode'], e['old_mode'])}/{'nmi' if e['nmi'] else 'no-nmi'}"
+                found[key] = found.get(key, 0) + e["hitcount"]
+        landed: dict[str, dict[str, int]] = {}
+        guest_nmis = 0      # every vCPU's: kvm_exit's hist does not tell vCPUs apart
+        for e in hists.get("kick_nmis", []):
+            if NMI_LANDINGS.get(e["where"]) == "guest":
+                guest_nmis += e["hitcount"]
+            if e.get("vcpu_id") in (0, -1):
+                row = landed.setdefault(NMI_LANDINGS.get(e["where"], str(e["where"])),
+                                        {"nmis": 0, "kicks": 0, "self_nmis": 0, "prevent_run": 0})
+                row["nmis"] += e["hitcount"]
+                row["kicks"] += e.get("kicks", 0)
+                row["self_nmis"] += e.get("self_nmis", 0)
+                row["prevent_run"] += e["hitcount"] if e.get("prevent_run") else 0
+        windows = [e for e in hists.get("kick_windows", []) if e.get("vcpu_id") == 0]
+        stock = {VCPU_MODES.get(e["old_mode"], str(e["old_mode"])): e["hitcount"]
+                 for e in hists.get("stock_kicks", []) if e.get("vcpu_id") == 0}
+        out.update(found=found, landed=landed, guest_nmis_all_vcpus=guest_nmis,
+                   window=sum(e["hitcount"] for e in windows),
+                   window_pending=sum(e["hitcount"] for e in windows if e.get("pending")), stock_kicks=stock)
+    return out
 
 
 def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, raw: dict[str, Any],
@@ -212,6 +264,7 @@ def _run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) ->
         arch=arch, ops=r["ops"], exits_all=r["exits_all"], exits_window_unattributed=r["stray"],
         pio=r["pio"], userspace_exits=r["userspace"], counters=r["counters"], probe_events=r["events"],
         ended_by=raw["ended_by"], provenance=provenance(scenario, prep, l1, raw, request), timings=timings,
+        kick_trace=kick_trace(raw),
         logs={"l1_console": str(l1.console_log), "l2_serial": str(out_dir / "l2-serial.log"),
               "repro": str(out_dir / "repro.sh")},
     )

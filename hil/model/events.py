@@ -43,6 +43,9 @@ EVENTS: dict[str, EventSpec] = {e.name: e for e in (
               {"apic": APIC, "target_state": STATE}, deterministic=False),
     EventSpec("kick", "the host kicks the vCPU (a request from the I/O thread, irqfd, another vCPU)",
               {"guest_state": ("running", "halted", "outside")}, deterministic=False),
+    EventSpec("interrupt-in", "an interrupt for this vCPU from outside it (an emulated device's MSI from "
+              "QEMU's I/O thread, another vCPU's IPI): a kick, then a virtual injection",
+              {"guest_state": ("running", "halted", "outside")}, deterministic=False),
     EventSpec("timer", "guest arms its LAPIC one-shot timer (TMICT) and the timer expires",
               {"apic": APIC, "guest_state": ("halted", "running"), "mode": ("oneshot", "tsc-deadline")},
               deterministic=False),

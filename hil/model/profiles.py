@@ -58,6 +58,13 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     _DISABLE_ALL,
     replace(_STOCK, name="dedicated-hlt", description="The dedicated-cpu port, stage 1 so far (kernel_patches/"
             "dedicated-cpu 0002): a dedicated vCPU's HLT does not exit; all else as stock", hlt_exiting=False),
+    replace(_STOCK, name="dedicated-v2", description="The dedicated-cpu port, stages 1+2 (kernel_patches/"
+            "dedicated-cpu 0002-0003), v2 semantics: HLT does not exit, kicks by NMI (also to a vCPU found "
+            "EXITING), prevent-run closes the kick race; external-interrupt exiting stays on",
+            hlt_exiting=False, kick="nmi-unless-outside", prevent_run=True),
+    replace(_STOCK, name="dedicated-v1", description="The dedicated-cpu port's v1 switch: the seed's kick (NMI "
+            "only to a vCPU found IN_GUEST_MODE) and its NMI handler that acts on nothing",
+            hlt_exiting=False, kick="nmi-if-in-guest", nmi_handler_acts=False),
     replace(_DISABLE_ALL, name="disable-exits-hlt", description="KVM_CAP_X86_DISABLE_EXITS with HLT only",
             mwait_exiting=True, pause_exiting=True, cstate_exiting=True),
     _V1,

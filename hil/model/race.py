@@ -8,11 +8,16 @@ Entry path (vcpu_enter_guest, both series and today's KVM):
   3 last instructions before VMRESUME/VMRUN (the window the seed leaves open)
   4 in guest
   5 EXITING_GUEST_MODE: an earlier kick is taking the vCPU out
+  6 in guest with EXITING_GUEST_MODE: an earlier kick was lost in step 3, so its cmpxchg left
+    the mode at EXITING while the vCPU entered anyway; it stays so until an unrelated exit
 A kick sets the request, then signals the vCPU if cmpxchg(mode: IN_GUEST_MODE -> EXITING)
 succeeds (v2 also signals when it finds EXITING_GUEST_MODE). The signal is a reschedule
 IPI (stock: masked until entry, then an immediate external-interrupt exit) or an NMI
 (slave series: taken at once, even with interrupts off; v1's handler does nothing; v2's sets
 prevent_run, making the entry exit at once, reason PREEMPT).
+Step 6 is why the seed's loss is sticky: its kick signals only a vCPU it finds IN_GUEST_MODE,
+so after one lost kick every later kick is lost too until something else makes the vCPU exit
+(measured on the dedicated-cpu port: kernel_patches/dedicated-cpu, qemu_configs kick-race-v1).
 """
 from __future__ import annotations
 
@@ -22,10 +27,13 @@ from dataclasses import dataclass
 
 from hil.model.profiles import Profile
 
-STEPS = ("outside", "mode-set", "request-checked", "entering", "in-guest", "exiting")
+STEPS = ("outside", "mode-set", "request-checked", "entering", "in-guest", "exiting", "in-guest-stuck")
 # vcpu->mode at each step: the state machine kvm_vcpu_kick's cmpxchg reads.
+STEP_WINDOW = STEPS.index("entering")    # past the request check, VMRUN ahead
+STEP_IN_GUEST = STEPS.index("in-guest")
 MODE = {"outside": "OUTSIDE_GUEST_MODE", "mode-set": "IN_GUEST_MODE", "request-checked": "IN_GUEST_MODE",
-        "entering": "IN_GUEST_MODE", "in-guest": "IN_GUEST_MODE", "exiting": "EXITING_GUEST_MODE"}
+        "entering": "IN_GUEST_MODE", "in-guest": "IN_GUEST_MODE", "exiting": "EXITING_GUEST_MODE",
+        "in-guest-stuck": "EXITING_GUEST_MODE"}
 
 
 def signals(p: Profile, step: int) -> bool:
@@ -54,6 +62,11 @@ def kick_at(p: Profile, step: int, later_exits: bool | None = None) -> KickOutco
         return KickOutcome(at, True, None, 0)
     if STEPS[step] == "exiting":   # an earlier kick is already taking the vCPU out: seen on the way
         return KickOutcome(at, True, None, 0)
+    unrelated = later_exits if later_exits is not None else (p.hlt_exiting or p.ext_int_exiting == "on")
+    if STEPS[step] == "in-guest-stuck":   # only v2's kick signals a vCPU it finds EXITING
+        if signals(p, step):
+            return KickOutcome(at, True, "NMI" if p.kick != "ipi" else "EXTINT", 1)
+        return KickOutcome(at, unrelated, None, None)
     if p.kick == "ipi":      # stock: the IPI stays pending with interrupts off, exits right after entry
         return KickOutcome(at, True, "EXTINT", 1)
     if step == 4:            # slave series, in guest: NMI exit
@@ -61,11 +74,11 @@ def kick_at(p: Profile, step: int, later_exits: bool | None = None) -> KickOutco
     if p.prevent_run:        # v2/17: the NMI handler arms an immediate exit of the coming entry
         return KickOutcome(at, True, "PREEMPT", 1)
     # The seed: the NMI was taken in the host and acted on nothing; the request waits.
-    unrelated = later_exits if later_exits is not None else (p.hlt_exiting or p.ext_int_exiting == "on")
     return KickOutcome(at, unrelated, None, None)
 
 
 def enumerate_kicks(p: Profile) -> list[KickOutcome]:
+    """Every step a kick can land at (the stuck step only exists after a lost kick)."""
     return [kick_at(p, s) for s in range(len(STEPS))]
 
 
@@ -75,27 +88,45 @@ class RaceStats:
     lost: int
     exits: dict[str, int]
     events: int
+    window: int = 0             # kicks that landed in the window (step 3)
+    stuck: int = 0              # kicks that found the vCPU in step 6
 
 
-def simulate(p: Profile, kicks: int, seed: int = 0, entry_steps: int = 4, guest_ticks: int = 20) -> RaceStats:
-    """Many kicks at random times against a vCPU that keeps re-entering (it exits only for
-    the kicks it sees): a discrete-event run over a heap of timestamped events."""
+def simulate(p: Profile, kicks: int, seed: int = 0, entry_steps: int = 4, guest_ticks: int = 20,
+             rescue_every: int | None = None) -> RaceStats:
+    """Many kicks at random times against a vCPU that keeps re-entering (it exits only for the
+    kicks it sees, and every `rescue_every` time units for an unrelated reason): a
+    discrete-event run over a heap of timestamped events. A lost kick leaves the vCPU in step 6
+    until the next exit."""
     rng = random.Random(seed)
     cycle = entry_steps + guest_ticks
+    horizon = kicks * cycle
     queue: list[tuple[float, int, str]] = []
     for i in range(kicks):
-        heapq.heappush(queue, (rng.uniform(0, kicks * cycle), i, "kick"))
-    lost = 0
+        heapq.heappush(queue, (rng.uniform(0, horizon), i, "kick"))
+    if rescue_every:
+        for j in range(int(horizon // rescue_every) + 1):
+            heapq.heappush(queue, (j * rescue_every, kicks + j, "rescue"))
+    lost = window = stuck_kicks = 0
+    stuck = False
     exits: dict[str, int] = {}
     events = 0
     while queue:
         t, _, kind = heapq.heappop(queue)
         events += 1
+        if kind == "rescue":
+            stuck = False
+            continue
         phase = int(t) % cycle
-        step = min(phase, entry_steps) if phase < entry_steps else 4
+        step = STEPS.index("in-guest-stuck") if stuck else (min(phase, entry_steps) if phase < entry_steps else 4)
+        window += step == STEP_WINDOW
+        stuck_kicks += stuck
         out = kick_at(p, step, later_exits=False)
         if not out.seen:
             lost += 1
+            stuck = True
+        elif out.exit_reason:
+            stuck = False
         if out.exit_reason:
             exits[out.exit_reason] = exits.get(out.exit_reason, 0) + 1
-    return RaceStats(kicks, lost, exits, events)
+    return RaceStats(kicks, lost, exits, events, window, stuck_kicks)

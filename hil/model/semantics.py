@@ -105,6 +105,9 @@ def effect(p: Profile, event: str, q: dict[str, str]) -> Effect:
             e.assumptions += ("v1-smp-guests",)
     elif event == "kick":
         _kick(p, q["guest_state"], e)
+    elif event == "interrupt-in":
+        _kick(p, q["guest_state"], e)
+        _virtual_injection(p, e)
     elif event == "timer":                      # §4 'Timer'
         if q["mode"] == "tsc-deadline":
             e.exit("MSR_WRITE")                 # TSC-deadline MSR write exits in every profile

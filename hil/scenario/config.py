@@ -31,6 +31,7 @@ class L2Config:
     qemu_params: tuple[str, ...]
     timeout: int
     dedicated: str = "off"
+    pin: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class Workload:
     append: str
     initrd: str | None
     done_pattern: str | None
+    kick_interval_ms: int = 20
+    race_timeout_us: int = 20000
 
 
 @dataclass(frozen=True)

@@ -86,11 +86,13 @@ def apply_override(src: Located, fields: dict[str, Field], parts: list[str], val
 
 
 # -- topology ----------------------------------------------------------------------------
-def _normalise_irqchip(data: dict[str, Any]) -> None:
-    # YAML 1.1 reads a bare `on`/`off` as true/false.
+def _normalise_onoff(data: dict[str, Any]) -> None:
+    # YAML 1.1 reads a bare `on`/`off` as true/false (dedicated: only `off` has a meaning).
     l2 = data.get("l2")
     if isinstance(l2, dict) and isinstance(l2.get("kernel_irqchip"), bool):
         l2["kernel_irqchip"] = "on" if l2["kernel_irqchip"] else "off"
+    if isinstance(l2, dict) and l2.get("dedicated") is False:
+        l2["dedicated"] = "off"
 
 
 def _check_path(value: str | None, key: str, src: Located, root: Path) -> None:
@@ -104,7 +106,7 @@ def _topology(src: Located, name: str, source: Path | None, root: Path, prefix: 
     data = src.data if isinstance(src.data, dict) else None
     if data is None:
         raise src.error(prefix.rstrip("."), "expected a mapping")
-    _normalise_irqchip(data)
+    _normalise_onoff(data)
     v = validate_map(data, TOPOLOGY_FIELDS, prefix.rstrip("."), src)
     l1, l2 = v["l1"], v["l2"]
     _check_path(l1["kernel"], f"{prefix}l1.kernel", src, root)
@@ -113,10 +115,15 @@ def _topology(src: Located, name: str, source: Path | None, root: Path, prefix: 
     if l2["dedicated"] != "off" and not l1["series"]:
         raise src.error(f"{prefix}l2.dedicated", "dedicated mode needs a kernel series that has it "
                         "(l1.series, e.g. dedicated-cpu)")
+    if l2["pin"] and len(l2["pin"]) != l2["smp"]:
+        raise src.error(f"{prefix}l2.pin", f"one L1 CPU per vCPU: {len(l2['pin'])} given, l2.smp is {l2['smp']}")
+    for cpu in l2["pin"]:
+        if cpu >= l1["smp"]:
+            raise src.error(f"{prefix}l2.pin", f"L1 CPU {cpu} does not exist (l1.smp is {l1['smp']})")
     return Topology(
         name=name, source=source, description=v["description"], accel=v["accel"], timeout=v["timeout"],
         l1=L1Config(**{**l1, "qemu_params": tuple(l1["qemu_params"])}),
-        l2=L2Config(**{**l2, "qemu_params": tuple(l2["qemu_params"])}),
+        l2=L2Config(**{**l2, "qemu_params": tuple(l2["qemu_params"]), "pin": tuple(l2["pin"])}),
     )
 
 
@@ -190,6 +197,11 @@ def load_scenario(path_or_name: str | Path, *, root: Path, overrides: Sequence[s
         for key in ("kernel", "initrd"):
             if wl[key]:
                 raise src.error(f"workload.{key}", "only for workload kind 'kernel'")
+        ops = [o["op"] for o in wl["ops"]]
+        if "ipi-race" in ops and topology.l2.smp < 2:
+            raise src.error("workload.ops", "ipi-race needs a second vCPU to send the IPIs (topology l2.smp >= 2)")
+        if "kicks" in ops and ops.count("kicks") > 1:
+            raise src.error("workload.ops", "at most one kicks op: hil sends its MSIs once the probe begins it")
     else:
         if wl["ops"]:
             raise src.error("workload.ops", "only for workload kind 'probe'")
@@ -205,6 +217,7 @@ def load_scenario(path_or_name: str | Path, *, root: Path, overrides: Sequence[s
         name=path.stem, source=path, description=v["description"], topology=topology, profile=v["profile"],
         arch=v["arch"], groups=tuple(v["groups"]),
         workload=Workload(kind, tuple(ProbeOp(o["op"], o["count"]) for o in wl["ops"]), wl["hlt_timer_us"],
-                          resolve(wl["kernel"]), wl["append"], resolve(wl["initrd"]), wl["done_pattern"]),
+                          resolve(wl["kernel"]), wl["append"], resolve(wl["initrd"]), wl["done_pattern"],
+                          wl["kick_interval_ms"], wl["race_timeout_us"]),
         expect=_expect(v["expect"], src), overrides=tuple(overrides),
     )

@@ -119,6 +119,8 @@ L2_FIELDS: dict[str, Field] = {
     "cpu_pm": Field("bool", default=False, doc="QEMU -overcommit cpu-pm=on (KVM_CAP_X86_DISABLE_EXITS)"),
     "dedicated": Field("enum", default="off", choices=("off", "v2", "v1"),
                        doc="KVM_SET_DEDICATED on every vCPU before it runs (needs the dedicated-cpu series)"),
+    "pin": Field("list", default=list, items=Field("int", min=0, max=63),
+                 doc="L1 CPU for each vCPU thread, in vCPU order (e.g. [1, 0]); empty: not pinned"),
     "qemu_params": STR_LIST,
     "timeout": Field("int", default=180, min=1, doc="seconds for one L2 run"),
 }
@@ -129,7 +131,7 @@ TOPOLOGY_FIELDS: dict[str, Field] = {
     "l1": Field("map", default=dict, fields=L1_FIELDS),
     "l2": Field("map", default=dict, fields=L2_FIELDS),
 }
-PROBE_OPS = ("cpuid", "pio-kernel", "pio-user", "msr", "hlt")
+PROBE_OPS = ("cpuid", "pio-kernel", "pio-user", "msr", "hlt", "kicks", "ipi-race")
 OP_FIELDS: dict[str, Field] = {
     "op": Field("enum", required=True, choices=PROBE_OPS),
     "count": Field("int", required=True, min=1, max=10_000_000),
@@ -138,6 +140,10 @@ WORKLOAD_FIELDS: dict[str, Field] = {
     "kind": Field("enum", default="probe", choices=("probe", "kernel")),
     "ops": Field("list", default=list, items=Field("map", fields=OP_FIELDS)),
     "hlt_timer_us": Field("int", default=1000, min=10, max=4_000_000),
+    "kick_interval_ms": Field("int", default=20, min=1, max=10_000,
+                              doc="kicks op: ms between the MSIs hil sends from QEMU's I/O thread"),
+    "race_timeout_us": Field("int", default=20000, min=1, max=10_000_000,
+                             doc="ipi-race op: an IPI not taken within this is late (a lost kick)"),
     "kernel": Field("str", nullable=True, doc="kind kernel: a multiboot or Linux kernel"),
     "append": Field("str", default=""),
     "initrd": Field("str", nullable=True),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import os
+import struct
+import time
 from pathlib import Path
 
 from ptrace.binding import func as pt
@@ -52,26 +54,81 @@ def _read16(tid: int, addr: int) -> int:
     return int.from_bytes(data[addr - base:addr - base + 2], "little")
 
 
-def inject_vcpu_ioctl(pid: int, tid: int, index: int, request: int, arg: int = 0) -> int:
-    """Run ioctl(vcpu_fd, request, arg) in thread `tid` (vCPU `index`, from QMP query-cpus-fast)
-    of QEMU `pid`; return the ioctl's result (negative errno on failure)."""
-    fd = vcpu_fd(pid, index)
-    pt.ptrace(PTRACE_SEIZE, tid, 0, 0)
+def _syscall_at_stop(tid: int, nr: int, args: tuple[int, ...], memory: bytes = b"") -> int:
+    """In a thread stopped by PTRACE_INTERRUPT right after a syscall instruction, run syscall
+    `nr` once more with `args`; `memory` is copied below its stack (past the red zone) and an
+    argument equal to MEMORY stands for its address. Registers and memory are put back."""
+    saved = pt.ptrace_getregs(tid)
+    if _read16(tid, saved.rip - 2) != SYSCALL_INSN:
+        raise _NotAtSyscall(f"thread {tid} did not stop right after a syscall instruction")
+    scratch = (saved.rsp - 512 - len(memory)) & ~15
+    words = [(scratch + 8 * i) for i in range((len(memory) + 7) // 8)]
+    old_words = [pt.ptrace_peektext(tid, a) for a in words]
+    padded = memory.ljust(8 * len(words), b"\0")
     try:
-        pt.ptrace(PTRACE_INTERRUPT, tid, 0, 0)
-        _wait_stop(tid)
-        saved = pt.ptrace_getregs(tid)
-        if _read16(tid, saved.rip - 2) != SYSCALL_INSN:
-            raise LabError(f"vCPU thread {tid} did not stop right after a syscall instruction")
+        for i, a in enumerate(words):
+            pt.ptrace_poketext(tid, a, int.from_bytes(padded[8 * i:8 * i + 8], "little"))
         regs = copy.copy(saved)
-        regs.rax, regs.orig_rax = SYS_IOCTL, -1 & 0xFFFFFFFFFFFFFFFF
-        regs.rdi, regs.rsi, regs.rdx = fd, request, arg
+        regs.rax, regs.orig_rax = nr, -1 & 0xFFFFFFFFFFFFFFFF
+        values = [scratch if a is MEMORY else a for a in args] + [0] * (3 - len(args))
+        regs.rdi, regs.rsi, regs.rdx = values[:3]
         regs.rip = saved.rip - 2
         pt.ptrace_setregs(tid, regs)
         pt.ptrace_singlestep(tid)
         _wait_stop(tid)
         result = pt.ptrace_getregs(tid).rax
-        pt.ptrace_setregs(tid, saved)      # back into QEMU's loop as if KVM_RUN had said EINTR
-        return result - (1 << 64) if result >= 1 << 63 else result
+    finally:
+        for a, w in zip(words, old_words):
+            pt.ptrace_poketext(tid, a, w)
+        pt.ptrace_setregs(tid, saved)      # back into its loop as if the syscall had said EINTR
+    return result - (1 << 64) if result >= 1 << 63 else result
+
+
+class _NotAtSyscall(LabError):
+    pass
+
+
+MEMORY = object()   # stands for the scratch copy of `memory` in an argument list
+
+
+def _seized(tid: int, nr: int, args: tuple, memory: bytes = b"") -> int:
+    pt.ptrace(PTRACE_SEIZE, tid, 0, 0)
+    try:
+        pt.ptrace(PTRACE_INTERRUPT, tid, 0, 0)
+        _wait_stop(tid)
+        return _syscall_at_stop(tid, nr, args, memory)
     finally:
         pt.ptrace_detach(tid, 0)
+
+
+def inject_vcpu_ioctl(pid: int, tid: int, index: int, request: int, arg: int = 0) -> int:
+    """Run ioctl(vcpu_fd, request, arg) in thread `tid` (vCPU `index`, from QMP query-cpus-fast)
+    of QEMU `pid`; return the ioctl's result (negative errno on failure)."""
+    return _seized(tid, SYS_IOCTL, (vcpu_fd(pid, index), request, arg))
+
+
+def vm_fd(pid: int) -> int:
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) == "anon_inode:kvm-vm":
+                return int(fd.name)
+        except OSError:
+            continue
+    raise LabError(f"QEMU {pid} has no KVM VM fd")
+
+
+KVM_SIGNAL_MSI = (1 << 30) | (32 << 16) | (0xAE << 8) | 0xA5   # _IOW(KVMIO, 0xa5, struct kvm_msi)
+
+
+def signal_msi(pid: int, address: int, data: int, attempts: int = 50) -> int:
+    """An MSI from QEMU's I/O thread, as an emulated device raises one: KVM_SIGNAL_MSI issued by
+    QEMU's main thread (pid == its tid) on the VM fd; KVM's kick of the target vCPU then comes
+    from that thread's CPU. Returns the ioctl's result (> 0: delivered)."""
+    msi = struct.pack("<IIIII12x", address & 0xFFFFFFFF, address >> 32, data, 0, 0)
+    fd = vm_fd(pid)
+    for _ in range(attempts):   # the main thread is between syscalls now and then: try again
+        try:
+            return _seized(pid, SYS_IOCTL, (fd, KVM_SIGNAL_MSI, MEMORY), msi)
+        except _NotAtSyscall:
+            time.sleep(0.001)
+    raise LabError(f"QEMU {pid}'s main thread was never caught in a syscall to send an MSI")

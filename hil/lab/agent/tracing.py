@@ -19,10 +19,12 @@ class HistTrigger:
     keys: tuple[str, ...]
     filter: str = ""
     size: int = 2048
+    vals: tuple[str, ...] = ()     # fields summed per bucket besides hitcount
 
     @property
     def spec(self) -> str:
-        return f"hist:keys={','.join(self.keys)}:size={self.size}"
+        vals = f":vals={','.join(('hitcount',) + self.vals)}" if self.vals else ""
+        return f"hist:keys={','.join(self.keys)}{vals}:size={self.size}"
 
     def command(self, suffix: str = "") -> str:
         return self.spec + suffix + (f" if {self.filter}" if self.filter else "")
@@ -76,14 +78,22 @@ class Tracefs:
             f.write(command + "\n")
 
 
+def _value(text: str) -> int | str:
+    try:
+        return int(text, 0)
+    except ValueError:
+        return text            # a string key (comm)
+
+
 def parse_hist(section: str) -> HistResult:
     entries: list[dict[str, int]] = []
     for line in section.splitlines():
-        m = re.match(r"\{(.*)\}\s*hitcount:\s*(\d+)", line.strip())
+        m = re.match(r"\{(.*)\}\s*hitcount:\s*(\d+)(.*)", line.strip())
         if not m:
             continue
-        entry = {k: int(v, 0) for k, v in re.findall(r"(\w+):\s*(\S+?)\s*(?:,|$)", m.group(1))}
+        entry = {k: _value(v) for k, v in re.findall(r"(\w+):\s*(\S+?)\s*(?:,|$)", m.group(1))}
         entry["hitcount"] = int(m.group(2))
+        entry.update({k: int(v) for k, v in re.findall(r"(\w+):\s*(-?\d+)", m.group(3))})
         entries.append(entry)
     hits = re.search(r"Hits:\s*(\d+)", section)
     dropped = re.search(r"Dropped:\s*(\d+)", section)
@@ -94,6 +104,24 @@ def parse_hist(section: str) -> HistResult:
 EXITS_ALL = HistTrigger("kvm/kvm_exit", ("exit_reason",))
 PIO_PORTS = HistTrigger("kvm/kvm_pio", ("port", "rw"))
 USERSPACE_EXITS = HistTrigger("kvm/kvm_userspace_exit", ("reason",))
+# Interrupts a local APIC accepted (MSIs, IPIs): the kicks a test sent, as KVM saw them.
+ACCEPTED_IRQS = HistTrigger("kvm/kvm_apic_accept_irq", ("apicid", "vec"))
+# kernel_patches/dedicated-cpu 0003: what each kick of a dedicated vCPU did, and where its NMI landed.
+DEDICATED_KICKS = HistTrigger("kvm/kvm_dedicated_kick", ("vcpu_id", "old_mode", "nmi"))
+DEDICATED_NMIS = HistTrigger("kvm/kvm_dedicated_nmi", ("vcpu_id", "where", "prevent_run"),
+                             vals=("kicks", "self_nmis"))
+DEDICATED_WINDOWS = HistTrigger("kvm/kvm_dedicated_window", ("vcpu_id", "prevented", "pending"))
+STOCK_KICKS = HistTrigger("kvm/kvm_stock_kick", ("vcpu_id", "old_mode"))
+OPTIONAL = {"kicks": DEDICATED_KICKS, "kick_nmis": DEDICATED_NMIS, "kick_windows": DEDICATED_WINDOWS,
+            "stock_kicks": STOCK_KICKS}
+# Host interrupts per CPU and kind: what makes a vCPU's external-interrupt exits (a stock kick
+# is a reschedule IPI; the tick, call-function IPIs and irq_work are the ambient rest).
+for _kind in ("local_timer", "reschedule", "call_function", "call_function_single", "irq_work"):
+    OPTIONAL[f"host_{_kind}"] = HistTrigger(f"irq_vectors/{_kind}_entry", ("common_cpu",))
+OPTIONAL["host_device_irq"] = HistTrigger("irq/irq_handler_entry", ("common_cpu",))
+# Entries KVM forces to exit at once with a reschedule IPI to its own CPU (req_immediate_exit):
+# the one reschedule IPI a dedicated vCPU's CPU still gets from KVM (needs the field, 5.x+).
+IMMEDIATE_EXITS = HistTrigger("kvm/kvm_entry", ("vcpu_id",), filter="immediate_exit == 1")
 
 
 def exits_window(start: int, end: int) -> HistTrigger:

@@ -17,7 +17,7 @@ from hil.lab.errors import LabError
 GUEST_DIR = Path(__file__).resolve().parents[3] / "guest"
 
 #: ops the probe understands, in their command-line spelling
-OPS: tuple[str, ...] = ("cpuid", "pio-kernel", "pio-user", "msr", "hlt")
+OPS: tuple[str, ...] = ("cpuid", "pio-kernel", "pio-user", "msr", "hlt", "kicks", "ipi-race")
 
 #: files under guest/ that make up the probe's sources
 SOURCE_PATTERNS: tuple[str, ...] = ("*.c", "*.h", "*.S", "*.lds", "Makefile")
@@ -174,13 +174,13 @@ def format_cmdline(ops: list[tuple[str, int]], **extra: object) -> str:
     return " ".join(words)
 
 
-_INT_KEYS = {"version", "count", "tsc", "ops", "hlts"}
+_INT_KEYS = {"version", "count", "tsc", "ops", "hlts", "irqs", "sent", "late", "lat_avg_ns", "lat_max_ns", "tsc_khz", "eoi_exit_ns", "icr_exit_ns"}
 
 
 def parse_probe_line(line: str) -> dict | None:
     """Parse one `hil-probe: event=... k=v ...` serial line; None for anything else.
 
-    Integers (version, count, tsc, ops, hlts) become int; window becomes (start, end).
+    Integers (version, count, tsc, ops, hlts, irqs, sent, late, lat_*) become int; window becomes (start, end).
     """
     pos = line.find(PROBE_PREFIX)
     if pos < 0:

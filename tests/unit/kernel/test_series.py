@@ -38,7 +38,7 @@ def load_err(tmp_path, text):
 
 def test_shipped_manifests_load():
     s = load_series("dedicated-cpu", ROOT)
-    assert s.profile == "slave-v2" and s.patch_paths()[0].exists()
+    assert s.profile == "dedicated-v2" and all(p.exists() for p in s.patch_paths())
 
 
 @pytest.mark.parametrize("mutate,expected", [
