@@ -32,3 +32,39 @@ def test_window_trigger_command_and_match():
     assert trig.matches_info(info)
     assert not HistTrigger("kvm/kvm_exit", ("exit_reason",)).matches_info(info)
     assert not exits_window(0x500000, 0x501000).matches_info(info)
+
+
+def test_summed_fields_and_string_keys():
+    from hil.lab.agent.tracing import DEDICATED_NMIS
+    assert DEDICATED_NMIS.command() == "hist:keys=vcpu_id,where,prevent_run:vals=hitcount,kicks,self_nmis:size=2048"
+    section = ("{ vcpu_id:          0, where:          1, prevent_run:          1 } hitcount:          3"
+               "  kicks:          3  self_nmis:          0\n"
+               "{ target_cpu:          1, comm: kworker/1:1 } hitcount:          2\n")
+    assert parse_hist(section).entries == [
+        {"vcpu_id": 0, "where": 1, "prevent_run": 1, "hitcount": 3, "kicks": 3, "self_nmis": 0},
+        {"target_cpu": 1, "comm": "kworker/1:1", "hitcount": 2}]
+    info = "hist:keys=vcpu_id,where,prevent_run:vals=hitcount,kicks,self_nmis:sort=hitcount:size=2048 [active]"
+    assert DEDICATED_NMIS.matches_info(info)
+
+
+def test_kick_trace_folds_the_series_hists_for_vcpu_0():
+    from hil.lab.run import kick_trace
+    raw = {"kicks_sent": [1, 1], "op_host_interrupts": {"kicks": {"reschedule": {"1": 0}}}, "hists": {
+        "accepted_irqs": [{"apicid": 0, "vec": 0x50, "hitcount": 5}, {"apicid": 0, "vec": 0x60, "hitcount": 4},
+                          {"apicid": 1, "vec": 0x50, "hitcount": 9}, {"apicid": 0, "vec": 0x40, "hitcount": 7}],
+        "kicks": [{"vcpu_id": 0, "old_mode": 1, "nmi": 1, "hitcount": 6}, {"vcpu_id": 0, "old_mode": 2, "nmi": 0,
+                   "hitcount": 2}, {"vcpu_id": 1, "old_mode": 1, "nmi": 1, "hitcount": 50}],
+        "kick_nmis": [{"vcpu_id": 0, "where": 0, "prevent_run": 0, "hitcount": 5, "kicks": 4, "self_nmis": 1},
+                      {"vcpu_id": 1, "where": 0, "prevent_run": 0, "hitcount": 2, "kicks": 2, "self_nmis": 0},
+                      {"vcpu_id": 0, "where": 1, "prevent_run": 1, "hitcount": 1, "kicks": 1, "self_nmis": 0}],
+        "kick_windows": [{"vcpu_id": 0, "prevented": 1, "pending": 1, "hitcount": 1},
+                         {"vcpu_id": 0, "prevented": 1, "pending": 0, "hitcount": 2}],
+        "stock_kicks": [{"vcpu_id": 0, "old_mode": 0, "hitcount": 13}]}}
+    t = kick_trace(raw)
+    assert t["accepted"] == 9 and t["io_thread_msis"] == [1, 1]
+    assert t["found"] == {"in-guest/nmi": 6, "exiting/no-nmi": 2}
+    assert t["landed"]["guest"] == {"nmis": 5, "kicks": 4, "self_nmis": 1, "prevent_run": 0}
+    assert t["landed"]["entry"]["prevent_run"] == 1
+    assert t["guest_nmis_all_vcpus"] == 7            # kvm_exit's hist cannot tell vCPUs apart
+    assert (t["window"], t["window_pending"]) == (3, 1)
+    assert t["stock_kicks"] == {"outside": 13} and t["host_interrupts_per_op"]["kicks"]["reschedule"] == {"1": 0}

@@ -148,3 +148,21 @@ def test_dedicated_mode_needs_a_series(root):
     write(root, "qemu_configs/topologies/t.yaml", "l2:\n  dedicated: v2\n")
     msg = err(root, SCEN)
     assert msg.startswith("qemu_configs/topologies/t.yaml:2: l2.dedicated: dedicated mode needs a kernel series")
+
+
+def test_pin_needs_one_existing_l1_cpu_per_vcpu(root):
+    write(root, "qemu_configs/topologies/t.yaml", "l1:\n  smp: 2\nl2:\n  smp: 2\n  pin: [1]\n")
+    assert err(root, SCEN).startswith("qemu_configs/topologies/t.yaml:5: l2.pin: one L1 CPU per vCPU: 1 given")
+    write(root, "qemu_configs/topologies/t.yaml", "l1:\n  smp: 2\nl2:\n  smp: 2\n  pin: [1, 2]\n")
+    assert "l2.pin: L1 CPU 2 does not exist (l1.smp is 2)" in err(root, SCEN)
+    write(root, "qemu_configs/topologies/t.yaml", "l1:\n  smp: 2\nl2:\n  smp: 2\n  pin: [1, 0]\n  dedicated: off\n")
+    write(root, "qemu_configs/scenarios/s.yaml", SCEN)
+    topo = load_scenario("s", root=root).topology
+    assert topo.l2.pin == (1, 0) and topo.l2.dedicated == "off"     # bare YAML off, not False
+
+
+def test_ipi_race_needs_a_kicker_vcpu_and_one_kicks_op(root):
+    race = SCEN.replace("{op: cpuid, count: 4}", "{op: ipi-race, count: 10}")
+    assert "workload.ops: ipi-race needs a second vCPU" in err(root, race)
+    twice = SCEN.replace("- {op: cpuid, count: 4}", "- {op: kicks, count: 2}\n    - {op: kicks, count: 3}")
+    assert "workload.ops: at most one kicks op" in err(root, twice)
