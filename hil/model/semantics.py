@@ -126,6 +126,10 @@ def effect(p: Profile, event: str, q: dict[str, str]) -> Effect:
             else:
                 e.count("halt_wakeup")
             _virtual_injection(p, e)
+        if q["armed_with"] == "interrupts-off" and not p.timer_passthrough:
+            # armed before sti: a slow host can let it expire first, and KVM then waits for the
+            # interrupt window (one irq-window exit at the sti)
+            e.exit("IRQ_WINDOW", Bound(0, 1))
     elif event == "nmi":                        # §4 'NMI': NMI exiting stays on everywhere
         e.exit("NMI")
     elif event == "page-fault":                 # §4 'EPT violation'

@@ -10,8 +10,9 @@ PROBE_EVENTS: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], ...]] = {
     "pio-kernel": (("pio-kernel", ()),),
     "pio-user": (("pio-user", ()),),
     "msr": (("msr", (("msr", "apic-base"), ("access", "read"))),),
-    # arm the x2APIC one-shot timer (TMICT write), sti; hlt, the handler writes EOI
-    "hlt": (("timer", (("apic", "x2apic"),)), ("hlt", ()), ("eoi", (("apic", "x2apic"),))),
+    # arm the x2APIC one-shot timer (TMICT write) with interrupts off, sti; hlt, the handler writes EOI
+    "hlt": (("timer", (("apic", "x2apic"), ("armed_with", "interrupts-off"))), ("hlt", ()),
+            ("eoi", (("apic", "x2apic"),))),
     # spin with interrupts on; each kick's interrupt (I/O-thread MSI, or vCPU 1's IPI) is taken
     # and EOIed by the handler
     "kicks": (("interrupt-in", (("guest_state", "running"),)), ("eoi", (("apic", "x2apic"),))),

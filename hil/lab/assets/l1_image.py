@@ -3,6 +3,7 @@ and hil's own agent, so the L1 side runs the same Python a bare-metal lab host w
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import re
 import shutil
@@ -67,10 +68,30 @@ class L1Image:
                 "packages": dict(sorted(self.packages.items())), "series": self.series}
 
 
+def _module_name(path: Path) -> str:
+    return path.name.removesuffix(".xz").removesuffix(".ko").replace("_", "-")
+
+
+def _stage_module(ko: Path, out_dir: Path) -> Path:
+    """The module as a plain, debug-stripped .ko (the L1 init's busybox insmod reads no .xz)."""
+    dst = out_dir / f"{ko.name.removesuffix('.xz').removesuffix('.ko')}.ko"
+    if ko.suffix == ".xz":
+        tmp = dst.with_suffix(".ko.raw")
+        tmp.write_bytes(lzma.decompress(ko.read_bytes()))
+        ko = tmp
+    subprocess.run(["strip", "--strip-debug", "-o", str(dst), str(ko)], check=True)
+    if ko.suffix == ".raw":
+        ko.unlink()
+    return dst
+
+
 def _load_order(root: Path, names: tuple[str, ...]) -> list[Path]:
     """The .ko files for names and everything they depend on (modinfo depends=), each
     after its dependencies, so the L1 init can insmod them in this order."""
-    index = {p.stem.replace("_", "-"): p for p in root.rglob("*.ko")}
+    # Debian's 6.12 packages compress modules (.ko.xz); 6.1's do not.
+    index = {_module_name(p): p for pattern in ("*.ko", "*.ko.xz") for p in root.rglob(pattern)}
+    builtin = root / "modules.builtin"     # e.g. 6.12 builds virtio-pci in: nothing to load
+    built_in = {_module_name(Path(line)) for line in builtin.read_text().split()} if builtin.exists() else set()
     order: list[Path] = []
     seen: set[str] = set()
 
@@ -79,6 +100,8 @@ def _load_order(root: Path, names: tuple[str, ...]) -> list[Path]:
         if name in seen:
             return
         seen.add(name)
+        if name in built_in and name not in index:
+            return
         if name not in index:
             raise LabError(f"kernel module {name} not found under {root}")
         deps = subprocess.run(["modinfo", "-F", "depends", str(index[name])], capture_output=True,
@@ -98,7 +121,7 @@ def kernel_assets(spec: str) -> KernelAssets:
         raise LabError(f"unsupported kernel spec {spec!r} (expected 'debian:<linux-image package>')")
     package = spec.removeprefix("debian:")
     version = debian.candidate_version(package)
-    inputs = {"package": package, "version": version, "modules": MODULE_GROUPS, "recipe": 2}
+    inputs = {"package": package, "version": version, "modules": MODULE_GROUPS, "recipe": 3}
 
     def build(out: Path) -> None:
         deb = debian.download(package, version, out / "deb")
@@ -107,9 +130,8 @@ def kernel_assets(spec: str) -> KernelAssets:
         mods_root = next((out / "root/lib/modules").iterdir())
         for group, names in MODULE_GROUPS.items():
             order = _load_order(mods_root, names)
-            for ko in order:
-                subprocess.run(["strip", "--strip-debug", "-o", str(out / "modules" / ko.name), str(ko)], check=True)
-            (out / "modules" / f"order.{group}").write_text("".join(ko.stem + "\n" for ko in order))
+            staged = [_stage_module(ko, out / "modules") for ko in order]
+            (out / "modules" / f"order.{group}").write_text("".join(ko.stem + "\n" for ko in staged))
         vmlinuz = next((out / "root/boot").glob("vmlinuz-*"))
         shutil.copy2(vmlinuz, out / "vmlinuz")
         (out / "release").write_text(mods_root.name)

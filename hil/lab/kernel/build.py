@@ -183,8 +183,5 @@ def build_on_tree(series: Series, tree: Path, make_args: list[str]) -> dict[str,
 
 def build_series(name: str, kernel: Any) -> SeriesBuild:
     """The hook the L1 image calls: the series' modules for exactly this kernel package."""
-    series = load_series(name, repo_root())
-    if series.base.get("image_package") != kernel.package:
-        raise LabError(f"series {name} is built for {series.base.get('image_package')}, but the topology's L1 "
-                       f"kernel is {kernel.package}: set l1.kernel to debian:{series.base.get('image_package')}")
+    series = load_series(name, repo_root()).base_for_image(kernel.package)
     return build(series, kernel.release)

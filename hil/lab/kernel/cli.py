@@ -24,6 +24,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--series", required=True)
     p = sub.add_parser("build", help="apply a series and build its kvm modules (cached by every input)")
     p.add_argument("--series", required=True)
+    p.add_argument("--base", default=None, help="which of the series' bases (default: its first), e.g. 6.12")
     p.add_argument("--release", default=None, help="target kernel release (default: from the base's image package)")
     p.add_argument("--tree", type=Path, help="upstream-based series: your prepared kernel tree (patched in place)")
     p.add_argument("--make-arg", action="append", default=[], help="extra make argument, e.g. CC=gcc-4.7")
@@ -37,12 +38,14 @@ def main(argv: list[str]) -> int:
             return 0
         series = load_series(args.series, root)
         if args.cmd == "show":
-            print(json.dumps({"name": series.name, "base": series.base, "profile": series.profile,
+            print(json.dumps({"name": series.name, "bases": series.bases, "profile": series.profile,
                               "patches": [p.subject for p in series.patches]}, indent=2))
             return 0
         if args.cmd == "import":
             print(f"stored {import_series(series, args.source)}")
             return 0
+        if args.cmd == "build":
+            series = series.on_base(args.base)
         if series.base["kind"] == "upstream":
             if args.tree is None:
                 print(f"hil kernel: series {series.name} is based on {series.base['version']}: build it on your "

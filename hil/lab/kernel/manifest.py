@@ -1,8 +1,10 @@
 """kernel_patches/<series>/series.yaml: what a series is, validated with file, line and key."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from hil.lab.errors import LabError
 
 from hil.scenario.errors import ConfigError
 from hil.scenario.schema import Field, validate_map
@@ -15,16 +17,21 @@ PATCH_FIELDS = {
     "touches": Field("list", default=list, items=Field("str")),
 }
 BASE_FIELDS = {
+    "name": Field("str", nullable=True, doc="what --base calls it, e.g. 6.12 (default: the kernel version)"),
     "kind": Field("enum", required=True, choices=("debian", "upstream")),
     "source_package": Field("str", nullable=True, doc="debian: e.g. linux-source-6.1"),
     "headers_package": Field("str", nullable=True, doc="debian: e.g. linux-headers-6.1.0-56-amd64"),
     "image_package": Field("str", nullable=True, doc="debian: the linux-image the modules must load into"),
     "version": Field("str", nullable=True, doc="upstream: e.g. v3.6-rc4"),
+    "patches_dir": Field("str", nullable=True, doc="folder of the series holding the patches rebased onto "
+                                                 "this base (same file names); default: the series folder"),
 }
 SERIES_FIELDS = {
     "name": Field("str", required=True),
     "description": Field("str", default=""),
     "base": Field("map", required=True, fields=BASE_FIELDS),
+    "other_bases": Field("list", default=list, items=Field("map", fields=BASE_FIELDS),
+                         doc="more kernels the same patches are rebased onto (hil kernel build --base NAME)"),
     "build": Field("enum", default="modules-out-of-tree", choices=("modules-out-of-tree", "full-kernel")),
     "config_fragment": Field("list", default=list, items=Field("str")),
     "architectures": Field("list", default=lambda: ["svm", "vmx"], items=Field("enum", choices=("svm", "vmx"))),
@@ -56,9 +63,32 @@ class Series:
     profile: str
     ship_patches: bool
     patches: tuple[Patch, ...]
+    bases: tuple[dict[str, str | None], ...] = ()     # every base, the default first
 
     def patch_paths(self) -> list[Path]:
-        return [self.folder / p.file for p in self.patches]
+        return [self.patch_dir / p.file for p in self.patches]
+
+    @property
+    def patch_dir(self) -> Path:
+        return self.folder / (self.base.get("patches_dir") or ".")
+
+    def on_base(self, name: str | None) -> "Series":
+        """The series on the named base (None: the default)."""
+        if name is None:
+            return self
+        for base in self.bases:
+            if base["name"] == name:
+                return replace(self, base=base)
+        raise LabError(f"series {self.name} has no base {name!r} (bases: {', '.join(str(b['name']) for b in self.bases)})")
+
+    def base_for_image(self, package: str) -> "Series":
+        """The series on the base whose modules load into this linux-image package."""
+        for base in self.bases:
+            if base.get("image_package") == package:
+                return replace(self, base=base)
+        images = ", ".join(str(b.get("image_package")) for b in self.bases)
+        raise LabError(f"series {self.name} is built for {images}; the topology's L1 kernel is {package}: "
+                       f"set l1.kernel to one of those (debian:<package>)")
 
 
 def load_series(name_or_dir: str | Path, root: Path, valid_profiles: list[str] | None = None) -> Series:
@@ -71,11 +101,26 @@ def load_series(name_or_dir: str | Path, root: Path, valid_profiles: list[str] |
     if not isinstance(src.data, dict):
         raise src.error("", "expected a mapping")
     v = validate_map(src.data, SERIES_FIELDS, "", src)
-    base = v["base"]
-    needs = ("source_package", "headers_package", "image_package") if base["kind"] == "debian" else ("version",)
-    for key in needs:
-        if not base[key]:
-            raise src.error("base", f"missing required key {key!r} for a {base['kind']} base")
+    bases = [v["base"], *v["other_bases"]]
+    names: set[str] = set()
+    for i, base in enumerate(bases):
+        key = "base" if i == 0 else f"other_bases[{i - 1}]"
+        needs = ("source_package", "headers_package", "image_package") if base["kind"] == "debian" else ("version",)
+        for need in needs:
+            if not base[need]:
+                raise src.error(key, f"missing required key {need!r} for a {base['kind']} base")
+        base["name"] = base["name"] or _base_name(base)
+        if base["name"] in names:
+            raise src.error(f"{key}.name", f"base {base['name']!r} listed twice")
+        names.add(base["name"])
+        pdir = folder / (base["patches_dir"] or ".")
+        if base["patches_dir"] and not pdir.is_dir():
+            raise src.error(f"{key}.patches_dir", f"no folder {base['patches_dir']} in {folder.name}")
+        if v["ship_patches"] and base["patches_dir"]:     # the series folder itself: checked per patch below
+            for p in v["patches"]:
+                if not (pdir / p["file"]).exists():
+                    raise src.error(f"{key}.patches_dir", f"file not found: {base['patches_dir']}/{p['file']}")
+    base = bases[0]
     if valid_profiles is not None and v["profile"] not in valid_profiles:
         raise src.error("profile", f"unknown profile {v['profile']!r}; valid: {', '.join(valid_profiles)}")
     seen: set[str] = set()
@@ -83,11 +128,17 @@ def load_series(name_or_dir: str | Path, root: Path, valid_profiles: list[str] |
         if p["file"] in seen:
             raise src.error(f"patches[{i}].file", f"patch {p['file']} listed twice")
         seen.add(p["file"])
-        if v["ship_patches"] and not (folder / p["file"]).exists():
+        if v["ship_patches"] and not bases[0]["patches_dir"] and not (folder / p["file"]).exists():
             raise src.error(f"patches[{i}].file", f"file not found: {p['file']}")
     return Series(
         name=v["name"], folder=folder, description=v["description"], base=base, build=v["build"],
         config_fragment=tuple(v["config_fragment"]), architectures=tuple(v["architectures"]),
         toolchain=v["toolchain"], profile=v["profile"], ship_patches=v["ship_patches"],
         patches=tuple(Patch(p["subject"], p["file"], p["lore"], tuple(p["touches"])) for p in v["patches"]),
+        bases=tuple(bases),
     )
+
+
+def _base_name(base: dict[str, str | None]) -> str:
+    # linux-source-6.12 -> 6.12; an upstream base is its tag
+    return (base.get("source_package") or "").removeprefix("linux-source-") or str(base.get("version"))

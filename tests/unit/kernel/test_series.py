@@ -143,3 +143,45 @@ def test_upstream_build_path_argument_errors(tmp_path):
 def test_unknown_series_named():
     proc = _hil_kernel("show", "slave-cpu-v9")
     assert proc.returncode == 2 and "no such series (known: dedicated-cpu, slave-cpu-v2)" in proc.stderr
+
+
+BASES = """name: demo
+base: {name: "6.1", kind: debian, source_package: linux-source-6.1, headers_package: h1, image_package: i1}
+other_bases:
+  - {kind: debian, source_package: linux-source-6.12, headers_package: h2, image_package: i2, patches_dir: "6.12"}
+profile: dedicated-v2
+patches:
+  - {subject: "KVM: first", file: 0001-first.patch}
+"""
+
+
+def test_a_series_on_several_bases(tmp_path):
+    root = series_root(tmp_path, BASES)
+    d = root / "kernel_patches/demo"
+    (d / "0001-first.patch").write_text("x")
+    with pytest.raises(ConfigError, match=r"series.yaml:4: other_bases\[0\].patches_dir: no folder 6.12"):
+        load_series("demo", root)
+    (d / "6.12").mkdir()
+    with pytest.raises(ConfigError, match=r"other_bases\[0\].patches_dir: file not found: 6.12/0001-first.patch"):
+        load_series("demo", root)
+    (d / "6.12/0001-first.patch").write_text("y")
+    s = load_series("demo", root)
+    assert [b["name"] for b in s.bases] == ["6.1", "6.12"]          # 6.12 named after its source package
+    assert s.patch_paths() == [d / "0001-first.patch"]
+    assert s.on_base("6.12").patch_paths() == [d / "6.12/0001-first.patch"]
+    assert s.base_for_image("i2").base["headers_package"] == "h2"
+    with pytest.raises(LabError, match=r"no base '5.10' \(bases: 6.1, 6.12\)"):
+        s.on_base("5.10")
+    with pytest.raises(LabError, match="built for i1, i2; the topology's L1 kernel is i3"):
+        s.base_for_image("i3")
+    (d / "series.yaml").write_text(BASES.replace('patches_dir: "6.12"', 'name: "6.1"'))
+    with pytest.raises(ConfigError, match=r"other_bases\[0\].name: base '6.1' listed twice"):
+        load_series("demo", root)
+
+
+def test_shipped_series_has_a_6_12_base_with_every_patch_rebased():
+    s = load_series("dedicated-cpu", ROOT)
+    s612 = s.on_base("6.12")
+    assert s612.base["image_package"].startswith("linux-image-6.12.")
+    assert [p.name for p in s612.patch_paths()] == [p.name for p in s.patch_paths()]
+    assert all(p.exists() and p.parent.name == "6.12" for p in s612.patch_paths())

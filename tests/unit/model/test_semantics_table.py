@@ -56,6 +56,8 @@ ROWS = [
     ("stock-2012", "vmx", "timer", {"apic": "x2apic", "guest_state": "running"}, {"MSR_WRITE": 1, "EXTERNAL_INTERRUPT": 1},
      {"irq_injections": 1}, S4 + " 'Timer' (a): program exit, expiry exit 1, injection"),
     ("stock-2012", "vmx", "timer", {"apic": "xapic"}, {"APIC_ACCESS": 1}, {"halt_wakeup": 1}, S4 + " (a): xAPIC, halted"),
+    ("stock-svm", "svm", "timer", {"apic": "x2apic", "armed_with": "interrupts-off"},
+     {"msr": 1, "vintr": (0, 1)}, {"halt_wakeup": 1}, "armed before sti: it may expire first, then an irq window"),
     ("stock-vmx", "vmx", "timer", {"mode": "tsc-deadline", "guest_state": "running"}, {"MSR_WRITE": 1, "EXTERNAL_INTERRUPT": 1},
      {}, S4 + " (a): TSC-deadline MSR write exits"),
     ("slave-v2", "vmx", "timer", {"apic": "x2apic"}, {}, {"guest_interrupts": 1, "irq_injections": 0},
