@@ -18,6 +18,7 @@ bench: setup
 	$(PY) bench/demo_bench.py
 	$(PY) bench/model_bench.py
 	$(PY) bench/kernel_build_bench.py
+	$(PY) bench/kick_bench.py
 
 doctor: setup
 	.venv/bin/hil doctor

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 ASSUMPTIONS: dict[str, str] = {
     "svm-prevent-run-exit": "On SVM the port closes the kick race like v2's prevent_run (v2/17, VMX "
-                            "preemption timer = 0 -> exit 52); the SVM analogue is taken to be a self-NMI "
-                            "held by GIF=0 until VMRUN, i.e. one 'nmi' exit. To be confirmed by the port.",
+                            "preemption timer = 0 -> exit 52) with a self-NMI held by GIF=0 until VMRUN: one "
+                            "'nmi' exit (kernel_patches/dedicated-cpu 0003; measured by kick-race-v2, where "
+                            "prevent-run NMIs equal the kicks that landed in the window).",
     "v1-timer-expiry": "slave-v1 leaves the LAPIC timer emulated by a host hrtimer on the slave while "
                        "external-interrupt exiting is off; the research calls this open (§4 timer row). "
                        "Modelled as 0..1 exits with the interrupt delivered.",

@@ -192,11 +192,11 @@ class L2Runner:
             pattern = re.compile(req.done_pattern) if req.done_pattern else None
             kick_after = re.compile(req.kicks["after"]) if req.kicks else None
             ended_by = "timeout"
-            ops_seen: dict[str, dict[str, dict[str, int]]] = {}
+            begun: dict[str, dict[str, dict[str, int]]] = {}
             op_host_interrupts: dict[str, dict[str, dict[str, int]]] = {}
             while time.monotonic() - t0 < req.timeout:
                 text = serial.read_text(errors="replace") if serial.exists() else ""
-                self._host_interrupts_per_op(text, ops_seen, op_host_interrupts)
+                self._host_interrupts_per_op(text, begun, op_host_interrupts)
                 if kick_after and kick_after.search(text):
                     kick_after = None
                     kicks_sent = self._kick(machine, req.kicks or {})
