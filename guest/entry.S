@@ -47,25 +47,18 @@ mb1_header:
 	.asciz "Xen"
 	.quad entry32
 
-/* ---- 32-bit entry and trampoline to long mode ---- */
-	.section .text.boot, "ax"
-	.code32
-	.globl entry32
-entry32:
-	cli
-	cld
-	mov	%eax, %edi              /* boot magic (multiboot) */
-	mov	%ebx, %esi              /* boot info pointer (multiboot or PVH) */
-	lgdt	gdt_desc
+/* Flat data segments (32-bit code). */
+	.macro LOAD_DATA_SEGMENTS32
 	mov	$SEL_DATA, %eax
 	mov	%eax, %ds
 	mov	%eax, %es
 	mov	%eax, %ss
 	mov	%eax, %fs
 	mov	%eax, %gs
-	ljmp	$SEL_CODE32, $1f
-1:
-	mov	$stack_top, %esp
+	.endm
+
+/* From 32-bit protected mode into long mode on the identity page tables, at \target. */
+	.macro ENTER_LONG_MODE target
 	mov	%cr4, %eax
 	or	$0x20, %eax             /* CR4.PAE */
 	mov	%eax, %cr4
@@ -78,10 +71,11 @@ entry32:
 	mov	%cr0, %eax
 	or	$0x80000001, %eax       /* CR0.PG | CR0.PE */
 	mov	%eax, %cr0
-	ljmp	$SEL_CODE64, $entry64
+	ljmp	$SEL_CODE64, $\target
+	.endm
 
-	.code64
-entry64:
+/* 64-bit data segments, then the stack at \top. */
+	.macro LONG_MODE_STACK top
 	mov	$SEL_DATA, %eax
 	mov	%eax, %ds
 	mov	%eax, %es
@@ -89,7 +83,28 @@ entry64:
 	xor	%eax, %eax
 	mov	%eax, %fs
 	mov	%eax, %gs
-	mov	$stack_top, %rsp
+	mov	$\top, %rsp
+	.endm
+
+/* ---- 32-bit entry and trampoline to long mode ---- */
+	.section .text.boot, "ax"
+	.code32
+	.globl entry32
+entry32:
+	cli
+	cld
+	mov	%eax, %edi              /* boot magic (multiboot) */
+	mov	%ebx, %esi              /* boot info pointer (multiboot or PVH) */
+	lgdt	gdt_desc
+	LOAD_DATA_SEGMENTS32
+	ljmp	$SEL_CODE32, $1f
+1:
+	mov	$stack_top, %esp
+	ENTER_LONG_MODE entry64
+
+	.code64
+entry64:
+	LONG_MODE_STACK stack_top
 	mov	%edi, %edi              /* upper halves are undefined after the mode switch */
 	mov	%esi, %esi
 	call	probe_main
@@ -126,36 +141,12 @@ ap_trampoline_end:
 	.section .text.boot, "ax"
 	.code32
 ap_entry32:
-	mov	$SEL_DATA, %eax
-	mov	%eax, %ds
-	mov	%eax, %es
-	mov	%eax, %ss
-	mov	%eax, %fs
-	mov	%eax, %gs
-	mov	%cr4, %eax
-	or	$0x20, %eax             /* CR4.PAE */
-	mov	%eax, %cr4
-	mov	$pml4, %eax
-	mov	%eax, %cr3
-	mov	$0xC0000080, %ecx       /* IA32_EFER */
-	rdmsr
-	or	$0x100, %eax            /* EFER.LME */
-	wrmsr
-	mov	%cr0, %eax
-	or	$0x80000001, %eax       /* CR0.PG | CR0.PE */
-	mov	%eax, %cr0
-	ljmp	$SEL_CODE64, $ap_entry64
+	LOAD_DATA_SEGMENTS32
+	ENTER_LONG_MODE ap_entry64
 
 	.code64
 ap_entry64:
-	mov	$SEL_DATA, %eax
-	mov	%eax, %ds
-	mov	%eax, %es
-	mov	%eax, %ss
-	xor	%eax, %eax
-	mov	%eax, %fs
-	mov	%eax, %gs
-	mov	$ap_stack_top, %rsp
+	LONG_MODE_STACK ap_stack_top
 	call	ap_main
 	jmp	probe_halt_forever
 

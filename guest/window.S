@@ -11,6 +11,23 @@
  * Calling convention (SysV): rdi = iteration count (> 0), rsi = extra arg.
  */
 
+/* An interrupt handler that counts its interrupt in \counter and writes x2APIC EOI; each op
+ * that takes interrupts has its own copy inside its range, so the EOI exit counts for it. */
+	.macro COUNTING_ISR counter
+	push	%rax
+	push	%rcx
+	push	%rdx
+	incq	\counter(%rip)
+	mov	$0x80b, %ecx            /* x2APIC EOI, value must be 0 */
+	xor	%eax, %eax
+	xor	%edx, %edx
+	wrmsr
+	pop	%rdx
+	pop	%rcx
+	pop	%rax
+	iretq
+	.endm
+
 	.section .text.window.cpuid, "ax"
 	.globl op_cpuid
 op_cpuid:                       /* CPUID leaf 0 */
@@ -74,18 +91,7 @@ op_hlt:                         /* rsi = TMICT value; LVT timer/divide set up ou
 
 	.globl hlt_timer_isr
 hlt_timer_isr:                  /* vector 0x40, still inside the hlt op range */
-	push	%rax
-	push	%rcx
-	push	%rdx
-	incq	hlt_timer_irqs(%rip)
-	mov	$0x80b, %ecx            /* x2APIC EOI, value must be 0 */
-	xor	%eax, %eax
-	xor	%edx, %edx
-	wrmsr
-	pop	%rdx
-	pop	%rcx
-	pop	%rax
-	iretq
+	COUNTING_ISR hlt_timer_irqs
 
 	.section .text.window.kicks, "ax"
 	.globl op_kicks
@@ -100,18 +106,7 @@ op_kicks:                       /* rdi = kick interrupts to wait for; interrupts
 
 	.globl kick_isr
 kick_isr:                       /* vector 0x50: a kick's interrupt (MSI, IPI); still in the kicks range */
-	push	%rax
-	push	%rcx
-	push	%rdx
-	incq	kick_irqs(%rip)
-	mov	$0x80b, %ecx            /* x2APIC EOI */
-	xor	%eax, %eax
-	xor	%edx, %edx
-	wrmsr
-	pop	%rdx
-	pop	%rcx
-	pop	%rax
-	iretq
+	COUNTING_ISR kick_irqs
 
 	.section .text.window.ipi_race, "ax"
 	.globl op_ipi_race

@@ -34,7 +34,8 @@ def main(argv: list[str]) -> int:
         if args.cmd == "list":
             for m in sorted((root / "kernel_patches").glob("*/series.yaml")):
                 s = load_series(m.parent.name, root)
-                print(f"{s.name:16s} {s.profile:10s} {len(s.patches):3d} patches  {s.description}")
+                bases = ",".join(str(b["name"]) for b in s.bases)
+                print(f"{s.name:16s} {s.profile:12s} {len(s.patches):3d} patches  on {bases:10s} {s.description}")
             return 0
         series = load_series(args.series, root)
         if args.cmd == "show":
