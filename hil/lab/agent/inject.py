@@ -1,10 +1,13 @@
-"""Make a running QEMU's vCPU thread issue one more ioctl on its vCPU fd, with ptrace.
+"""Make a thread of a running QEMU issue one more ioctl, with ptrace.
 
 QEMU in L1 knows nothing of a patched kernel's vCPU ioctls (a dedicated-CPU mode, in the
 spirit of the 2012 KVM_SET_SLAVE_CPU); hil makes the vCPU thread itself call them, so the
-ioctl runs in the right task, on the right fd, without changing QEMU. The thread is seized
-and interrupted (no SIGSTOP: the other threads keep running), its KVM_RUN returns EINTR,
-and at that stop the syscall instruction just executed is re-run with our arguments."""
+ioctl runs in the right task, on the right fd, without changing QEMU. Kicks from QEMU's I/O
+thread go the same way: its main thread issues KVM_SIGNAL_MSI (KVM refuses VM ioctls from
+another process). The thread is seized and interrupted (no SIGSTOP: the other threads keep
+running), its syscall (KVM_RUN, ppoll) returns EINTR or is to be restarted, and at that stop
+the syscall instruction just executed is run once more with our arguments; then the thread's
+registers go back as they were, so it carries on as after any interrupted syscall."""
 from __future__ import annotations
 
 import copy
