@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
             return 0
         if args.cmd == "build":
             series = series.on_base(args.base)
-        if series.base["kind"] == "upstream":
+        if series.base["kind"] == "upstream" or args.tree is not None:
             if args.tree is None:
                 print(f"hil kernel: series {series.name} is based on {series.base['version']}: build it on your "
                       f"own tree with --tree PATH (see kernel_patches/{series.name}/README.md)", file=sys.stderr)

@@ -185,3 +185,11 @@ def test_shipped_series_has_a_6_12_base_with_every_patch_rebased():
     assert s612.base["image_package"].startswith("linux-image-6.12.")
     assert [p.name for p in s612.patch_paths()] == [p.name for p in s.patch_paths()]
     assert all(p.exists() and p.parent.name == "6.12" for p in s612.patch_paths())
+
+
+def test_a_full_kernel_series_on_a_debian_base_is_refused_with_the_way_out(tmp_path):
+    from hil.lab.kernel.build import build
+    root = series_root(tmp_path, GOOD.replace("profile: slave-v2", "profile: slave-v2\nbuild: full-kernel"))
+    s = load_series("demo", root)
+    with pytest.raises(LabError, match=r"build full-kernel on a Debian base is not supported yet.*--tree PATH"):
+        build(s, "6.1.0-56-amd64")
