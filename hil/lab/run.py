@@ -165,7 +165,7 @@ NMI_LANDINGS = {0: "guest", 1: "entry", 2: "host", 3: "idle"}
 
 
 def kick_trace(raw: dict[str, Any]) -> dict[str, Any]:
-    """vCPU 0's kicks over the run: interrupts its APIC accepted on the kick vector (any
+    """vCPU 0's kicks over the run: interrupts its APIC accepted on the kick vectors (any
     kernel), and with the dedicated-cpu series what each kick found (vcpu->mode, NMI sent or
     not), where each NMI landed (kick NMIs and prevent_run's own, counted separately) and how
     many landed in the window (past the request check, VMRUN ahead)."""
