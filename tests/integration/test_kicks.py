@@ -31,9 +31,13 @@ def test_io_thread_kicks_are_reschedule_ipis_in_stock_mode_and_nmis_in_dedicated
     assert stock_op["exits"]["interrupt"] >= n and stock_op["exits"].get("nmi", 0) == 0
     assert stock["host_interrupts_per_op"]["kicks"]["reschedule"]["1"] >= n
     # dedicated: every kick that found the vCPU in the guest an nmi exit, none an interrupt exit
-    assert ded_op["exits"].get("interrupt", 0) == 0 and ded_op["exits"]["nmi"] >= n
+    # (an interrupt exit there can only be a host interrupt of its own: the residual tick, or
+    # the reschedule IPI KVM sends itself for an immediate exit)
+    host = ded["host_interrupts_per_op"]["kicks"]
+    own = sum(cpus.get("1", 0) for kind, cpus in host.items() if kind != "kvm_immediate_exit_by_vcpu")
+    assert ded_op["exits"].get("interrupt", 0) <= own < n and ded_op["exits"]["nmi"] >= n
     assert ded["found"].get("in-guest/nmi", 0) >= n and ded["stock_kicks"].get("in-guest", 0) == 0
-    assert ded["host_interrupts_per_op"]["kicks"]["reschedule"].get("1", 0) == 0
+    assert host["reschedule"].get("1", 0) <= host.get("kvm_immediate_exit_by_vcpu", {}).get("0", 0)
     assert result["provenance"]["l2"]["injected"] == [{"vcpu": i, "request": 0xAEAF, "arg": 1, "result": 0}
                                                        for i in range(2)]
 
