@@ -632,11 +632,15 @@ static const char *start_ap(void)
 	memcpy((void *)AP_TRAMPOLINE, ap_trampoline, (size_t)(ap_trampoline_end - ap_trampoline));
 	wrmsr(X2APIC_ICR, (1ull << 32) | ICR_INIT);
 	wrmsr(X2APIC_ICR, (1ull << 32) | ICR_STARTUP);
+	bool second_sipi = false;
 	for (uint64_t t = rdtsc_ordered(); !ap_alive;) {
-		if (rdtsc_ordered() - t > (1ull << 34))
+		uint64_t waited = rdtsc_ordered() - t;
+		if (waited > (1ull << 34))
 			return "ap-did-not-start";
-		if (rdtsc_ordered() - t > (1ull << 30) && !ap_alive)
+		if (waited > (1ull << 30) && !second_sipi) {
 			wrmsr(X2APIC_ICR, (1ull << 32) | ICR_STARTUP); /* a second SIPI, as the MP spec asks */
+			second_sipi = true;
+		}
 	}
 	return NULL;
 }
