@@ -5,7 +5,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hil.lab.errors import LabError
-
 from hil.scenario.errors import ConfigError
 from hil.scenario.schema import Field, validate_map
 from hil.scenario.yamlsrc import load_yaml
