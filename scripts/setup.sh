@@ -28,6 +28,8 @@ $SUDO apt-get update -q
 # shellcheck disable=SC2086  # QEMU_SUITE is two words or empty on purpose
 $SUDO apt-get install -y -q $QEMU_SUITE qemu-system-x86 qemu-utils
 $SUDO apt-get install -y -q busybox-static cpio kmod gcc make binutils libc-bin python3 python3-venv python3-dev
+# a whole-kernel series build (kernel_patches/*/series.yaml build: full-kernel)
+$SUDO apt-get install -y -q flex bison bc libelf-dev libssl-dev
 if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv .venv
 fi

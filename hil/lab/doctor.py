@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hil.lab.assets.cache import cache_root
 from hil.lab.assets.debian import candidate_version
@@ -55,6 +55,8 @@ def checks() -> list[Check]:
     for tool, pkg in (("gcc", "gcc"), ("make", "make"), ("ld", "binutils"), ("strip", "binutils"),
                       ("modinfo", "kmod"), ("apt-get", "apt"), ("dpkg-deb", "dpkg"), ("ldd", "libc-bin")):
         out.append(_which(tool, pkg))
+    for tool, pkg in (("flex", "flex"), ("bison", "bison"), ("bc", "bc")):   # build: full-kernel series only
+        out.append(replace(_which(tool, pkg), name=f"tool {tool} (whole-kernel series builds)", required=False))
     for path, pkg in (("/bin/busybox", "busybox-static"), (PYTHON, "python3")):
         out.append(Check(f"file {path} (copied into L1)", os.path.exists(path), path if os.path.exists(path) else "missing",
                          f"apt-get install {pkg}"))

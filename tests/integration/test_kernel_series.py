@@ -61,3 +61,16 @@ def test_dedicated_mode_takes_hlt_exits_away(tmp_path):
     injected = dedicated["provenance"]["l2"]["injected"]
     assert injected == [{"vcpu": 0, "request": 0xAEAF, "arg": 1, "result": 0}]
     assert dedicated["verdict"] == "PASS"
+
+
+def test_a_series_that_touches_core_code_is_built_whole_and_l1_boots_it(tmp_path):
+    """build: full-kernel (kernel_patches/core-marker): Debian's whole source, the patch to
+    init/main.c, tinyconfig + what L1 needs; L1 boots that bzImage and the model holds."""
+    out = tmp_path / "out"
+    proc = hil("run", "probe-core-marker", "--accel", "tcg", "--out", str(out), "--set", "topology.l1.snapshot=false")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["verdict"] == "PASS"
+    assert result["provenance"]["l1"]["agent"]["kernel"].endswith("-hil-core-marker")    # L1's uname -r
+    assert result["provenance"]["l1"]["image"]["series"]["build"] == "full-kernel"
+    assert "hil: kernel_patches/core-marker built in" in (out / "l1-console.log").read_text(errors="replace")

@@ -58,6 +58,9 @@ def cached_dir(kind: str, inputs: Any, build: Callable[[Path], None]) -> tuple[P
     with _locked(cache_root() / kind / f".{key}.lock"):
         if (final / "inputs.json").exists():
             return final, True
+        for stale in final.parent.glob(f".{key}.*"):    # a build killed outright (SIGKILL) left it
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
         try:
             build(tmp)

@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import ptrace
@@ -225,6 +225,9 @@ def build_l1_image(kernel_spec: str, series: str | None = None) -> L1Image:
     if series:
         from hil.lab.kernel import build_series   # only runs with a patched kernel
         series_build = build_series(series, kernel)
+        if series_build.vmlinuz:                    # a whole kernel of the series' own: nothing of the package's
+            kernel = replace(kernel, vmlinuz=series_build.vmlinuz, release=series_build.release or kernel.release,
+                             modules=series_build.modules)
     inputs = {
         "series": series_build.key if series_build else None,
         "kernel": [kernel.package, kernel.version],

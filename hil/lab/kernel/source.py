@@ -2,6 +2,7 @@
 parts a kvm module build reads, cached by the package's exact version."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tarfile
@@ -20,13 +21,14 @@ RECIPE = 1
 SAFE_EXTRACT = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
 
-def _wanted(name: str) -> str | None:
+def _wanted(name: str, full: bool) -> str | None:
     rel = name.split("/", 1)[1] if "/" in name else ""
-    return rel if any(rel.startswith(w) for w in WANTED) else None
+    return rel if full or any(rel.startswith(w) for w in WANTED) else None
 
 
-def source_tree(package: str) -> tuple[Path, str]:
-    """(tree, version): the reduced tree of a linux-source-X.Y package."""
+def source_tree(package: str, full: bool = False) -> tuple[Path, str]:
+    """(tree, version): the tree of a linux-source-X.Y package, reduced to what a kvm module
+    build reads unless `full` (a whole-kernel build)."""
     version = debian.candidate_version(package)
 
     def build(out: Path) -> None:
@@ -47,16 +49,19 @@ def source_tree(package: str) -> tuple[Path, str]:
         tree = out / "tree"
         with tarfile.open(inner, mode="r|xz") as src:
             for member in src:
-                rel = _wanted(member.name)
-                if rel is None or not (member.isfile() or member.isdir()):
+                rel = _wanted(member.name, full)
+                if rel is None or not (member.isfile() or member.isdir() or (full and member.issym())):
                     continue
                 if rel.startswith("/") or ".." in rel.split("/"):
                     raise LabError(f"{package}: unsafe path in the source tarball: {member.name}")
+                if member.issym() and (member.linkname.startswith("/") or os.path.normpath(
+                        os.path.join(os.path.dirname(rel), member.linkname)).startswith("..")):
+                    raise LabError(f"{package}: a link out of the tree in the source tarball: {member.name}")
                 member.name = rel
                 src.extract(member, tree, **SAFE_EXTRACT)
         inner.unlink()
         shutil.rmtree(out / "deb")
 
-    path, _ = cached_dir("kernel-source", {"package": package, "version": version, "wanted": WANTED,
-                                           "recipe": RECIPE}, build)
+    path, _ = cached_dir("kernel-source", {"package": package, "version": version,
+                                           "wanted": "everything" if full else WANTED, "recipe": RECIPE}, build)
     return path / "tree", version

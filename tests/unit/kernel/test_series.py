@@ -142,7 +142,7 @@ def test_upstream_build_path_argument_errors(tmp_path):
 
 def test_unknown_series_named():
     proc = _hil_kernel("show", "slave-cpu-v9")
-    assert proc.returncode == 2 and "no such series (known: dedicated-cpu, slave-cpu-v2)" in proc.stderr
+    assert proc.returncode == 2 and "no such series (known: core-marker, dedicated-cpu, slave-cpu-v2)" in proc.stderr
 
 
 BASES = """name: demo
@@ -187,9 +187,13 @@ def test_shipped_series_has_a_6_12_base_with_every_patch_rebased():
     assert all(p.exists() and p.parent.name == "6.12" for p in s612.patch_paths())
 
 
-def test_a_full_kernel_series_on_a_debian_base_is_refused_with_the_way_out(tmp_path):
-    from hil.lab.kernel.build import build
-    root = series_root(tmp_path, GOOD.replace("profile: slave-v2", "profile: slave-v2\nbuild: full-kernel"))
-    s = load_series("demo", root)
-    with pytest.raises(LabError, match=r"build full-kernel on a Debian base is not supported yet.*--tree PATH"):
-        build(s, "6.1.0-56-amd64")
+def test_whole_kernel_config_lines_and_the_shipped_full_kernel_series():
+    from hil.lab.kernel.build import L1_CONFIG, _config_lines
+    assert _config_lines(["# a comment", "CONFIG_KVM=y ", "", 'CONFIG_LOCALVERSION="-x"']) == [
+        "CONFIG_KVM=y", 'CONFIG_LOCALVERSION="-x"']
+    needs = _config_lines(L1_CONFIG.read_text().splitlines())
+    for line in ("CONFIG_KVM_AMD=y", "CONFIG_KVM_INTEL=y", "CONFIG_VIRTIO_CONSOLE=y", "CONFIG_HIST_TRIGGERS=y",
+                 "CONFIG_BLK_DEV_INITRD=y", "CONFIG_NO_HZ_FULL=y"):
+        assert line in needs
+    s = load_series("core-marker", ROOT)
+    assert s.build == "full-kernel" and all(p.exists() for p in s.patch_paths())

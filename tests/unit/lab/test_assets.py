@@ -60,6 +60,15 @@ def test_cache_failed_build_leaves_nothing(tmp_path, monkeypatch):
     assert leftovers == []
 
 
+def test_a_build_killed_outright_is_cleaned_up_by_the_next(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    key = cache.digest({"v": 4})
+    stale = tmp_path / "hil/thing" / f".{key}.k1ll3d"      # what SIGKILL mid-build leaves
+    (stale / "half").mkdir(parents=True)
+    path, hit = cache.cached_dir("thing", {"v": 4}, lambda out: (out / "artifact").write_text("v"))
+    assert not hit and not stale.exists() and (path / "artifact").exists()
+
+
 def test_prune_keeps_the_newest(tmp_path, monkeypatch):
     import os
     import time
