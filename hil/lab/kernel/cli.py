@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
             return 0
         release = args.release or _release_of(series.base.get("image_package") or "")
         b = build(series, release)
-        print(f"{'cache hit' if b.cached else 'built'}: {b.modules} "
+        print(f"{'cache hit' if b.cached else 'built'}: {b.vmlinuz or b.modules} "
               f"({b.provenance.get('build_seconds', '?')} s build)")
         return 0
     except ConfigError as e:
