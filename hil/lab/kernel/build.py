@@ -141,9 +141,8 @@ def build(series: Series, release: str) -> SeriesBuild:
                                       text=True).stdout.split()
             if not vermagic or vermagic[0] != release:
                 raise LabError(f"{ko}: vermagic {vermagic[:1]} does not match L1's kernel {release}")
-        cc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
         prov = {"series": series.name, "profile": series.profile, "base": dict(base),
-                "source_version": src_version, "headers_version": headers_version, "compiler": cc,
+                "source_version": src_version, "headers_version": headers_version, "compiler": _compiler(),
                 "patches": [{"file": p.name, "sha256": file_digest(p)} for p in patches],
                 "config_fragment": list(series.config_fragment), "build_seconds": round(time.monotonic() - t0, 1)}
         (out / "provenance.json").write_text(json.dumps(prov, indent=2))
@@ -152,6 +151,10 @@ def build(series: Series, release: str) -> SeriesBuild:
     path, hit = cached_dir("series-build", inputs, make)
     return SeriesBuild(series.name, digest(inputs), path / "modules",
                        json.loads((path / "provenance.json").read_text()), hit)
+
+
+def _compiler() -> str:
+    return subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
 
 
 def _config_lines(lines: list[str]) -> list[str]:
@@ -202,9 +205,8 @@ def build_full_kernel(series: Series) -> SeriesBuild:
         (out / "release").write_text(release)
         shutil.copy2(tree / ".config", out / "config")
         (out / "modules").mkdir()                # none: KVM and the rest are built in
-        cc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
         prov = {"series": series.name, "profile": series.profile, "base": dict(base), "build": series.build,
-                "source_version": src_version, "release": release, "compiler": cc,
+                "source_version": src_version, "release": release, "compiler": _compiler(),
                 "patches": [{"file": p.name, "sha256": file_digest(p)} for p in patches],
                 "config": wanted, "build_seconds": round(time.monotonic() - t0, 1)}
         (out / "provenance.json").write_text(json.dumps(prov, indent=2))
@@ -237,9 +239,7 @@ def build_on_tree(series: Series, tree: Path, make_args: list[str]) -> dict[str,
     with open(config, "a") as f:
         f.write("".join(line + "\n" for line in series.config_fragment))
     for target in (["olddefconfig"], [f"-j{os.cpu_count() or 2}", "bzImage", "modules"]):
-        proc = subprocess.run(["make", "-C", str(tree), *make_args, *target], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise LabError(f"make {' '.join(target)} failed in {tree}:\n{(proc.stdout + proc.stderr)[-4000:]}")
+        _make(tree, *make_args, *target)
     cc = subprocess.run(["make", "-s", "-C", str(tree), *make_args, "kernelversion"], capture_output=True, text=True)
     prov = {"series": series.name, "tree": str(tree), "kernelversion": cc.stdout.strip(), "make_args": make_args,
             "patches": [{"file": p.name, "sha256": file_digest(p)} for p in patches],
