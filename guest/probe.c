@@ -253,6 +253,7 @@ static unsigned ops_done;
 static uint32_t hlt_timer_us = HLT_TIMER_US_DEFAULT;
 static bool exit_on_done;
 static uint32_t race_timeout_us = 20000;
+static uint32_t begin_wait_us = 200000;   /* after event=begin: the host's snapshot, then its MSIs */
 static char cmdline[CMDLINE_MAX];
 
 struct idt_gate {
@@ -397,6 +398,11 @@ static const char *parse_cmdline(const char *s)
 			if (!parse_u64(val, vlen, HLT_TIMER_US_MAX, &us) || us < HLT_TIMER_US_MIN)
 				return "bad-hlt-timer-us";
 			hlt_timer_us = (uint32_t)us;
+		} else if (str_eq_n(tok, eq, "begin_wait_us")) {
+			uint64_t us;
+			if (!parse_u64(val, vlen, 10000000, &us))
+				return "bad-begin-wait-us";
+			begin_wait_us = (uint32_t)us;
 		} else if (str_eq_n(tok, eq, "race_timeout_us")) {
 			uint64_t us;
 			if (!parse_u64(val, vlen, 10000000, &us) || us == 0)
@@ -687,8 +693,8 @@ static void run_op(const struct op *op)
 		put_str("hil-probe: event=begin name=");
 		put_str(op_names[op->kind]);
 		put_char('\n');
-		/* 200 ms for the host to take its before-the-op snapshot (it polls every 50 ms) */
-		for (uint64_t t = rdtsc_ordered(); rdtsc_ordered() - t < 200000 * tsc_per_us;)
+		/* time for the host to take its before-the-op snapshot (it polls every 50 ms) */
+		for (uint64_t t = rdtsc_ordered(); rdtsc_ordered() - t < (uint64_t)begin_wait_us * tsc_per_us;)
 			;
 	}
 	kicks_before = kick_irqs;

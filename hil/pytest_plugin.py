@@ -1,9 +1,10 @@
-"""pytest plugin: a session-scoped lab that boots each L1 topology once and runs scenarios
-on it, so many tests share one boot. Tests skip with the reason when a capability is missing.
+"""pytest plugin: a session-scoped lab (hil.runner.Runner) that boots each L1 topology once
+and runs scenarios on it, so many tests share one boot; an L1 that died is booted again for
+the next test. Tests skip with the reason when a capability is missing.
 
     def test_cpuid(hil_lab):
         result = hil_lab.run("probe-counts-small")
-        assert result.case("cpuidx3").verdict == "PASS"
+        assert result.case("cpuid").verdict == "PASS"
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from hil.cli import ROOT
+from hil.paths import ROOT
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,22 +32,29 @@ def pytest_configure(config: pytest.Config) -> None:
 @dataclass
 class LabRun:
     scenario: Any
-    measurement: Any
     result: Any
     out_dir: Path
+    measurement: Any = None      # hil.measurement.Measurement, when the run got that far
 
     def case(self, name: str) -> Any:
-        return next(c for c in self.result.cases if c.name == name)
+        found = self.result.case(name)
+        if found is None:
+            raise KeyError(f"no case {name!r} in {self.scenario.name}: "
+                           f"{[c.name for c in self.result.cases]}\n{self.summary()}")
+        return found
+
+    def summary(self) -> str:
+        from hil.report import text
+        return text.render(self.result)
 
 
 class Lab:
-    """Boots L1 per topology on first use; later runs of that topology reuse the boot."""
+    """Runs scenarios through one hil Runner (one L1 per topology, reused)."""
 
     def __init__(self, accel: str, tmp: Path):
-        self.accel = accel
+        from hil.runner import Runner
+        self.runner = Runner(accel=accel)
         self.tmp = tmp
-        self.sessions: dict[str, Any] = {}
-        self.prepared: dict[str, Any] = {}
         self.runs = 0
 
     def load(self, scenario: str, overrides: tuple[str, ...] = ()) -> Any:
@@ -54,43 +62,22 @@ class Lab:
         from hil.scenario import load_scenario
         return load_scenario(scenario, root=ROOT, overrides=overrides, valid_profiles=PROFILES)
 
-    def session(self, scenario: Any) -> tuple[Any, Any]:
-        from hil.lab.errors import CapabilityMissing
-        from hil.lab.l1 import L1Session
-        from hil.lab.run import l1_builder, prepare, snapshot_path
-        topo = scenario.topology
-        key = topo.name
-        if key not in self.sessions:
-            try:
-                prep = prepare(topo, True, self.accel)
-            except CapabilityMissing as e:     # a broken lab is an error, not a skip
-                pytest.skip(f"lab capability missing: {e}")
-            log_dir = self.tmp / f"l1-{key}"
-            session = L1Session(l1_builder(topo, prep.image, prep.accel.accel), log_dir=log_dir,
-                                boot_timeout=topo.l1.boot_timeout,
-                                snapshot=snapshot_path(topo, prep.image, prep.accel.accel))
-            session.start()
-            self.sessions[key], self.prepared[key] = session, prep
-        return self.sessions[key], self.prepared[key]
-
     def run(self, scenario: str, *overrides: str) -> LabRun:
-        from hil.lab.errors import CapabilityMissing
-        from hil.lab.run import run_scenario
-        from hil.verdict import judge
+        from hil.verdict import Verdict
         sc = self.load(scenario, overrides)
-        session, prep = self.session(sc)
         self.runs += 1
         out = self.tmp / f"run{self.runs}-{sc.name}"
-        try:
-            m = run_scenario(sc, out, session=session, prepared=prep)
-        except CapabilityMissing as e:
-            pytest.skip(f"lab capability missing: {e}")
-        return LabRun(sc, m, judge(sc, m), out)
+        result = self.runner.run(sc, out)
+        if result.verdict is Verdict.SKIP and result.case("lab") is not None:
+            pytest.skip(f"lab capability missing: {result.error}")
+        return LabRun(sc, result, out, self.runner.last_measurement)
+
+    def session(self, scenario: Any) -> tuple[Any, Any]:
+        """The scenario topology's running L1 and its prepared images, for tests that talk to the agent."""
+        return self.runner.l1_for(scenario, self.tmp / f"l1-{scenario.topology.name}")
 
     def close(self) -> None:
-        for s in self.sessions.values():
-            s.close()
-        self.sessions.clear()
+        self.runner.close()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ from hil.lab.assets.cache import cache_root
 from hil.lab.assets.debian import candidate_version
 from hil.lab.assets.l1_image import PYTHON
 from hil.lab.errors import LabError
-from hil.lab.qemu.accel import kvm_device_usable, qemu_version
+from hil.lab.accel import kvm_device_usable
+from hil.lab.qemu.host import qemu_version
 
 SETUP_HINT = "run the README's set-up command (make setup)"
 DEFAULT_KERNEL = "linux-image-6.1.0-56-amd64"   # the default topology's L1 kernel

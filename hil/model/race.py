@@ -26,6 +26,7 @@ import random
 from dataclasses import dataclass
 
 from hil.model.profiles import Profile
+from hil.model.types import Bound
 
 STEPS = ("outside", "mode-set", "request-checked", "entering", "in-guest", "exiting", "in-guest-stuck")
 # vcpu->mode at each step: the state machine kvm_vcpu_kick's cmpxchg reads.
@@ -130,3 +131,78 @@ def simulate(p: Profile, kicks: int, seed: int = 0, entry_steps: int = 4, guest_
         if out.exit_reason:
             exits[out.exit_reason] = exits.get(out.exit_reason, 0) + 1
     return RaceStats(kicks, lost, exits, events, window, stuck_kicks)
+
+
+@dataclass(frozen=True)
+class KickLandings:
+    """What the lab saw of one kick op: the numbers the model's bounds depend on."""
+    sent: int                    # kicks sent
+    taken: int                   # interrupts the guest's handler took (each ends in one EOI)
+    late: int                    # kicks the guest took late (not within the op's timeout)
+    window: int                  # kick NMIs that landed past the request check, VMRUN ahead
+    window_pending: int          # of them, whose request this entry had not taken yet
+    found_exiting_no_nmi: int    # kicks that found the vCPU at EXITING and sent no NMI
+    guest_nmis_all_vcpus: int    # kick NMIs that landed in the guest, every vCPU
+    unrelated_exits: int         # the op's exits that could deliver a lost kick's interrupt
+    host_interrupts: int | None  # host interrupts on vCPU 0's CPU while the op ran (None: unknown)
+    io_thread: bool = False      # the kicks are MSIs from QEMU's I/O thread (else another vCPU's IPIs)
+
+
+@dataclass(frozen=True)
+class KickCheck:
+    name: str                    # what is measured: accepted, eoi_exits, late, taken, ...
+    label: str                   # the model's reading of it
+    bound: Bound
+
+
+@dataclass(frozen=True)
+class KickBounds:
+    checks: tuple[KickCheck, ...]
+    # the landing the stress must have produced to say anything (None: any run tells):
+    # v2's prevent-run at work (window), v1's kick really lost (window_pending)
+    evidence: str | None = None
+
+
+def kick_bounds(p: Profile, k: KickLandings) -> KickBounds:
+    """The model's bounds for a kick op, given where the kicks landed: kick_at per step,
+    summed over the landings the tracepoints counted."""
+    checks = [KickCheck("accepted", "kicks accepted by vCPU 0's APIC", Bound.exactly(k.sent)),
+              KickCheck("eoi_exits", "EOI exits (the handler's, one per interrupt taken)", Bound.exactly(k.taken))]
+    if p.kick == "ipi":
+        # stock: a reschedule IPI per kick found in guest mode, an external-interrupt exit; none is lost.
+        # Another vCPU's IPI may land while vCPU 0 is already out (no exit needed).
+        return KickBounds(tuple(checks + [
+            KickCheck("late", "late kicks", Bound.exactly(0)),
+            KickCheck("taken", "interrupts taken", Bound.exactly(k.sent)),
+            KickCheck("ext_int_exits", "external-interrupt exits",
+                      Bound(k.sent, None) if k.io_thread else Bound(0, None)),
+        ]))
+    in_guest, in_window = kick_at(p, STEP_IN_GUEST), kick_at(p, STEP_WINDOW, later_exits=False)
+    # an NMI taken in the guest is one exit; in the window v2's prevent-run adds one (its self-NMI)
+    exits_per_nmi = 1 if in_guest.exit_reason == "NMI" else 0
+    self_per_window = 1 if in_window.exit_reason == "PREEMPT" else 0
+    # v1: a kick lost in the window leaves vcpu->mode at EXITING, and the seed's kick does not
+    # signal a vCPU it finds EXITING: those kicks (step in-guest-stuck) are lost as well
+    stuck = kick_at(p, STEPS.index("in-guest-stuck"), later_exits=False)
+    # a window landing whose request this entry had already taken is late news, not a loss
+    lost_low = 0 if in_window.seen else k.window_pending
+    lost_high = lost_low + (0 if stuck.seen else k.found_exiting_no_nmi)
+    checks += [
+        # the tracepoint hists span the whole L2 run: every kick counts, not only the op's
+        KickCheck("nmi_exits_all", "NMI exits, whole run, all vCPUs (one per NMI taken in the guest)",
+                  Bound.exactly(exits_per_nmi * k.guest_nmis_all_vcpus)),
+        KickCheck("prevent_run_nmis", "prevent-run NMIs (one per kick landing in the window)",
+                  Bound.exactly(self_per_window * k.window)),
+        # a lost kick shows as late unless an unrelated exit delivered it first
+        KickCheck("late", "late kicks (lost: landed in the window, or found the vCPU stuck at EXITING)",
+                  Bound(max(0, lost_low - k.unrelated_exits), lost_high)),
+        KickCheck("taken", "interrupts taken", Bound(k.sent - k.late, k.sent)),
+        # a kick is an NMI: the stock path (a reschedule IPI to a vCPU in guest mode) never runs
+        KickCheck("stock_kicks", "kicks of vCPU 0 by reschedule IPI (whole run)", Bound.exactly(0)),
+    ]
+    if k.host_interrupts is not None:
+        # none from kicks; each external-interrupt exit has a host interrupt of its own on that CPU
+        checks.append(KickCheck("ext_int_exits", "external-interrupt exits (none from kicks; at most "
+                                "the host interrupts on that CPU)", Bound(0, k.host_interrupts)))
+    evidence = None if k.io_thread else ("window" if p.prevent_run else "window_pending")
+    return KickBounds(tuple(checks), evidence)

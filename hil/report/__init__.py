@@ -1,1 +1,1 @@
-"""Front-end renderings of a RunResult: a text table, JSON and JUnit XML."""
+"""Front-end renderings of a RunResult: a text table (text), result.json (json), JUnit XML (junit)."""

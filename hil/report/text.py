@@ -1,7 +1,8 @@
 """The table a developer reads: reason | predicted | measured | verdict, per case."""
 from __future__ import annotations
 
-from hil.verdict import RunResult
+from hil.verdict import RunResult, Verdict
+from hil.verdict.judge import show
 
 
 def render(result: RunResult) -> str:
@@ -20,10 +21,10 @@ def render(result: RunResult) -> str:
         for i, row in enumerate(case.rows):
             verdict = ("ok" if row.ok else "MISMATCH") if row.judged else "(not judged)"
             out.append("  ".join([(case.name if i == 0 else "").ljust(widths[0]), row.reason.ljust(widths[1]),
-                                  row.predicted.ljust(widths[2]), str(row.measured).ljust(widths[3]),
+                                  show(row.predicted).ljust(widths[2]), str(row.measured).ljust(widths[3]),
                                   verdict if i else f"{case.verdict.value} {verdict}"]))
-        if case.detail and case.verdict.value != "PASS":
+        if case.detail and case.verdict is not Verdict.PASS:
             out.append(f"    {case.verdict.value}: {case.detail}")
-    counts = {v: sum(1 for c in result.cases if c.verdict.value == v) for v in ("PASS", "FAIL", "ERROR", "SKIP")}
-    out.append(f"result: {result.verdict.value}  " + ", ".join(f"{n} {v.lower()}" for v, n in counts.items() if n))
+    counts = {v: sum(1 for c in result.cases if c.verdict is v) for v in Verdict}
+    out.append(f"result: {result.verdict.value}  " + ", ".join(f"{n} {v.value.lower()}" for v, n in counts.items() if n))
     return "\n".join(out)

@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hil.scenario.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class L1Config:
@@ -43,6 +45,7 @@ class Topology:
     timeout: int
     l1: L1Config
     l2: L2Config
+    extends: tuple[str, ...] = ()      # the topologies this one extends, nearest first
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,27 @@ class Scenario:
     workload: Workload
     expect: Expect
     overrides: tuple[str, ...] = ()
+    # dotted key -> where its value was set: "FILE:LINE" or "--set KEY=VALUE" (topology keys
+    # are "topology.l1.smp", whichever file of an `extends:` chain set them)
+    origins: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def error(self, key: str, message: str) -> ConfigError:
+        """A configuration error found after loading, named where the key was set."""
+        origin = self.origin(key)
+        if origin.startswith("--set "):
+            return ConfigError("--set", None, origin[len("--set "):], message)
+        file, _, line = origin.rpartition(":")
+        if file and line.isdigit():
+            return ConfigError(file, int(line), key, message)
+        return ConfigError(str(self.source), None, key, message)
+
+    def origin(self, key: str) -> str:
+        """Where `key` (or its closest ancestor that has one) was set."""
+        while key:
+            if key in self.origins:
+                return self.origins[key]
+            key = key.rsplit(".", 1)[0] if "." in key else ""
+        return str(self.source)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self, dict_factory=lambda kv: {k: str(v) if isinstance(v, Path) else v for k, v in kv})

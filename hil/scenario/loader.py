@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import yaml
 from hil.scenario.errors import ConfigError
 from hil.scenario.schema import (BOUND_FIELDS, SCENARIO_FIELDS, TOPOLOGY_FIELDS, Field, suggest, validate_map)
 from hil.scenario.config import (Expect, L1Config, L2Config, ProbeOp, Scenario, Topology, Workload)
+from hil.scenario.probe_ops import PROBE_OPS
 from hil.scenario.yamlsrc import Located, load_yaml
 
 CONFIGS = "qemu_configs"
@@ -102,6 +105,88 @@ def _check_path(value: str | None, key: str, src: Located, root: Path) -> None:
             raise src.error(key, f"file not found: {value}")
 
 
+@dataclass
+class Merged(Located):
+    """A topology and the chain it extends, merged: keys a parent file set keep its file and line."""
+    foreign: dict[str, tuple[str, int]] = field(default_factory=dict)   # key -> (file, line)
+    chain: tuple[str, ...] = ()
+
+    def _foreign(self, key: str) -> tuple[str, int] | None:
+        while key:
+            if key in self.foreign:
+                return self.foreign[key]
+            if key in self.lines:
+                return None
+            key = key.rsplit(".", 1)[0] if "." in key else (key.rsplit("[", 1)[0] if "[" in key else "")
+        return None
+
+    def error(self, key: str, message: str) -> ConfigError:
+        hit = self._foreign(key)
+        if hit is not None and not any(key == k or key.startswith((k + ".", k + "[")) for k in self.overridden):
+            return ConfigError(hit[0], hit[1], key, message)
+        return super().error(key, message)
+
+
+def _paths(value: Any, path: str) -> Iterator[tuple[str, bool]]:
+    """Every key path under value, in yamlsrc's spelling, and whether its value is a mapping."""
+    yield path, isinstance(value, dict)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, f"{path}[{i}]")
+
+
+def _merge(child: dict[str, Any], parent: dict[str, Any]) -> dict[str, Any]:
+    """Child keys over parent keys; mappings merge key by key, lists and scalars replace."""
+    out = copy.deepcopy(parent)
+    for k, v in child.items():
+        out[k] = _merge(v, out[k]) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+MAX_EXTENDS = 8
+
+
+def _extend(src: Located, data: dict[str, Any], prefix: str, root: Path, seen: tuple[str, ...]) -> Merged:
+    """Resolve `extends:` of the topology mapping `data` (keys under `prefix` in src)."""
+    parent_ref = data.get("extends")
+    merged = Merged(data, src.file, dict(src.lines), dict(src.overridden))
+    if parent_ref is None:
+        return merged
+    key = f"{prefix}extends"
+    if not isinstance(parent_ref, str) or not parent_ref:
+        raise src.error(key, f"expected a topology name or path, got {parent_ref!r}")
+    path = find_config(parent_ref, "topologies", root)
+    if not path.is_file():
+        raise src.error(key, f"no such topology: {_display(path, root)}")
+    ident = str(path.resolve())
+    if ident in seen:
+        raise src.error(key, f"extends itself: {' -> '.join(_display(Path(p), root) for p in seen + (ident,))}")
+    if len(seen) >= MAX_EXTENDS:
+        raise src.error(key, f"more than {MAX_EXTENDS} topologies extend one another")
+    psrc = load_yaml(path, _display(path, root))
+    if not isinstance(psrc.data, dict):
+        raise psrc.error("", "expected a mapping at the top")
+    parent = _extend(psrc, psrc.data, "", root, seen + (ident,))
+    child_paths = dict(_paths(data, ""))
+    replaced = {p for p, is_map in child_paths.items() if p and not is_map}
+    foreign = {**{f"{prefix}{k}": v for k, v in parent.foreign.items()},
+               **{f"{prefix}{k}": (parent.file, line) for k, line in parent.lines.items() if k}}
+    for k in list(foreign):
+        rel = k[len(prefix):]
+        parts = [rel[:i] for i, c in enumerate(rel) if c in ".["] + [rel]
+        if rel in child_paths or any(a in replaced for a in parts):
+            del foreign[k]
+    body = _merge({k: v for k, v in data.items() if k != "extends"},
+                  {k: v for k, v in parent.data.items() if k != "extends"})
+    merged.data = body
+    merged.foreign = foreign
+    merged.chain = (_display(path, root),) + parent.chain
+    return merged
+
+
 def _topology(src: Located, name: str, source: Path | None, root: Path, prefix: str = "") -> Topology:
     data = src.data if isinstance(src.data, dict) else None
     if data is None:
@@ -110,8 +195,8 @@ def _topology(src: Located, name: str, source: Path | None, root: Path, prefix: 
     v = validate_map(data, TOPOLOGY_FIELDS, prefix.rstrip("."), src)
     l1, l2 = v["l1"], v["l2"]
     _check_path(l1["kernel"], f"{prefix}l1.kernel", src, root)
-    if l1["series"] and not (root / "kernel_patches" / l1["series"]).is_dir():
-        raise src.error(f"{prefix}l1.series", f"no series kernel_patches/{l1['series']}/")
+    if l1["series"] and not (root / "kernel_patches" / l1["series"] / "series.yaml").is_file():
+        raise src.error(f"{prefix}l1.series", f"no series kernel_patches/{l1['series']}/series.yaml")
     if l2["dedicated"] != "off" and not l1["series"]:
         raise src.error(f"{prefix}l2.dedicated", "dedicated mode needs a kernel series that has it "
                         "(l1.series, e.g. dedicated-cpu)")
@@ -120,88 +205,174 @@ def _topology(src: Located, name: str, source: Path | None, root: Path, prefix: 
     for cpu in l2["pin"]:
         if cpu >= l1["smp"]:
             raise src.error(f"{prefix}l2.pin", f"L1 CPU {cpu} does not exist (l1.smp is {l1['smp']})")
+    if l2["memory"] >= l1["memory"]:
+        raise src.error(f"{prefix}l2.memory", f"{l2['memory']} MiB does not fit in L1's {l1['memory']} MiB")
     return Topology(
         name=name, source=source, description=v["description"], accel=v["accel"], timeout=v["timeout"],
         l1=L1Config(**{**l1, "qemu_params": tuple(l1["qemu_params"])}),
         l2=L2Config(**{**l2, "qemu_params": tuple(l2["qemu_params"]), "pin": tuple(l2["pin"])}),
+        extends=src.chain if isinstance(src, Merged) else (),
     )
+
+
+def _origins(src: Located, prefix: str = "") -> dict[str, str]:
+    """key -> FILE:LINE or --set TEXT, for every key of src (renamed under prefix)."""
+    out = {f"{prefix}{k}": f"{src.file}:{line}" for k, line in src.lines.items() if k}
+    if isinstance(src, Merged):
+        out.update({f"{prefix}{k}" if not k.startswith(prefix) else k: f"{f}:{line}"
+                    for k, (f, line) in src.foreign.items()})
+    out.update({f"{prefix}{k}": f"--set {text}" for k, text in src.overridden.items()})
+    return out
 
 
 def load_topology(path_or_name: str | Path, *, root: Path, overrides: Sequence[str] = ()) -> Topology:
     path = find_config(path_or_name, "topologies", root)
+    if not path.is_file():
+        raise ConfigError(str(path_or_name), None, "", f"no such topology file {_display(path, root)}")
     src = load_yaml(path, _display(path, root))
+    if not isinstance(src.data, dict):
+        raise src.error("", "expected a mapping at the top")
+    merged = _extend(src, src.data, "", root, (str(path.resolve()),))
     for text in overrides:
         parts, value = _parse_override(text)
-        apply_override(src, TOPOLOGY_FIELDS, parts, value, text)
-    return _topology(src, path.stem, path, root)
+        apply_override(merged, TOPOLOGY_FIELDS, parts, value, text)
+    return _topology(merged, path.stem, path, root)
 
 
 # -- scenario ----------------------------------------------------------------------------
-def _expect(v: dict[str, Any], src: Located) -> Expect:
+def _reason_names(arch: str) -> set[str]:
+    from hil.model import exit_reasons
+    arches = ("svm", "vmx", "vmx-2012") if arch == "auto" else ((arch, "vmx-2012") if arch == "vmx" else (arch,))
+    return {name for a in arches for name in exit_reasons(a).values()}
+
+
+def _expect(v: dict[str, Any], src: Located, arch: str) -> Expect:
+    valid = _reason_names(arch)
+    where = "any architecture" if arch == "auto" else arch
     reasons = v["reasons"]
-    if reasons != "all" and not (isinstance(reasons, list) and all(isinstance(r, str) for r in reasons)):
-        raise src.error("expect.reasons", f"expected 'all' or a list of reason names, got {reasons!r}")
+    if reasons != "all":
+        if not (isinstance(reasons, list) and all(isinstance(r, str) for r in reasons)):
+            raise src.error("expect.reasons", f"expected 'all' or a list of reason names, got {reasons!r}")
+        if not reasons:
+            raise src.error("expect.reasons", "an empty list judges nothing: name reasons, or 'all'")
+        for i, r in enumerate(reasons):
+            if r not in valid:
+                raise src.error(f"expect.reasons[{i}]", f"{r!r} is no exit reason of {where}{suggest(r, sorted(valid))}")
     exits: dict[str, tuple[int, int | None]] = {}
     if not isinstance(v["exits"], dict):
         raise src.error("expect.exits", "expected a mapping of reason -> count or {min, max}")
     for reason, b in v["exits"].items():
         key = f"expect.exits.{reason}"
+        if str(reason) not in valid:
+            raise src.error(key, f"{reason!r} is no exit reason of {where}{suggest(str(reason), sorted(valid))}")
         if isinstance(b, int) and not isinstance(b, bool) and b >= 0:
             exits[str(reason)] = (b, b)
         elif isinstance(b, dict):
             bv = validate_map(b, BOUND_FIELDS, key, src)
+            if bv["max"] is not None and bv["min"] > bv["max"]:
+                raise src.error(key, f"min {bv['min']} > max {bv['max']}: no count can pass")
             exits[str(reason)] = (bv["min"], bv["max"])
         else:
             raise src.error(key, f"expected a count or {{min, max}}, got {b!r}")
     return Expect("all" if reasons == "all" else tuple(reasons), exits)
 
 
+def _probe_rules(wl: dict[str, Any], src: Located, topology: Topology) -> None:
+    """The op table's limits: count per op, vCPUs it needs, each op once."""
+    if not wl["ops"]:
+        raise src.error("workload.ops", "a probe workload needs at least one op")
+    for key in ("kernel", "initrd"):
+        if wl[key]:
+            raise src.error(f"workload.{key}", "only for workload kind 'kernel'")
+    names = [o["op"] for o in wl["ops"]]
+    for i, o in enumerate(wl["ops"]):
+        spec = PROBE_OPS[o["op"]]
+        if o["count"] > spec.max_count:
+            raise src.error(f"workload.ops[{i}].count", f"{o['count']} is more than op {spec.name} allows "
+                            f"in one run ({spec.max_count})")
+        if topology.l2.smp < spec.min_vcpus:
+            raise src.error(f"workload.ops[{i}].op", f"{spec.name} needs {spec.min_vcpus} L2 vCPUs "
+                            f"(topology l2.smp is {topology.l2.smp})")
+        if names.index(spec.name) != i:
+            # exits are told apart by the code they come from: two runs of one op cannot be
+            raise src.error(f"workload.ops[{i}].op", f"{spec.name} already runs as ops[{names.index(spec.name)}]: "
+                            "each op at most once per workload")
+
+
+def _topology_for(src: Located, overrides: list[tuple[list[str], Any, str]], root: Path
+                  ) -> tuple[Located, str, Path | None, str]:
+    """The scenario's topology source (named or inline, `extends:` resolved), its name, file and
+    key prefix, with the `--set topology...` overrides applied."""
+    path = src.source_path if isinstance(src, _ScenarioSource) else None
+    for parts, value, text in overrides:
+        if parts == ["topology"]:          # --set topology=NAME: another named topology
+            if not isinstance(value, str) or not value:
+                raise ConfigError("--set", None, text, "name a topology (set its keys with topology.KEY=VALUE)")
+            src.data["topology"] = value
+            src.overridden["topology"] = text
+    ref = src.data.get("topology")
+    if ref is None:
+        raise src.error("", "missing required key 'topology'")
+    if isinstance(ref, str):
+        tpath = find_config(ref, "topologies", root)
+        if not tpath.is_file():
+            raise src.error("topology", f"no such topology: {_display(tpath, root)} "
+                            f"(known: {', '.join(list_topologies(root)) or 'none'})")
+        tsrc = load_yaml(tpath, _display(tpath, root))
+        if not isinstance(tsrc.data, dict):
+            raise tsrc.error("", "expected a mapping at the top")
+        merged = _extend(tsrc, tsrc.data, "", root, (str(tpath.resolve()),))
+        name, prefix = tpath.stem, ""
+    elif isinstance(ref, dict):
+        merged = _extend(src, ref, "topology.", root, (str(path.resolve()),) if path else ())
+        merged.data = {"topology": merged.data}   # inline keys keep their "topology." prefix
+        tpath, name, prefix = None, f"{path.stem if path else 'scenario'}-inline", "topology."
+    else:
+        raise src.error("topology", f"expected a topology name or mapping, got {ref!r}")
+    for parts, value, text in overrides:
+        if parts[0] == "topology" and len(parts) > 1:
+            if prefix:
+                apply_override(merged, {"topology": Field("map", fields=TOPOLOGY_FIELDS)}, parts, value, text)
+            else:
+                apply_override(merged, TOPOLOGY_FIELDS, parts[1:], value, text)
+    if prefix:
+        merged.data = merged.data["topology"]
+    return merged, name, tpath, prefix
+
+
+@dataclass
+class _ScenarioSource(Located):
+    source_path: Path | None = None
+
+
+def list_topologies(root: Path) -> list[str]:
+    return sorted(p.stem for p in (root / CONFIGS / "topologies").glob("*.yaml"))
+
+
 def load_scenario(path_or_name: str | Path, *, root: Path, overrides: Sequence[str] = (),
                   valid_profiles: Iterable[str] | None = None) -> Scenario:
     path = find_config(path_or_name, "scenarios", root)
-    if not path.exists():
+    if not path.is_file():
         known = ", ".join(list_scenarios(root)) or "none"
-        raise ConfigError(str(path_or_name), None, "", f"no such scenario file {path} (known: {known})")
-    src = load_yaml(path, _display(path, root))
+        raise ConfigError(str(path_or_name) or "''", None, "", f"no such scenario file {path} (known: {known})")
+    loaded = load_yaml(path, _display(path, root))
+    src = _ScenarioSource(loaded.data, loaded.file, loaded.lines, loaded.overridden, source_path=path)
     if not isinstance(src.data, dict):
         raise src.error("", "expected a mapping at the top")
-    # A named topology is loaded now so overrides can reach into it ("topology.l1.memory=...").
-    topo_src, topo_name, topo_path = src, f"{path.stem}-inline", None
-    topo_prefix = "topology."
-    if isinstance(src.data.get("topology"), str):
-        topo_path = find_config(src.data["topology"], "topologies", root)
-        if not topo_path.exists():
-            raise src.error("topology", f"file not found: {_display(topo_path, root)}")
-        topo_src = load_yaml(topo_path, _display(topo_path, root))
-        topo_name, topo_prefix = topo_path.stem, ""
-        src.data["topology"] = copy.deepcopy(topo_src.data)
-    elif "topology" not in src.data:
-        raise src.error("", "missing required key 'topology'")
-    for text in overrides:
-        parts, value = _parse_override(text)
-        if parts[0] == "topology" and topo_path is not None:
-            apply_override(topo_src, TOPOLOGY_FIELDS, parts[1:], value, text)
-        else:
+    parsed = [(*_parse_override(text), text) for text in overrides]
+    topo_src, topo_name, topo_path, prefix = _topology_for(src, parsed, root)
+    for parts, value, text in parsed:
+        if parts[0] != "topology":
             apply_override(src, SCENARIO_FIELDS, parts, value, text)
-    if topo_path is None:
-        topo_src = Located(src.data["topology"], src.file, src.lines, src.overridden)
-    topology = _topology(topo_src, topo_name, topo_path, root, topo_prefix)
-    src.data["topology"] = "resolved"   # validated above, with its own file's lines
+    topology = _topology(topo_src, topo_name, topo_path, root, prefix)
+    origins = {**_origins(src), **{k if prefix else f"topology.{k}": v for k, v in _origins(topo_src).items()}}
+    data = dict(src.data, topology="resolved")   # validated above, with its own file's lines
     fields = dict(SCENARIO_FIELDS, topology=Field("str"))
-    v = validate_map(src.data, fields, "", src)
+    v = validate_map(data, fields, "", src)
     wl = v["workload"]
     kind = wl["kind"]
     if kind == "probe":
-        if not wl["ops"]:
-            raise src.error("workload.ops", "a probe workload needs at least one op")
-        for key in ("kernel", "initrd"):
-            if wl[key]:
-                raise src.error(f"workload.{key}", "only for workload kind 'kernel'")
-        ops = [o["op"] for o in wl["ops"]]
-        if "ipi-race" in ops and topology.l2.smp < 2:
-            raise src.error("workload.ops", "ipi-race needs a second vCPU to send the IPIs (topology l2.smp >= 2)")
-        if "kicks" in ops and ops.count("kicks") > 1:
-            raise src.error("workload.ops", "at most one kicks op: hil sends its MSIs once the probe begins it")
+        _probe_rules(wl, src, topology)
     else:
         if wl["ops"]:
             raise src.error("workload.ops", "only for workload kind 'probe'")
@@ -209,6 +380,11 @@ def load_scenario(path_or_name: str | Path, *, root: Path, overrides: Sequence[s
             raise src.error("workload", "missing required key 'kernel' for workload kind 'kernel'")
         _check_path(wl["kernel"], "workload.kernel", src, root)
         _check_path(wl["initrd"], "workload.initrd", src, root)
+    if wl["done_pattern"] is not None:
+        try:
+            re.compile(wl["done_pattern"])
+        except re.error as e:
+            raise src.error("workload.done_pattern", f"not a regular expression: {e}") from e
     resolve = (lambda p: str(p if Path(p).is_absolute() else (root / p).resolve()) if p else None)
     profiles = list(valid_profiles) if valid_profiles is not None else None
     if profiles is not None and v["profile"] != "auto" and v["profile"] not in profiles:
@@ -219,5 +395,5 @@ def load_scenario(path_or_name: str | Path, *, root: Path, overrides: Sequence[s
         workload=Workload(kind, tuple(ProbeOp(o["op"], o["count"]) for o in wl["ops"]), wl["hlt_timer_us"],
                           resolve(wl["kernel"]), wl["append"], resolve(wl["initrd"]), wl["done_pattern"],
                           wl["kick_interval_ms"], wl["race_timeout_us"]),
-        expect=_expect(v["expect"], src), overrides=tuple(overrides),
+        expect=_expect(v["expect"], src, v["arch"]), overrides=tuple(overrides), origins=origins,
     )

@@ -1,23 +1,35 @@
-"""What the model predicts for a scenario's workload: each probe op is a fixed sequence of
-model events per iteration (the probe's own code decides which; see guest/probe.c)."""
+"""What the model predicts for a scenario, computed before anything boots: one prediction
+per probe op (its model events, hil/scenario/probe_ops.py), the ambient noise the probe's
+glue may show, or the bounds a foreign kernel's scenario states. A profile the model cannot
+answer for the lab's architecture is a configuration error here, not a crash after the run."""
 from __future__ import annotations
 
-from hil.model import Operation, Prediction, predict
+from dataclasses import dataclass, field
 
-# probe op -> model events executed once per iteration, with the parameters that matter.
-PROBE_EVENTS: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], ...]] = {
-    "cpuid": (("cpuid", ()),),
-    "pio-kernel": (("pio-kernel", ()),),
-    "pio-user": (("pio-user", ()),),
-    "msr": (("msr", (("msr", "apic-base"), ("access", "read"))),),
-    # arm the x2APIC one-shot timer (TMICT write) with interrupts off, sti; hlt, the handler writes EOI
-    "hlt": (("timer", (("apic", "x2apic"), ("armed_with", "interrupts-off"))), ("hlt", ()),
-            ("eoi", (("apic", "x2apic"),))),
-    # spin with interrupts on; each kick's interrupt (I/O-thread MSI, or vCPU 1's IPI) is taken
-    # and EOIed by the handler
-    "kicks": (("interrupt-in", (("guest_state", "running"),)), ("eoi", (("apic", "x2apic"),))),
-    "ipi-race": (("interrupt-in", (("guest_state", "running"),)), ("eoi", (("apic", "x2apic"),))),
-}
+from hil.model import Bound, ModelError, Operation, Prediction, predict
+from hil.model.profiles import PROFILES, Profile
+from hil.scenario.config import Scenario
+from hil.scenario.probe_ops import ProbeOpSpec, spec
+
+
+@dataclass(frozen=True)
+class OpPrediction:
+    op: str
+    count: int
+    spec: ProbeOpSpec
+    exits: Prediction          # the op's exits per reason (kick ops: the per-kick events, for reference)
+
+
+@dataclass(frozen=True)
+class ScenarioPrediction:
+    profile: Profile
+    arch: str
+    ops: tuple[OpPrediction, ...] = ()
+    ambient: Prediction | None = None               # probe glue: only noise the profile allows
+    expected_exits: dict[str, Bound] = field(default_factory=dict)   # foreign kernel: the scenario's bounds
+
+    def op(self, name: str) -> OpPrediction | None:
+        return next((o for o in self.ops if o.op == name), None)
 
 
 def resolve_profile(profile: str, arch: str) -> str:
@@ -25,8 +37,28 @@ def resolve_profile(profile: str, arch: str) -> str:
 
 
 def model_operations(op: str, count: int) -> list[Operation]:
-    return [Operation(event, count, params) for event, params in PROBE_EVENTS[op]]
+    return [Operation(event, count, params) for event, params in spec(op).events]
 
 
 def predict_op(op: str, count: int, profile: str, arch: str) -> Prediction:
     return predict(model_operations(op, count), profile, arch, apic="x2apic")
+
+
+def predict_scenario(scenario: Scenario, arch: str) -> ScenarioPrediction:
+    """Every prediction the verdict will need, for the architecture L1 will have.
+    Raises the scenario's ConfigError at `profile` when the model has no answer."""
+    name = resolve_profile(scenario.profile, arch)
+    try:
+        profile = PROFILES[name]
+        if arch not in profile.arches:
+            raise ModelError(f"profile {name} models {', '.join(profile.arches)} only, and this lab's "
+                             f"L1 has {arch}")
+        if scenario.workload.kind != "probe":
+            return ScenarioPrediction(profile, arch, expected_exits={
+                r: Bound(lo, hi) for r, (lo, hi) in scenario.expect.exits.items()})
+        ops = tuple(OpPrediction(o.op, o.count, spec(o.op), predict_op(o.op, o.count, name, arch))
+                    for o in scenario.workload.ops)
+        return ScenarioPrediction(profile, arch, ops, ambient=predict([], name, arch))
+    except (KeyError, ModelError) as e:
+        raise scenario.error("profile", f"the model cannot answer for {name!r} on {arch}: "
+                             f"{e.args[0] if e.args else e}") from e

@@ -5,6 +5,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from hil.scenario.probe_ops import MAX_COUNT, PROBE_OPS
 from hil.scenario.yamlsrc import Located
 
 
@@ -125,16 +126,16 @@ L2_FIELDS: dict[str, Field] = {
     "timeout": Field("int", default=180, min=1, doc="seconds for one L2 run"),
 }
 TOPOLOGY_FIELDS: dict[str, Field] = {
+    "extends": Field("str", nullable=True, doc="a topology (name or path) whose keys this one starts from"),
     "description": Field("str", default=""),
     "accel": Field("enum", default="auto", choices=("auto", "kvm", "tcg")),
     "timeout": Field("int", default=600, min=1),
     "l1": Field("map", default=dict, fields=L1_FIELDS),
     "l2": Field("map", default=dict, fields=L2_FIELDS),
 }
-PROBE_OPS = ("cpuid", "pio-kernel", "pio-user", "msr", "hlt", "kicks", "ipi-race")
 OP_FIELDS: dict[str, Field] = {
-    "op": Field("enum", required=True, choices=PROBE_OPS),
-    "count": Field("int", required=True, min=1, max=10_000_000),
+    "op": Field("enum", required=True, choices=tuple(PROBE_OPS), doc="a probe op (hil/scenario/probe_ops.py)"),
+    "count": Field("int", required=True, min=1, max=MAX_COUNT, doc="iterations (some ops allow fewer)"),
 }
 WORKLOAD_FIELDS: dict[str, Field] = {
     "kind": Field("enum", default="probe", choices=("probe", "kernel")),

@@ -1,31 +1,29 @@
 """Kick verdicts on fake measurements (pure logic): the model's kick_at applied to where the
 kicks landed, against exits, interrupts taken and late kicks."""
-from pathlib import Path
-
-from hil.lab.measurement import Measurement, OpMeasurement
-from hil.scenario import load_scenario
-from hil.verdict import judge
-
-ROOT = Path(__file__).resolve().parents[2]
+from hil.measurement import KickFinding, KickTrace, NmiLanding, OpMeasurement
+from tests.unit.fakes import measurement, scenario, verdict
 
 
 def race(scenario, *, window, pending, late, guest_nmis, self_nmis, stuck_kicks=0, irqs=None, intr=0,
          stock_ipis=0, host_resched=0):
-    sc = load_scenario(scenario, root=ROOT)
+    sc = scenario_(scenario)
     n = sc.workload.ops[0].count
     irqs = n - late if irqs is None else irqs
     op = OpMeasurement("ipi-race", n, {"nmi": guest_nmis, "msr": irqs, "vintr": 7, **({"interrupt": intr} if intr else {})},
                        reported={"count": n, "irqs": irqs, "sent": n, "late": late})
-    trace = {"accepted": n, "window": window, "window_pending": pending, "guest_nmis_all_vcpus": guest_nmis,
-             "found": {"in-guest/nmi": guest_nmis, "exiting/no-nmi": stuck_kicks},
-             "landed": {"guest": {"nmis": guest_nmis, "kicks": guest_nmis - self_nmis, "self_nmis": self_nmis},
-                        "entry": {"nmis": 3 + window, "kicks": 3 + window, "self_nmis": 0}},
-             "stock_kicks": {"in-guest": stock_ipis},
-             "host_interrupts_per_op": {"ipi-race": {"reschedule": {"1": host_resched}, "local_timer": {"0": 99}}}}
-    exits_all = {"nmi": guest_nmis, "msr": irqs, "io": 10}
-    m = Measurement("svm", [op], exits_all, {}, {}, {}, {"exits": sum(exits_all.values()), "io_exits": 10,
-                    "halt_exits": 0}, [], "done", {}, {}, kick_trace=trace)
-    return judge(sc, m)
+    trace = KickTrace(accepted=n, window=window, window_pending=pending, guest_nmis_all_vcpus=guest_nmis,
+                      series_traced=True,
+                      found=[KickFinding("in-guest", True, guest_nmis), KickFinding("exiting", False, stuck_kicks)],
+                      landed=[NmiLanding("guest", guest_nmis, guest_nmis - self_nmis, self_nmis, 0),
+                              NmiLanding("entry", 3 + window, 3 + window, 0, 0)],
+                      stock_kicks={"in-guest": stock_ipis},
+                      host_interrupts_per_op={"ipi-race": {"reschedule": {"1": host_resched},
+                                                           "local_timer": {"0": 99}}})
+    return verdict(sc, measurement([op], exits_all={"nmi": guest_nmis, "msr": irqs, "io": 10}, kick_trace=trace))
+
+
+def scenario_(name):
+    return scenario(name)
 
 
 def case(result):
@@ -76,13 +74,13 @@ def test_interrupt_exits_need_host_interrupts_on_that_cpu():
 
 
 def test_io_thread_kicks_stock_one_interrupt_exit_each():
-    sc = load_scenario("kicks-io-thread", root=ROOT)
+    sc = scenario("kicks-io-thread")
     op = OpMeasurement("kicks", 16, {"interrupt": 16, "msr": 16}, reported={"count": 16, "irqs": 16})
-    m = Measurement("svm", [op], {"interrupt": 16, "msr": 16}, {}, {}, {}, {"exits": 32, "io_exits": 0,
-                    "halt_exits": 0}, [], "done", {}, {}, kick_trace={"accepted": 16, "io_thread_msis": [1] * 16})
-    assert judge(sc, m).verdict.value == "PASS"
-    m.kick_trace["io_thread_msis"] = [1] * 15
-    assert judge(sc, m).verdict.value == "ERROR"
+    m = measurement([op], exits_all={"interrupt": 16, "msr": 16},
+                    kick_trace=KickTrace(accepted=16, io_thread_msis=[1] * 16))
+    assert verdict(sc, m).verdict.value == "PASS"
+    m.kick_trace.io_thread_msis = [1] * 15
+    assert verdict(sc, m).verdict.value == "ERROR"
     op.exits["interrupt"] = 15                      # a kick that made no exit: not stock behaviour
-    m.kick_trace["io_thread_msis"] = [1] * 16
-    assert judge(sc, m).verdict.value == "FAIL"
+    m.kick_trace.io_thread_msis = [1] * 16
+    assert verdict(sc, m).verdict.value == "FAIL"

@@ -1,7 +1,6 @@
 """The agent's request loop: JSON lines from L0 on a serial port, one reply per request."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import platform
@@ -12,9 +11,11 @@ import tty
 from pathlib import Path
 from typing import Any, Callable
 
-from hil.lab.agent import tracing
-from hil.lab.agent.l2 import L2Request, L2Runner, qemu_version
+from hil.lab.kvm import tracing
+from hil.lab.agent.l2 import L2Runner
+from hil.lab.agent.protocol import L2Request
 from hil.lab.errors import LabError
+from hil.lab.qemu.host import QEMU_BINARY, qemu_version
 
 RUN_DIR = Path("/run/hil")
 
@@ -35,12 +36,17 @@ def host_info() -> dict[str, Any]:
         pdir = Path(f"/sys/module/{mod}/parameters")
         if pdir.is_dir():
             params[mod] = {p.name: read(str(p)) for p in sorted(pdir.iterdir())}
+    arch = "svm" if "svm" in flags else "vmx" if "vmx" in flags else "none"
+    # kvm and its vendor module, loaded or built in: a series whose modules failed to load is
+    # the kernel under test breaking, not a missing capability
+    wanted = ("kvm", {"svm": "kvm_amd", "vmx": "kvm_intel"}.get(arch, ""))
+    missing = [m for m in wanted if m and not Path(f"/sys/module/{m}").is_dir()]
     return {
         "kernel": platform.release(), "kernel_version": platform.version(), "cmdline": read("/proc/cmdline"),
-        "cpu_model": model, "arch": "svm" if "svm" in flags else "vmx" if "vmx" in flags else "none",
+        "cpu_model": model, "arch": arch, "kvm_modules_missing": missing,
         "nproc": os.cpu_count(), "modules": modules, "kvm_params": params,
         "kvm_dev": os.path.exists("/dev/kvm"), "tracefs": tracing.Tracefs().available(),
-        "qemu": qemu_version("/usr/bin/qemu-system-x86_64") if os.path.exists("/usr/bin/qemu-system-x86_64") else "",
+        "qemu": qemu_version(QEMU_BINARY) if os.path.exists(QEMU_BINARY) else "",
         "python": platform.python_version(),
     }
 
@@ -63,7 +69,7 @@ class Agent:
         return self._runner
 
     def run_l2(self, args: dict[str, Any]) -> dict[str, Any]:
-        return dataclasses.asdict(self.runner().run(L2Request.from_json(args)))
+        return self.runner().run(L2Request.from_json(args)).to_json()
 
     def put_file(self, args: dict[str, Any]) -> dict[str, Any]:
         import base64

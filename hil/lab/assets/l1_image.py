@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import ptrace
@@ -19,6 +20,10 @@ from hil.lab.assets import debian
 from hil.lab.assets.cache import cached_dir, digest, file_digest, prune, tree_digest
 from hil.lab.assets.cpio import write_cpio
 from hil.lab.errors import CapabilityMissing, LabError
+from hil.lab.qemu.host import QEMU_BINARY
+
+if TYPE_CHECKING:      # the kernel package builds on assets, not the other way round
+    from hil.lab.kernel.build import SeriesBuild
 
 HIL_SRC = Path(hil.__file__).resolve().parent
 INIT_SCRIPT = Path(__file__).with_name("l1_init.sh")
@@ -26,7 +31,7 @@ INIT_SCRIPT = Path(__file__).with_name("l1_init.sh")
 # Debian's own Python (not a venv or pyenv one): its stdlib lives in /usr/lib/python3.X.
 PYTHON = os.path.realpath("/usr/bin/python3")
 PYTHON_LIB = Path("/usr/lib") / Path(PYTHON).name
-QEMU = "/usr/bin/qemu-system-x86_64"
+QEMU = QEMU_BINARY
 BUSYBOX = "/bin/busybox"
 # Firmware the L2 machines need (microvm: qboot/bios-microvm; pc/q35: SeaBIOS + option ROMs),
 # looked up where Debian's QEMU looks for it.
@@ -39,7 +44,9 @@ MODULE_GROUPS = {"common": ("virtio-pci", "virtio-console"), "svm": ("kvm-amd",)
 PYTHON_PRUNE = {"test", "idlelib", "tkinter", "lib2to3", "ensurepip", "turtledemo", "pydoc_data",
                 "site-packages", "dist-packages", "__pycache__", "distutils"}
 # The agent's own modules: the L1 side needs nothing from the other layers.
-AGENT_FILES = ("__init__.py", "lab/__init__.py", "lab/errors.py", "lab/qemu", "lab/agent")
+# the agent and what it imports (test_layering checks the closure)
+AGENT_FILES = ("__init__.py", "lab/__init__.py", "lab/errors.py", "lab/qemu/__init__.py", "lab/qemu/machine.py",
+               "lab/qemu/host.py", "lab/kvm", "lab/stimuli", "lab/agent")
 
 
 @dataclass(frozen=True)
@@ -217,17 +224,13 @@ def _stage_busybox(root: Path) -> None:
             link.symlink_to("busybox")
 
 
-def build_l1_image(kernel_spec: str, series: str | None = None) -> L1Image:
-    """series: a kernel_patches/<series> whose rebuilt modules replace the stock ones."""
-    kernel = kernel_assets(kernel_spec)
+def build_l1_image(kernel: KernelAssets, series_build: SeriesBuild | None = None) -> L1Image:
+    """series_build: a kernel series built for `kernel` (hil.lab.kernel.build_series) whose
+    rebuilt modules replace the stock ones, or whose whole kernel replaces the package's."""
     binaries, packages = _host_inputs()
-    series_build = None
-    if series:
-        from hil.lab.kernel import build_series   # only runs with a patched kernel
-        series_build = build_series(series, kernel)
-        if series_build.vmlinuz:                    # a whole kernel of the series' own: nothing of the package's
-            kernel = replace(kernel, vmlinuz=series_build.vmlinuz, release=series_build.release or kernel.release,
-                             modules=series_build.modules)
+    if series_build is not None and series_build.vmlinuz:   # a whole kernel of the series' own
+        kernel = replace(kernel, vmlinuz=series_build.vmlinuz, release=series_build.release or kernel.release,
+                         modules=series_build.modules)
     inputs = {
         "series": series_build.key if series_build else None,
         "kernel": [kernel.package, kernel.version],

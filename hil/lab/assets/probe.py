@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hil.lab.errors import LabError
+from hil.scenario.probe_ops import PROBE_OPS
 
 GUEST_DIR = Path(__file__).resolve().parents[3] / "guest"
 
-#: ops the probe understands, in their command-line spelling
-OPS: tuple[str, ...] = ("cpuid", "pio-kernel", "pio-user", "msr", "hlt", "kicks", "ipi-race")
+#: ops the probe understands, in their command-line spelling (the table: hil/scenario/probe_ops.py)
+OPS: tuple[str, ...] = tuple(PROBE_OPS)
 
 #: files under guest/ that make up the probe's sources
 SOURCE_PATTERNS: tuple[str, ...] = ("*.c", "*.h", "*.S", "*.lds", "Makefile")
@@ -63,10 +64,6 @@ def source_digest(guest_dir: Path = GUEST_DIR) -> str:
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
     return h.hexdigest()
-
-
-def _symbol_name(op: str) -> str:
-    return op.replace("-", "_")
 
 
 def read_elf_symbols(path: Path) -> dict[str, int]:
@@ -118,7 +115,7 @@ def _image_from_elf(path: Path, pvh_path: Path | None) -> ProbeImage:
         return symbols[name]
 
     window = (sym("__window_start"), sym("__window_end"))
-    op_ranges = {op: (sym(f"__op_{_symbol_name(op)}_start"), sym(f"__op_{_symbol_name(op)}_end")) for op in OPS}
+    op_ranges = {op: (sym(f"__op_{s.symbol}_start"), sym(f"__op_{s.symbol}_end")) for op, s in PROBE_OPS.items()}
     stack = None
     if "probe_stack_bottom" in symbols and "probe_stack_top" in symbols:
         stack = (symbols["probe_stack_bottom"], symbols["probe_stack_top"])
@@ -174,13 +171,13 @@ def format_cmdline(ops: list[tuple[str, int]], **extra: object) -> str:
     return " ".join(words)
 
 
-_INT_KEYS = {"version", "count", "tsc", "ops", "hlts", "irqs", "sent", "late", "lat_avg_ns", "lat_max_ns", "tsc_khz", "eoi_exit_ns", "icr_exit_ns"}
+_INT_KEYS = {"version", "count", "tsc", "ops", "tsc_khz", *(f for s in PROBE_OPS.values() for f in s.results)}
 
 
 def parse_probe_line(line: str) -> dict | None:
     """Parse one `hil-probe: event=... k=v ...` serial line; None for anything else.
 
-    Integers (version, count, tsc, ops, hlts, irqs, sent, late, lat_*) become int; window becomes (start, end).
+    Integers (version, count, tsc, ops, tsc_khz and each op's result fields) become int; window becomes (start, end).
     """
     pos = line.find(PROBE_PREFIX)
     if pos < 0:

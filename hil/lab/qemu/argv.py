@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from hil.lab.qemu.host import QEMU_BINARY as L1_QEMU
 from hil.scenario import L1Config, L2Config
 
 QEMU_BINARY = "qemu-system-x86_64"
@@ -41,7 +42,7 @@ class L2Paths:
     kernel: str = "/run/hil/payload/kernel"
     initrd: str = "/run/hil/payload/initrd"
     serial_log: str = "/run/hil/l2-serial.log"
-    binary: str = "/usr/bin/qemu-system-x86_64"
+    binary: str = L1_QEMU           # the image's QEMU, inside L1
 
 
 def l2_argv(l2: L2Config, *, append: str, paths: L2Paths = L2Paths(), initrd: bool = False) -> list[str]:

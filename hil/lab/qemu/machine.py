@@ -8,6 +8,8 @@ shutdown(); logs live outside the run directory and are kept.
 """
 from __future__ import annotations
 
+import asyncio
+
 import ctypes
 import shutil
 import signal
@@ -80,6 +82,7 @@ class Machine:
         out.close()
         try:
             self.qmp.accept(timeout=self.qmp_timeout)
+            self.qmp.settimeout(self.qmp_timeout)   # no QMP command may hang the run
         except Exception as e:
             code = self.proc.poll()
             self.shutdown()
@@ -103,7 +106,10 @@ class Machine:
         if self.qmp is None or not self.is_running():
             raise LabError(f"{self.name}: QMP command {name} on a QEMU that is not running "
                            f"(exit code {self.exitcode})")
-        return self.qmp.cmd(name, **args)
+        try:
+            return self.qmp.cmd(name, **args)
+        except (TimeoutError, asyncio.TimeoutError) as e:
+            raise LabError(f"{self.name}: QMP command {name} got no answer within {self.qmp_timeout:.0f} s") from e
 
     def wait(self, timeout: float) -> int | None:
         if self.proc is None:

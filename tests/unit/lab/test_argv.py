@@ -2,7 +2,7 @@
 from pathlib import Path
 from types import SimpleNamespace
 
-from hil.lab.qemu.accel import choose_accel
+from hil.lab.accel import choose_accel
 from hil.lab.qemu.argv import l1_argv, l1_cpu, l2_argv
 
 L1 = SimpleNamespace(machine="q35", cpu="auto", smp=2, memory=1024, append="foo=1; rm -rf /",
@@ -34,7 +34,7 @@ def test_l2_argv_cpu_pm_and_irqchip():
 
 def test_accel_choice_without_kvm_falls_back(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr("hil.lab.qemu.accel.kvm_device_usable", lambda: (False, "/dev/kvm does not exist"))
+    monkeypatch.setattr("hil.lab.accel.kvm_device_usable", lambda: (False, "/dev/kvm does not exist"))
     choice = choose_accel("auto", "img", lambda: (True, "unused"))
     assert (choice.accel, choice.probed) == ("tcg", False)
     assert choose_accel("tcg", "img", lambda: (True, "unused")).accel == "tcg"
@@ -42,7 +42,7 @@ def test_accel_choice_without_kvm_falls_back(monkeypatch, tmp_path):
 
 def test_accel_boot_probe_runs_once_then_cached(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr("hil.lab.qemu.accel.kvm_device_usable", lambda: (True, "present"))
+    monkeypatch.setattr("hil.lab.accel.kvm_device_usable", lambda: (True, "present"))
     calls = []
 
     def probe():

@@ -1,5 +1,5 @@
 """Parsing tracefs hist output and building trigger commands (pure logic)."""
-from hil.lab.agent.tracing import HistTrigger, exits_window, parse_hist
+from hil.lab.kvm.tracing import HistTrigger, exits_window, parse_hist
 
 SAMPLE = """# event histogram
 #
@@ -35,7 +35,7 @@ def test_window_trigger_command_and_match():
 
 
 def test_summed_fields_and_string_keys():
-    from hil.lab.agent.tracing import DEDICATED_NMIS
+    from hil.lab.kvm.tracing import DEDICATED_NMIS
     assert DEDICATED_NMIS.command() == "hist:keys=vcpu_id,where,prevent_run:vals=hitcount,kicks,self_nmis:size=2048"
     section = ("{ vcpu_id:          0, where:          1, prevent_run:          1 } hitcount:          3"
                "  kicks:          3  self_nmis:          0\n"
@@ -47,9 +47,18 @@ def test_summed_fields_and_string_keys():
     assert DEDICATED_NMIS.matches_info(info)
 
 
+def _result(**kw):
+    from hil.lab.agent.protocol import L2Result
+    return L2Result(exits_all=[], exits_window=[], pio=[], userspace_exits=[], stats={}, serial="", exitcode=None,
+                    ended_by="done", **kw)
+
+
 def test_kick_trace_folds_the_series_hists_for_vcpu_0():
-    from hil.lab.run import kick_trace
-    raw = {"kicks_sent": [1, 1], "op_host_interrupts": {"kicks": {"reschedule": {"1": 0}}}, "hists": {
+    from hil.lab.results import kick_trace
+    from hil.measurement import KickFinding, NmiLanding
+    result = _result(stimuli={"io-thread-msi": {"msi_results": [1, 1]},
+                              "host-interrupts": {"per_op": {"kicks": {"reschedule": {"1": 0}}},
+                                                  "immediate_exits_per_op": {"kicks": {"0": 3}}}}, hists={
         "accepted_irqs": [{"apicid": 0, "vec": 0x50, "hitcount": 5}, {"apicid": 0, "vec": 0x60, "hitcount": 4},
                           {"apicid": 1, "vec": 0x50, "hitcount": 9}, {"apicid": 0, "vec": 0x40, "hitcount": 7}],
         "kicks": [{"vcpu_id": 0, "old_mode": 1, "nmi": 1, "hitcount": 6}, {"vcpu_id": 0, "old_mode": 2, "nmi": 0,
@@ -59,12 +68,20 @@ def test_kick_trace_folds_the_series_hists_for_vcpu_0():
                       {"vcpu_id": 0, "where": 1, "prevent_run": 1, "hitcount": 1, "kicks": 1, "self_nmis": 0}],
         "kick_windows": [{"vcpu_id": 0, "prevented": 1, "pending": 1, "hitcount": 1},
                          {"vcpu_id": 0, "prevented": 1, "pending": 0, "hitcount": 2}],
-        "stock_kicks": [{"vcpu_id": 0, "old_mode": 0, "hitcount": 13}]}}
-    t = kick_trace(raw)
-    assert t["accepted"] == 9 and t["io_thread_msis"] == [1, 1]
-    assert t["found"] == {"in-guest/nmi": 6, "exiting/no-nmi": 2}
-    assert t["landed"]["guest"] == {"nmis": 5, "kicks": 4, "self_nmis": 1, "prevent_run": 0}
-    assert t["landed"]["entry"]["prevent_run"] == 1
-    assert t["guest_nmis_all_vcpus"] == 7            # kvm_exit's hist cannot tell vCPUs apart
-    assert (t["window"], t["window_pending"]) == (3, 1)
-    assert t["stock_kicks"] == {"outside": 13} and t["host_interrupts_per_op"]["kicks"]["reschedule"] == {"1": 0}
+        "stock_kicks": [{"vcpu_id": 0, "old_mode": 0, "hitcount": 13}]})
+    t = kick_trace(result)
+    assert t.accepted == 9 and t.io_thread_msis == [1, 1] and t.series_traced
+    assert t.found == [KickFinding("exiting", False, 2), KickFinding("in-guest", True, 6)]
+    assert t.found_count("exiting", False) == 2
+    assert NmiLanding("guest", 5, 4, 1, 0) in t.landed
+    assert next(l for l in t.landed if l.where == "entry").prevent_run == 1
+    assert t.guest_nmis_all_vcpus == 7            # kvm_exit's hist cannot tell vCPUs apart
+    assert (t.window, t.window_pending) == (3, 1) and t.self_nmis == 1
+    assert t.stock_kicks == {"outside": 13} and t.host_interrupts("kicks", 1) == {"reschedule": 0}
+    assert t.immediate_exits_per_op == {"kicks": {"0": 3}}
+
+
+def test_kick_trace_without_the_series_says_so():
+    from hil.lab.results import kick_trace
+    t = kick_trace(_result(hists={"accepted_irqs": [{"apicid": 0, "vec": 0x50, "hitcount": 2}]}))
+    assert t.accepted == 2 and not t.series_traced and t.found == [] and t.host_interrupts("kicks", 1) is None

@@ -114,11 +114,6 @@ DEDICATED_WINDOWS = HistTrigger("kvm/kvm_dedicated_window", ("vcpu_id", "prevent
 STOCK_KICKS = HistTrigger("kvm/kvm_stock_kick", ("vcpu_id", "old_mode"))
 OPTIONAL = {"kicks": DEDICATED_KICKS, "kick_nmis": DEDICATED_NMIS, "kick_windows": DEDICATED_WINDOWS,
             "stock_kicks": STOCK_KICKS}
-# Host interrupts per CPU and kind: what makes a vCPU's external-interrupt exits (a stock kick
-# is a reschedule IPI; the tick, call-function IPIs and irq_work are the ambient rest).
-for _kind in ("local_timer", "reschedule", "call_function", "call_function_single", "irq_work"):
-    OPTIONAL[f"host_{_kind}"] = HistTrigger(f"irq_vectors/{_kind}_entry", ("common_cpu",))
-OPTIONAL["host_device_irq"] = HistTrigger("irq/irq_handler_entry", ("common_cpu",))
 # Entries KVM forces to exit at once with a reschedule IPI to its own CPU (req_immediate_exit):
 # the one reschedule IPI a dedicated vCPU's CPU still gets from KVM (needs the field, 5.x+).
 IMMEDIATE_EXITS = HistTrigger("kvm/kvm_entry", ("vcpu_id",), filter="immediate_exit == 1")

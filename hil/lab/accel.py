@@ -6,15 +6,14 @@ cached per (host kernel, CPU, QEMU, image) so the probe runs once per host setup
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import platform
-import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from hil.lab.assets.cache import cache_root, digest
+from hil.lab.qemu.host import host_cpu_model, qemu_version
 
 
 @dataclass(frozen=True)
@@ -22,25 +21,6 @@ class AccelChoice:
     accel: str          # "kvm" | "tcg"
     reason: str
     probed: bool        # a boot probe ran now (not from cache)
-
-
-def host_cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-@functools.lru_cache(maxsize=None)
-def qemu_version(binary: str = "qemu-system-x86_64") -> str:
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return "missing"
-    return out.splitlines()[0] if out else "unknown"
 
 
 def kvm_device_usable() -> tuple[bool, str]:

@@ -1,0 +1,71 @@
+"""Scenario in, the agent's typed request for one L2 run out (plus the payload to upload)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hil.lab.agent.protocol import L2Request, VcpuIoctl
+from hil.lab.assets.probe import ProbeImage, format_cmdline
+from hil.lab.kernel.abi import DEDICATED_MODES, KVM_SET_DEDICATED
+from hil.lab.qemu.argv import L2Paths, l2_argv
+from hil.lab.stimuli import HostInterruptsPerOp, IoThreadMsi, StimulusSpec
+from hil.scenario import L2Config, Scenario
+from hil.scenario.probe_ops import PROBE_OPS
+
+PROBE_DONE = r"hil-probe: event=done"
+KICK_VECTORS = (0x50, 0x60)      # guest/probe.c: the kicks' vectors (ipi-race: pairs A and B)
+# The probe waits this long after announcing an op that takes interrupts from outside
+# (`event=begin`) before it starts it: the host snapshots its counters meanwhile (it looks
+# every 50 ms), and the first MSI is sent after it.
+BEGIN_WAIT_US = 200_000
+START_MARGIN_S = 0.1
+
+
+@dataclass(frozen=True)
+class Payload:
+    kernel: bytes
+    initrd: bytes | None = None
+
+
+def dedicate(l2: L2Config) -> list[VcpuIoctl]:
+    """KVM_SET_DEDICATED for every vCPU, issued by hil in QEMU's vCPU threads (QEMU knows no such ioctl)."""
+    if l2.dedicated == "off":
+        return []
+    return [VcpuIoctl(i, KVM_SET_DEDICATED, DEDICATED_MODES[l2.dedicated]) for i in range(l2.smp)]
+
+
+def stimuli(scenario: Scenario) -> list[StimulusSpec]:
+    """The interrupt sources hil drives for the scenario's probe ops (hil/lab/stimuli)."""
+    wl = scenario.workload
+    out: list[StimulusSpec] = []
+    for o in wl.ops:
+        source = PROBE_OPS[o.op].stimulus
+        if source == "io-thread-msi":
+            out.append(IoThreadMsi(after=rf"hil-probe: event=begin name={o.op}\b", count=o.count,
+                                   interval_s=wl.kick_interval_ms / 1000,
+                                   start_delay_s=BEGIN_WAIT_US / 1e6 + START_MARGIN_S, data=KICK_VECTORS[0]))
+        elif source is not None:
+            raise AssertionError(f"probe op {o.op}: no driver for stimulus {source}")
+    if any(PROBE_OPS[o.op].judge == "kicks" for o in wl.ops):
+        out.append(HostInterruptsPerOp())
+    return out
+
+
+def build_request(scenario: Scenario, probe: ProbeImage | None) -> tuple[L2Request, Payload]:
+    """The agent request for the scenario's workload, plus the payload (kernel, initrd)."""
+    wl, l2 = scenario.workload, scenario.topology.l2
+    paths = L2Paths()
+    common = dict(serial_log=paths.serial_log, timeout=float(l2.timeout), before_start=dedicate(l2),
+                  pin=list(l2.pin))
+    if wl.kind == "probe":
+        assert probe is not None
+        append = format_cmdline([(o.op, o.count) for o in wl.ops], hlt_timer_us=wl.hlt_timer_us,
+                                race_timeout_us=wl.race_timeout_us, begin_wait_us=BEGIN_WAIT_US)
+        return (L2Request(argv=l2_argv(l2, append=append, paths=paths), done_pattern=PROBE_DONE,
+                          window=probe.window, stimuli=stimuli(scenario), **common),
+                Payload(probe.path.read_bytes()))
+    assert wl.kernel is not None
+    initrd = Path(wl.initrd).read_bytes() if wl.initrd else None
+    return (L2Request(argv=l2_argv(l2, append=wl.append, paths=paths, initrd=initrd is not None),
+                      done_pattern=wl.done_pattern, window=None, **common),
+            Payload(Path(wl.kernel).read_bytes(), initrd))

@@ -1,0 +1,94 @@
+"""What the lab measured in one run, with names resolved: the data the verdict reads.
+
+It sits below the lab so the verdict can read a Measurement without importing the lab;
+the lab fills it in (hil/lab/results.py). Each type has one serialisation: `to_dict`.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# host interrupts by kind, then by L1 CPU ("0", "1", ...): local_timer, reschedule, ...
+HostInterrupts = dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class KickFinding:
+    """What kvm_vcpu_kick found for vCPU 0 (dedicated-cpu series' kvm_dedicated_kick)."""
+    mode: str          # vcpu->mode the cmpxchg read: outside | in-guest | exiting | ...
+    nmi: bool          # whether the kick sent an NMI
+    count: int
+
+
+@dataclass(frozen=True)
+class NmiLanding:
+    """NMIs that landed at one place on vCPU 0's CPU (kvm_dedicated_nmi), split by cause."""
+    where: str         # guest | entry | host | idle
+    nmis: int
+    kicks: int         # of them sent by a kick
+    self_nmis: int     # of them sent by prevent-run to its own CPU
+    prevent_run: int   # of them that armed prevent-run
+
+
+@dataclass
+class KickTrace:
+    """vCPU 0's kicks over the whole L2 run, as KVM saw them."""
+    accepted: int = 0                                   # interrupts its APIC accepted on the kick vectors
+    io_thread_msis: list[int] = field(default_factory=list)   # KVM_SIGNAL_MSI result of each I/O-thread kick
+    host_interrupts_per_op: dict[str, HostInterrupts] = field(default_factory=dict)
+    # vCPU -> immediate-exit IPIs KVM sent itself, per op (not host interrupts of the CPU)
+    immediate_exits_per_op: dict[str, dict[str, int]] = field(default_factory=dict)
+    series_traced: bool = False                         # the dedicated-cpu tracepoints were there
+    found: list[KickFinding] = field(default_factory=list)
+    landed: list[NmiLanding] = field(default_factory=list)
+    guest_nmis_all_vcpus: int = 0                       # kvm_exit's hist does not tell vCPUs apart
+    window: int = 0                                     # kick NMIs past the request check, VMRUN ahead
+    window_pending: int = 0                             # of them, with the kick's request still pending
+    stock_kicks: dict[str, int] = field(default_factory=dict)   # stock path: vcpu->mode -> kicks
+
+    def found_count(self, mode: str, nmi: bool) -> int:
+        return sum(f.count for f in self.found if f.mode == mode and f.nmi == nmi)
+
+    @property
+    def self_nmis(self) -> int:
+        return sum(l.self_nmis for l in self.landed)
+
+    def host_interrupts(self, op: str, cpu: int) -> dict[str, int] | None:
+        """Host interrupts by kind on one L1 CPU while `op` ran (None: not measured)."""
+        per_op = self.host_interrupts_per_op.get(op)
+        if not per_op:
+            return None
+        return {kind: cpus.get(str(cpu), 0) for kind, cpus in per_op.items()}
+
+
+@dataclass
+class OpMeasurement:
+    op: str
+    count: int | None            # what the probe reported doing (None: it never said)
+    exits: dict[str, int]        # reason name -> exits at RIPs inside this op's code
+    tsc: int | None = None
+    reported: dict[str, Any] = field(default_factory=dict)   # the probe's own line, e.g. hlts=
+
+
+@dataclass
+class Measurement:
+    arch: str
+    ops: list[OpMeasurement]
+    exits_all: dict[str, int]            # the whole L2 run, every reason
+    exits_outside_ops: dict[str, int]    # inside the probe's window but in no op's code (its glue)
+    pio: dict[str, int]                  # "0x4d0/in" -> count over the whole run
+    userspace_exits: dict[str, int]      # KVM_EXIT_* reason -> count over the whole run
+    counters: dict[str, int]             # KVM's own vCPU stats, summed over vCPUs
+    probe_events: list[dict[str, Any]]
+    ended_by: str                        # done | exit | timeout
+    provenance: dict[str, Any]
+    timings: dict[str, float]
+    logs: dict[str, str] = field(default_factory=dict)
+    kick_trace: KickTrace = field(default_factory=KickTrace)
+    l2_exitcode: int | None = None       # L2 QEMU's exit code (None: hil stopped it)
+
+    def op(self, name: str) -> OpMeasurement | None:
+        return next((o for o in self.ops if o.op == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,28 @@
+"""result.json: the whole RunResult, one document per run."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hil.verdict import RunResult
+
+
+def document(result: RunResult, **extra: Any) -> dict[str, Any]:
+    return {**result.to_dict(), **extra}
+
+
+def write(path: Path, result: RunResult, **extra: Any) -> None:
+    """Written whole or not at all (a temporary file renamed over the target)."""
+    text = json.dumps(document(result, **extra), indent=2, default=str)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def dumps(result: RunResult, **extra: Any) -> str:
+    return json.dumps(document(result, **extra), indent=2, default=str)

@@ -1,0 +1,120 @@
+"""One runner for every front end (`hil run`, the pytest plugin): scenario -> predictions
+(before anything boots) -> images -> L1 (booted once per topology, reused, booted again
+when it died) -> L2 run -> Measurement -> verdict -> RunResult, with every failure of the
+lab mapped to ERROR and every missing capability to SKIP. It never raises for the lab: a
+bug in hil is an ERROR result carrying the traceback."""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hil.lab.errors import CapabilityMissing, LabError
+from hil.lab.l1 import L1Session
+from hil.lab.run import Prepared, expected_archs, open_l1, prepare, run_on
+from hil.measurement import Measurement
+from hil.scenario import Scenario
+from hil.scenario.prediction import ScenarioPrediction, predict_scenario
+from hil.verdict import RunResult, error_result, judge, skip_result
+
+log = logging.getLogger(__name__)
+
+
+def predict_before_boot(scenario: Scenario, accel: str | None = None) -> dict[str, ScenarioPrediction]:
+    """The prediction for every architecture this lab's L1 may have. Raises ConfigError
+    (naming the key) when the model cannot answer: nothing has been built or booted yet."""
+    archs = (scenario.arch,) if scenario.arch != "auto" else expected_archs(scenario.topology, accel)
+    return {arch: predict_scenario(scenario, arch) for arch in archs}
+
+
+@dataclass
+class _L1:
+    session: L1Session
+    prepared: Prepared
+
+
+@dataclass
+class Runner:
+    """Runs scenarios on one lab; L1 sessions are kept per topology until close()."""
+    accel: str | None = None
+    keep_sessions: bool = True
+    _l1: dict[str, _L1] = field(default_factory=dict)
+    last_measurement: Measurement | None = None      # of the latest run that got that far
+
+    def l1_for(self, scenario: Scenario, log_dir: Path) -> tuple[L1Session, Prepared]:
+        """The scenario topology's running L1 (booted or restored on first use)."""
+        live = self._session(scenario, log_dir)
+        return live.session, live.prepared
+
+    def _session(self, scenario: Scenario, log_dir: Path) -> _L1:
+        topo = scenario.topology
+        key = repr(topo)      # the whole topology: an override makes another L1
+        live = self._l1.get(key)
+        if live is not None and not live.session.machine.is_running():
+            log.warning("L1 of %s is gone (QEMU exit code %s): booting it again", topo.name,
+                        live.session.machine.exitcode)
+            live.session.close()
+            del self._l1[key]
+            live = None
+        if live is None:
+            prep = prepare(topo, scenario.workload.kind == "probe", self.accel)
+            session = open_l1(topo, prep, log_dir)
+            t0 = time.monotonic()
+            log.info("L1 %s: %s", topo.name, "restoring its snapshot" if session.restore else "booting")
+            try:
+                session.start()
+            except BaseException:
+                session.close()
+                raise
+            prep.timings["l1_boot"] = time.monotonic() - t0
+            live = _L1(session, prep)
+            self._l1[key] = live
+        return live
+
+    def run(self, scenario: Scenario, out: Path,
+            predictions: dict[str, ScenarioPrediction] | None = None) -> RunResult:
+        """Run one scenario, its logs under `out`. Predictions are made first when not given
+        (a ConfigError then propagates: bad input, nothing booted)."""
+        predictions = predictions if predictions is not None else predict_before_boot(scenario, self.accel)
+        out.mkdir(parents=True, exist_ok=True)
+        self.last_measurement = None
+        try:
+            l1 = self._session(scenario, out)
+            m = self.last_measurement = run_on(l1.session, scenario, l1.prepared, out)
+            pred = predictions.get(m.arch)
+            if pred is None:
+                return error_result(scenario.name, f"L1 has {m.arch}, predicted for {', '.join(predictions)} only",
+                                    logs=m.logs, provenance=m.provenance)
+            return judge(scenario, pred, m)
+        except CapabilityMissing as e:
+            return skip_result(scenario.name, str(e))
+        except (LabError, OSError) as e:
+            return error_result(scenario.name, str(e), logs=_logs(out))
+        except KeyboardInterrupt as e:
+            return error_result(scenario.name, f"interrupted ({e})", logs=_logs(out))
+        except Exception as e:     # a bug in hil: never a FAIL, never a traceback without a result
+            (out / "hil-traceback.txt").write_text(traceback.format_exc())
+            log.debug("hil bug", exc_info=True)
+            return error_result(scenario.name, f"hil bug: {type(e).__name__}: {e} (traceback in "
+                                f"{out / 'hil-traceback.txt'})", logs=_logs(out))
+        finally:
+            if not self.keep_sessions:
+                self.close()
+
+    def close(self) -> None:
+        for live in self._l1.values():
+            live.session.close()
+        self._l1.clear()
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _logs(out: Path) -> dict[str, str]:
+    return {p.name: str(p) for p in sorted(out.glob("*.log"))} | (
+        {"repro": str(out / "repro.sh")} if (out / "repro.sh").exists() else {})

@@ -1,0 +1,62 @@
+"""The probe's operations, once: the schema, the loader's rules, the payload build, the
+prediction, the lab's request and the verdict all read this table. Adding an op is one
+entry here plus its guest code (guest/window.S section, probe.c dispatch, probe.lds slice).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+#: how many iterations one op may run in one L2 run (the probe's own limit is 1e9)
+MAX_COUNT = 10_000_000
+
+#: a model event with the parameters that matter, executed once per iteration of an op
+ModelStep = tuple[str, tuple[tuple[str, str], ...]]
+
+
+@dataclass(frozen=True)
+class ProbeOpSpec:
+    name: str                          # the op's spelling on the probe command line and in YAML
+    doc: str
+    events: tuple[ModelStep, ...]      # model events per iteration (the probe's code decides which)
+    # how the verdict judges it: "exits" compares the op's exits per reason with the model's
+    # prediction; "kicks" holds the kick-race bounds (hil.model.race) against where kicks landed
+    judge: Literal["exits", "kicks"] = "exits"
+    # an interrupt source outside the guest that hil drives while the op runs (hil/lab/stimuli),
+    # or None when the guest makes everything itself
+    stimulus: str | None = None
+    min_vcpus: int = 1                 # L2 vCPUs the op needs (a second one sends IPIs)
+    max_count: int = MAX_COUNT
+    # integer fields of the probe's `event=op` line besides count and tsc
+    results: tuple[str, ...] = ()
+
+    @property
+    def symbol(self) -> str:
+        """The op's name in the probe ELF (__op_<symbol>_start/_end)."""
+        return self.name.replace("-", "_")
+
+
+_X2APIC = (("apic", "x2apic"),)
+# the handler takes each interrupt with interrupts on and writes the x2APIC EOI
+_TAKE_AND_EOI: tuple[ModelStep, ...] = (("interrupt-in", (("guest_state", "running"),)), ("eoi", _X2APIC))
+
+PROBE_OPS: dict[str, ProbeOpSpec] = {s.name: s for s in (
+    ProbeOpSpec("cpuid", "CPUID leaf 0", (("cpuid", ()),)),
+    ProbeOpSpec("pio-kernel", "in from port 0x4d0 (the in-kernel PIC's ELCR)", (("pio-kernel", ()),)),
+    ProbeOpSpec("pio-user", "out to port 0x1234 (QEMU userspace)", (("pio-user", ()),)),
+    ProbeOpSpec("msr", "rdmsr IA32_APIC_BASE", (("msr", (("access", "read"), ("msr", "apic-base"))),)),
+    # arm the x2APIC one-shot timer (TMICT write) with interrupts off, sti; hlt; the handler EOIs
+    ProbeOpSpec("hlt", "HLT woken by the guest's x2APIC one-shot timer",
+                (("timer", (("apic", "x2apic"), ("armed_with", "interrupts-off"))), ("hlt", ()), ("eoi", _X2APIC)),
+                results=("hlts",)),
+    ProbeOpSpec("kicks", "spin with interrupts on while hil sends MSIs from QEMU's I/O thread",
+                _TAKE_AND_EOI, judge="kicks", stimulus="io-thread-msi", max_count=100_000,
+                results=("irqs", "sent", "late")),
+    ProbeOpSpec("ipi-race", "vCPU 1 kicks vCPU 0 with IPIs in pairs aimed at its EOI exit and re-entry",
+                _TAKE_AND_EOI, judge="kicks", min_vcpus=2,
+                results=("irqs", "sent", "late", "lat_avg_ns", "lat_max_ns", "eoi_exit_ns", "icr_exit_ns")),
+)}
+
+
+def spec(name: str) -> ProbeOpSpec:
+    return PROBE_OPS[name]
