@@ -5,9 +5,13 @@ lab mapped to ERROR and every missing capability to SKIP. It never raises for th
 bug in hil is an ERROR result carrying the traceback."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +24,29 @@ from hil.scenario.prediction import ScenarioPrediction, predict_scenario
 from hil.verdict import RunResult, error_result, judge, skip_result
 
 log = logging.getLogger(__name__)
+
+
+class RunTimeout(LabError):
+    """The whole run took longer than its topology's timeout."""
+
+
+@contextlib.contextmanager
+def watchdog(seconds: float, what: str) -> Iterator[None]:
+    """Raise RunTimeout in the main thread after `seconds` (elsewhere: no watchdog)."""
+    if threading.current_thread() is not threading.main_thread() or seconds <= 0:
+        yield
+        return
+
+    def expired(signum: int, frame: object) -> None:
+        raise RunTimeout(f"{what} did not finish within its {seconds:.0f} s timeout (topology timeout)")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def predict_before_boot(scenario: Scenario, accel: str | None = None) -> dict[str, ScenarioPrediction]:
@@ -81,8 +108,9 @@ class Runner:
         out.mkdir(parents=True, exist_ok=True)
         self.last_measurement = None
         try:
-            l1 = self._session(scenario, out)
-            m = self.last_measurement = run_on(l1.session, scenario, l1.prepared, out)
+            with watchdog(scenario.topology.timeout, f"scenario {scenario.name}"):
+                l1 = self._session(scenario, out)
+                m = self.last_measurement = run_on(l1.session, scenario, l1.prepared, out)
             pred = predictions.get(m.arch)
             if pred is None:
                 return error_result(scenario.name, f"L1 has {m.arch}, predicted for {', '.join(predictions)} only",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import struct
 import time
 from pathlib import Path
@@ -44,10 +45,30 @@ def vcpu_fd(pid: int, index: int) -> int:
     raise LabError(f"QEMU {pid} has no fd for vCPU {index} (is it running under KVM?)")
 
 
-def _wait_stop(tid: int) -> None:
-    _, status = os.waitpid(tid, WALL)
-    if not os.WIFSTOPPED(status):
-        raise LabError(f"vCPU thread {tid} did not stop under ptrace (status {status:#x})")
+PTRACE_EVENT_STOP = 128
+
+
+def _wait_stop(tid: int, pending: list[int], *, event: bool) -> None:
+    """Wait for the stop we asked for: the PTRACE_INTERRUPT stop (event) or the single step's
+    SIGTRAP. A signal that arrives first (QEMU's SIG_IPI, SIGALRM...) is kept in `pending`, to
+    be delivered when the thread is let go, and the wait goes on."""
+    for _ in range(64):
+        _, status = os.waitpid(tid, WALL)
+        if not os.WIFSTOPPED(status):
+            raise LabError(f"thread {tid} did not stop under ptrace (status {status:#x})")
+        sig = os.WSTOPSIG(status)
+        if event and status >> 16 == PTRACE_EVENT_STOP:
+            return
+        if not event and sig == signal.SIGTRAP and status >> 16 == 0:
+            return
+        if status >> 16 == 0:              # a signal-delivery stop: hold the signal, carry on
+            pending.append(sig)
+        # resume towards the stop we want: an interrupt is still due; a step is repeated
+        if event:
+            pt.ptrace_cont(tid, 0)
+        else:
+            pt.ptrace_singlestep(tid)
+    raise LabError(f"thread {tid} never reached the ptrace stop hil asked for")
 
 
 def _read16(tid: int, addr: int) -> int:
@@ -57,7 +78,7 @@ def _read16(tid: int, addr: int) -> int:
     return int.from_bytes(data[addr - base:addr - base + 2], "little")
 
 
-def _syscall_at_stop(tid: int, nr: int, args: tuple[int, ...], memory: bytes = b"") -> int:
+def _syscall_at_stop(tid: int, nr: int, args: tuple[int, ...], pending: list[int], memory: bytes = b"") -> int:
     """In a thread stopped by PTRACE_INTERRUPT right after a syscall instruction, run syscall
     `nr` once more with `args`; `memory` is copied below its stack (past the red zone) and an
     argument equal to MEMORY stands for its address. Registers and memory are put back."""
@@ -78,8 +99,12 @@ def _syscall_at_stop(tid: int, nr: int, args: tuple[int, ...], memory: bytes = b
         regs.rip = saved.rip - 2
         pt.ptrace_setregs(tid, regs)
         pt.ptrace_singlestep(tid)
-        _wait_stop(tid)
-        result = pt.ptrace_getregs(tid).rax
+        _wait_stop(tid, pending, event=False)
+        after = pt.ptrace_getregs(tid)
+        if after.rip != saved.rip:         # the step stopped elsewhere: the syscall did not run
+            raise LabError(f"thread {tid}: injected syscall {nr} did not run (rip {after.rip:#x}, "
+                           f"expected {saved.rip:#x})")
+        result = after.rax
     finally:
         for a, w in zip(words, old_words):
             pt.ptrace_poketext(tid, a, w)
@@ -95,13 +120,25 @@ MEMORY = object()   # stands for the scratch copy of `memory` in an argument lis
 
 
 def _seized(tid: int, nr: int, args: tuple, memory: bytes = b"") -> int:
+    pending: list[int] = []
     pt.ptrace(PTRACE_SEIZE, tid, 0, 0)
     try:
         pt.ptrace(PTRACE_INTERRUPT, tid, 0, 0)
-        _wait_stop(tid)
-        return _syscall_at_stop(tid, nr, args, memory)
+        _wait_stop(tid, pending, event=True)
+        return _syscall_at_stop(tid, nr, args, pending, memory)
     finally:
-        pt.ptrace_detach(tid, 0)
+        # signals that arrived meanwhile are the thread's: delivered, never dropped
+        pt.ptrace_detach(tid, pending[0] if pending else 0)
+        for sig in pending[1:]:
+            _tgkill(tid, sig)
+
+
+def _tgkill(tid: int, sig: int) -> None:
+    """Send a signal to one thread (os.kill would pick any thread of its process)."""
+    import ctypes
+    tgid = next(int(l.split()[1]) for l in Path(f"/proc/{tid}/status").read_text().splitlines()
+                if l.startswith("Tgid:"))
+    ctypes.CDLL(None, use_errno=True).syscall(234, tgid, tid, sig)   # SYS_tgkill on x86-64
 
 
 def inject_vcpu_ioctl(pid: int, tid: int, index: int, request: int, arg: int = 0) -> int:
