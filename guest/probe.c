@@ -7,11 +7,18 @@
  *   hlt_timer_us=1000                                  APIC timer per hlt (default 1000)
  *   exit=1                                             write status to port 0xf4 at the end
  *   race_timeout_us=20000  ipi-race: a kick not taken within this is counted late
+ *   dev_timeout_us=5000000 device ops: an interrupt (net-rx: a frame) not seen within this ends
+ *                          the op with an error
+ * Device ops (devices.c): dev-msi, dev-dma (QEMU's edu), net-rx, net-tx (virtio-net).
  *
  * Output on COM1 (one line each):
  *   hil-probe: event=start version=1 window=0x<start>-0x<end> boot=<pvh|multiboot>
- *   hil-probe: event=begin name=<op>        (kicks, ipi-race: the op starts 200 ms later)
+ *   hil-probe: event=begin name=<op>        (kicks, ipi-race, dev-msi, dev-dma, net-tx: the op
+ *                                            starts 200 ms later; net-rx: at once)
  *   hil-probe: event=op name=<op> count=<n> tsc=<cycles> [hlts= | irqs= | sent= late= lat_avg_ns= lat_max_ns=]
+ *              device ops: irqs= tsc_khz= samples= and raised= | transfers= data_errors= |
+ *              frames= in_order= first_seq= other= notifies= | frames= notifies=
+ *   hil-probe: event=samples name=<op> kind=<lat|isr|sender> unit=<tsc|sender> first=<i> v=<a>,<b>,...
  *   hil-probe: event=error msg=<words-joined-with-dashes>
  *   hil-probe: event=done status=<ok|error> ops=<ops completed>
  * then cli; hlt forever.

@@ -17,7 +17,8 @@ from hil.lab.errors import LabError
 GUEST_DIR = Path(__file__).resolve().parents[3] / "guest"
 
 #: ops the probe understands, in their command-line spelling
-OPS: tuple[str, ...] = ("cpuid", "pio-kernel", "pio-user", "msr", "hlt", "kicks", "ipi-race")
+OPS: tuple[str, ...] = ("cpuid", "pio-kernel", "pio-user", "msr", "hlt", "kicks", "ipi-race",
+                        "dev-msi", "dev-dma", "net-rx", "net-tx")
 
 #: files under guest/ that make up the probe's sources
 SOURCE_PATTERNS: tuple[str, ...] = ("*.c", "*.h", "*.S", "*.lds", "Makefile")
@@ -174,13 +175,18 @@ def format_cmdline(ops: list[tuple[str, int]], **extra: object) -> str:
     return " ".join(words)
 
 
-_INT_KEYS = {"version", "count", "tsc", "ops", "hlts", "irqs", "sent", "late", "lat_avg_ns", "lat_max_ns", "tsc_khz", "eoi_exit_ns", "icr_exit_ns"}
+_INT_KEYS = {"version", "count", "tsc", "ops", "hlts", "irqs", "sent", "late", "lat_avg_ns", "lat_max_ns", "tsc_khz",
+             "eoi_exit_ns", "icr_exit_ns",
+             # device ops (dev-msi, dev-dma, net-rx, net-tx) and their event=samples lines
+             "raised", "transfers", "data_errors", "frames", "in_order", "first_seq", "other", "notifies",
+             "samples", "first"}
 
 
 def parse_probe_line(line: str) -> dict | None:
     """Parse one `hil-probe: event=... k=v ...` serial line; None for anything else.
 
-    Integers (version, count, tsc, ops, hlts, irqs, sent, late, lat_*) become int; window becomes (start, end).
+    Integers (version, count, tsc, ops, hlts, irqs, sent, late, lat_*, ...) become int; window becomes
+    (start, end); the comma-separated samples `v=` become a tuple of ints.
     """
     pos = line.find(PROBE_PREFIX)
     if pos < 0:
@@ -193,6 +199,11 @@ def parse_probe_line(line: str) -> dict | None:
         if key in _INT_KEYS:
             try:
                 fields[key] = int(value, 10)
+            except ValueError:
+                return None
+        elif key == "v":
+            try:
+                fields[key] = tuple(int(x, 10) for x in value.split(","))
             except ValueError:
                 return None
         elif key == "window":
