@@ -318,6 +318,30 @@ static uint64_t pci_bar(uint32_t bdf, unsigned idx)
 	return addr;
 }
 
+/* `event=device kind=<edu|virtio-net> bdf=<bus:dev.fn> id=<vendor:device> mmio=0x<addr>`: where
+ * the firmware put the device, for the host's log. */
+static void put_device(const char *kind, uint32_t bdf, uint16_t device, uint64_t mmio)
+{
+	static const char hex[] = "0123456789abcdef";
+	put_str("hil-probe: event=device kind=");
+	put_str(kind);
+	put_str(" bdf=");
+	put_char(hex[(bdf >> 12) & 15]);
+	put_char(hex[(bdf >> 8) & 15]);
+	put_char(':');
+	put_char(hex[(bdf >> 7) & 1]);
+	put_char(hex[(bdf >> 3) & 15]);
+	put_char('.');
+	put_char(hex[bdf & 7]);
+	put_str(" id=");
+	put_str(kind[0] == 'e' ? "1234:" : "1af4:");
+	for (int sh = 12; sh >= 0; sh -= 4)
+		put_char(hex[(device >> sh) & 15]);
+	put_str(" mmio=");
+	put_hex(mmio);
+	put_char('\n');
+}
+
 static void pci_enable(uint32_t bdf)
 {
 	uint16_t cmd = pci_read16(bdf, PCI_COMMAND);
@@ -410,6 +434,7 @@ static void edu_init(void)
 	volatile uint8_t *e = (volatile uint8_t *)(uintptr_t)bar;
 	if ((*(volatile uint32_t *)(e + EDU_ID) & 0xff) != 0xed)
 		fail("edu-bad-identification");
+	put_device("edu", bdf, EDU_DEVICE, bar);
 	mmio_w32(e, EDU_STATUS, 0);              /* no factorial interrupts */
 	mmio_w32(e, EDU_IRQ_ACK, 0xffffffffu);   /* nothing pending */
 	pci_msi_enable(bdf, EDU_VECTOR);
@@ -529,8 +554,8 @@ static void net_init(void)
 	if (net.ready)
 		return;
 	uint32_t bdf;
-	if (!pci_find(VIRTIO_VENDOR, VIRTIO_NET_MODERN, &bdf) &&
-	    !pci_find(VIRTIO_VENDOR, VIRTIO_NET_TRANSITIONAL, &bdf))
+	uint16_t device = VIRTIO_NET_MODERN;
+	if (!pci_find(VIRTIO_VENDOR, device, &bdf) && !pci_find(VIRTIO_VENDOR, device = VIRTIO_NET_TRANSITIONAL, &bdf))
 		fail("no-virtio-net-device");
 	pci_enable(bdf);
 	volatile uint8_t *notify_base = NULL, *devcfg = NULL;
@@ -556,6 +581,7 @@ static void net_init(void)
 	}
 	if (!net.common || !notify_base)
 		fail("virtio-net-not-modern");
+	put_device("virtio-net", bdf, device, (uint64_t)(uintptr_t)net.common);
 	static const uint8_t vectors[2] = { NET_RX_VECTOR, NET_TX_VECTOR };
 	pci_msix_enable(bdf, vectors, 2);
 

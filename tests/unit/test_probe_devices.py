@@ -128,7 +128,8 @@ def test_parse_samples_line():
 def test_dev_msi_one_interrupt_per_request(probe, tmp_path, n):
     rc, lines = boot(probe.path, format_cmdline([("dev-msi", n)], exit=1), tmp_path / "serial.log", ["-device", "edu"])
     assert rc == 1, lines
-    assert [line["event"] for line in lines][:3] == ["start", "begin", "op"]
+    assert [line["event"] for line in lines][:4] == ["start", "device", "begin", "op"]
+    assert lines[1]["kind"] == "edu" and lines[1]["id"] == "1234:11e8" and int(lines[1]["mmio"], 16) > 0
     op = op_line(lines, "dev-msi")
     assert (op["count"], op["irqs"], op["raised"], op["samples"]) == (n, n, n, n)
     lat = samples(lines, "dev-msi", "lat")
@@ -212,6 +213,7 @@ def check_tx(lines: list[dict], frames: list[bytes], n: int) -> None:
 
 
 def check_rx(lines: list[dict], n: int, stamps: list[int]) -> None:
+    assert any(line["event"] == "device" and line["kind"] == "virtio-net" for line in lines)
     op = op_line(lines, "net-rx")
     assert (op["frames"], op["in_order"], op["first_seq"]) == (n, 1, 0), op
     assert 1 <= op["irqs"] <= n
