@@ -9,10 +9,11 @@
  *              frames sent by the host; count them, check their order, refill the buffers.
  *   net-tx:N   send N probe frames, one at a time, each waited for by its TX interrupt.
  *
- * PCI: legacy configuration mechanism (ports 0xcf8/0xcfc), bus 0 and what lies behind its
- * bridges (q35).  BARs are the firmware's (SeaBIOS assigns them); the probe maps them
- * uncached with 2 MiB pages built from a small pool.  Interrupts: MSI / MSI-X, fixed
- * delivery, physical destination APIC ID 0 (the BSP, in x2APIC mode).
+ * PCI: bus 0 and what lies behind its bridges, through the legacy configuration ports
+ * (0xcf8/0xcfc: q35, where SeaBIOS assigned the BARs) or else ECAM (microvm with pcie=on,
+ * where the probe assigns the BARs itself).  BARs are mapped uncached with 2 MiB pages
+ * built from a small pool.  Interrupts: MSI / MSI-X, fixed delivery, physical destination
+ * APIC ID 0 (the BSP, in x2APIC mode).
  *
  * The op loops are C functions placed in the op's window section (WINDOW(op)); they call
  * nothing outside it (always_inline helpers only), so every exit they cause (MMIO writes,
@@ -204,39 +205,147 @@ static void map_mmio(uint64_t base, uint64_t size)
 
 /* ---------------------------------------------------------------- PCI */
 
+/* Configuration space: the legacy mechanism (0xcf8/0xcfc: pc, q35) when it answers, else
+ * ECAM at the base ACPI's MCFG table gives (microvm with pcie=on has no 0xcf8). */
+#define MICROVM_ECAM_BASE 0xe0000000ull
+#define GPEX_HOST_ID 0x00081b36u /* 1b36:0008, QEMU's generic PCIe host bridge */
+static volatile uint8_t *ecam;
+static unsigned ecam_buses;
+
 static void pci_select(uint32_t bdf, uint32_t off)
 {
 	outl(0xcf8, 0x80000000u | bdf << 8 | (off & 0xfc));
 }
 
+ALWAYS_INLINE volatile uint8_t *ecam_at(uint32_t bdf, uint32_t off)
+{
+	return ecam + ((uint64_t)bdf << 12) + (off & 0xfff);
+}
+
 static uint32_t pci_read32(uint32_t bdf, uint32_t off)
 {
+	if (ecam)
+		return (bdf >> 8) < ecam_buses ? *(volatile uint32_t *)ecam_at(bdf, off & ~3u) : 0xffffffffu;
 	pci_select(bdf, off);
 	return inl(0xcfc);
 }
 
 static uint16_t pci_read16(uint32_t bdf, uint32_t off)
 {
+	if (ecam)
+		return (uint16_t)(pci_read32(bdf, off) >> (8 * (off & 2)));
 	pci_select(bdf, off);
 	return inw((uint16_t)(0xcfc + (off & 2)));
 }
 
 static uint8_t pci_read8(uint32_t bdf, uint32_t off)
 {
+	if (ecam)
+		return (uint8_t)(pci_read32(bdf, off) >> (8 * (off & 3)));
 	pci_select(bdf, off);
 	return inb((uint16_t)(0xcfc + (off & 3)));
 }
 
 static void pci_write32(uint32_t bdf, uint32_t off, uint32_t v)
 {
+	if (ecam) {
+		*(volatile uint32_t *)ecam_at(bdf, off & ~3u) = v;
+		return;
+	}
 	pci_select(bdf, off);
 	outl(0xcfc, v);
 }
 
 static void pci_write16(uint32_t bdf, uint32_t off, uint16_t v)
 {
+	if (ecam) {
+		*(volatile uint16_t *)ecam_at(bdf, off & ~1u) = v;
+		return;
+	}
 	pci_select(bdf, off);
 	outw((uint16_t)(0xcfc + (off & 2)), v);
+}
+
+static bool acpi_sum_ok(const volatile uint8_t *p, uint32_t len)
+{
+	uint8_t sum = 0;
+	for (uint32_t i = 0; i < len; i++)
+		sum = (uint8_t)(sum + p[i]);
+	return sum == 0;
+}
+
+static bool sig_is(const volatile uint8_t *p, const char *sig)
+{
+	for (unsigned i = 0; sig[i]; i++)
+		if (p[i] != (uint8_t)sig[i])
+			return false;
+	return true;
+}
+
+static uint64_t rd_le(const volatile uint8_t *p, unsigned n)
+{
+	uint64_t v = 0;
+	while (n--)
+		v = v << 8 | p[n];
+	return v;
+}
+
+/* The first MCFG allocation (segment 0) from the ACPI tables, or false. */
+static bool acpi_find_ecam(uint64_t *base, unsigned *buses)
+{
+	const volatile uint8_t *rsdp = NULL;
+	for (uintptr_t a = 0xe0000; a < 0x100000 && !rsdp; a += 16)
+		if (sig_is((const volatile uint8_t *)a, "RSD PTR ") && acpi_sum_ok((const volatile uint8_t *)a, 20))
+			rsdp = (const volatile uint8_t *)a;
+	if (!rsdp)
+		return false;
+	uint64_t sdt = rd_le(rsdp + 16, 4);
+	unsigned entry = 4;
+	if (rsdp[15] >= 2 && rd_le(rsdp + 24, 8)) {
+		sdt = rd_le(rsdp + 24, 8);
+		entry = 8;
+	}
+	if (!sdt || sdt >= MAPPED_LIMIT)
+		return false;
+	const volatile uint8_t *t = (const volatile uint8_t *)(uintptr_t)sdt;
+	uint32_t len = (uint32_t)rd_le(t + 4, 4);
+	for (uint32_t off = 36; off + entry <= len; off += entry) {
+		uint64_t tab = rd_le(t + off, entry);
+		if (!tab || tab >= MAPPED_LIMIT)
+			continue;
+		const volatile uint8_t *m = (const volatile uint8_t *)(uintptr_t)tab;
+		if (!sig_is(m, "MCFG") || rd_le(m + 4, 4) < 44 + 16)
+			continue;
+		*base = rd_le(m + 44, 8);
+		*buses = (unsigned)m[44 + 11] - m[44 + 10] + 1;
+		return m[44 + 10] == 0 && *base;
+	}
+	return false;
+}
+
+static const char *pci_init_access(void)
+{
+	if ((pci_read32(0, 0) & 0xffff) != 0xffff)
+		return "cf8";
+	uint64_t base;
+	unsigned buses;
+	bool from_acpi = acpi_find_ecam(&base, &buses);
+	if (!from_acpi) {
+		/* QEMU's microvm (pcie=on) lists no MCFG: its ECAM sits at a fixed address, and
+		 * is taken only when function 00:00.0 there is QEMU's PCIe host bridge. */
+		base = MICROVM_ECAM_BASE;
+		buses = 1;
+	}
+	if (buses > 16)
+		buses = 16; /* nothing here sits behind more than a few bridges */
+	map_mmio(base, (uint64_t)buses << 20);
+	ecam = (volatile uint8_t *)(uintptr_t)base;
+	ecam_buses = buses;
+	if (!from_acpi && pci_read32(0, 0) != GPEX_HOST_ID) {
+		ecam = NULL;
+		return NULL;
+	}
+	return "ecam";
 }
 
 #define MAX_FUNCS 64
@@ -276,10 +385,14 @@ static void pci_scan_bus(unsigned bus, unsigned depth)
 	}
 }
 
+static const char *pci_access;
+
 static bool pci_find(uint16_t vendor, uint16_t device, uint32_t *bdf)
 {
 	if (!pci_scanned) {
-		pci_scan_bus(0, 0);
+		pci_access = pci_init_access();
+		if (pci_access)
+			pci_scan_bus(0, 0);
 		pci_scanned = true;
 	}
 	for (unsigned i = 0; i < n_funcs; i++)
@@ -318,6 +431,49 @@ static uint64_t pci_bar(uint32_t bdf, unsigned idx)
 	return addr;
 }
 
+/* With ECAM no firmware assigned the BARs (microvm's qboot does not): give every memory BAR
+ * of the function an address in the host bridge's 32-bit window, which QEMU's microvm puts
+ * right below ECAM (0xc0000000-0xdfffffff under ECAM at 0xe0000000). */
+#define GPEX_MMIO32_SIZE 0x20000000ull
+static uint64_t mmio32_next;
+
+static void pci_assign_bars(uint32_t bdf)
+{
+	if (!ecam)
+		return;
+	if (!mmio32_next)
+		mmio32_next = (uintptr_t)ecam - GPEX_MMIO32_SIZE;
+	uint16_t cmd = pci_read16(bdf, PCI_COMMAND);
+	pci_write16(bdf, PCI_COMMAND, (uint16_t)(cmd & ~(PCI_CMD_MEM | 1u))); /* decoding off while sizing */
+	for (unsigned i = 0; i < 6; i++) {
+		unsigned off = 0x10 + 4 * i;
+		uint32_t lo = pci_read32(bdf, off);
+		bool is64 = (lo & 7) == 4;
+		if (lo & 1)
+			continue;
+		if (lo & ~0xfu) { /* already assigned */
+			i += is64;
+			continue;
+		}
+		pci_write32(bdf, off, 0xffffffffu);
+		uint32_t mask = pci_read32(bdf, off) & ~0xfu;
+		if (!mask) {
+			i += is64;
+			continue;
+		}
+		uint64_t size = (uint64_t)(~mask) + 1;
+		uint64_t addr = (mmio32_next + size - 1) & ~(size - 1);
+		if (addr + size > (uintptr_t)ecam)
+			fail("pci-mmio-window-full");
+		mmio32_next = addr + size;
+		pci_write32(bdf, off, (uint32_t)addr);
+		if (is64)
+			pci_write32(bdf, off + 4, 0);
+		i += is64;
+	}
+	pci_write16(bdf, PCI_COMMAND, cmd);
+}
+
 /* `event=device kind=<edu|virtio-net> bdf=<bus:dev.fn> id=<vendor:device> mmio=0x<addr>`: where
  * the firmware put the device, for the host's log. */
 static void put_device(const char *kind, uint32_t bdf, uint16_t device, uint64_t mmio)
@@ -339,6 +495,8 @@ static void put_device(const char *kind, uint32_t bdf, uint16_t device, uint64_t
 		put_char(hex[(device >> sh) & 15]);
 	put_str(" mmio=");
 	put_hex(mmio);
+	put_str(" config=");
+	put_str(pci_access);
 	put_char('\n');
 }
 
@@ -426,6 +584,7 @@ static void edu_init(void)
 	uint32_t bdf;
 	if (!pci_find(EDU_VENDOR, EDU_DEVICE, &bdf))
 		fail("no-edu-device");
+	pci_assign_bars(bdf);
 	uint64_t bar = pci_bar(bdf, 0);
 	if (!bar)
 		fail("edu-bar0-not-assigned");
@@ -557,6 +716,7 @@ static void net_init(void)
 	uint16_t device = VIRTIO_NET_MODERN;
 	if (!pci_find(VIRTIO_VENDOR, device, &bdf) && !pci_find(VIRTIO_VENDOR, device = VIRTIO_NET_TRANSITIONAL, &bdf))
 		fail("no-virtio-net-device");
+	pci_assign_bars(bdf);
 	pci_enable(bdf);
 	volatile uint8_t *notify_base = NULL, *devcfg = NULL;
 	uint32_t notify_mult = 0;

@@ -32,8 +32,8 @@ def probe(tmp_path_factory):
     return build_probe(tmp_path_factory.mktemp("probe"))
 
 
-def qemu_argv(kernel: Path, cmdline: str, log: Path, devices: list[str]) -> list[str]:
-    return [QEMU, "-M", "q35", "-accel", "tcg", "-cpu", "max", "-m", "64", "-smp", "1", "-nodefaults",
+def qemu_argv(kernel: Path, cmdline: str, log: Path, devices: list[str], machine: str = "q35") -> list[str]:
+    return [QEMU, "-M", machine, "-accel", "tcg", "-cpu", "max", "-m", "64", "-smp", "1", "-nodefaults",
             "-no-reboot", "-display", "none", "-serial", f"file:{log}",
             "-device", "isa-debug-exit,iobase=0xf4,iosize=4", *devices, "-kernel", str(kernel), "-append", cmdline]
 
@@ -43,8 +43,9 @@ def parse_log(log: Path) -> list[dict]:
     return [p for p in map(parse_probe_line, text.splitlines()) if p is not None]
 
 
-def boot(kernel: Path, cmdline: str, log: Path, devices: list[str], timeout: float = 60) -> tuple[int, list[dict]]:
-    proc = subprocess.run(qemu_argv(kernel, cmdline, log, devices), stdout=subprocess.PIPE,
+def boot(kernel: Path, cmdline: str, log: Path, devices: list[str], timeout: float = 60,
+         machine: str = "q35") -> tuple[int, list[dict]]:
+    proc = subprocess.run(qemu_argv(kernel, cmdline, log, devices, machine), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=timeout, check=False)
     lines = parse_log(log)
     assert lines, f"no probe output; qemu said: {proc.stdout!r}"
@@ -124,12 +125,19 @@ def test_parse_samples_line():
 # ---------------------------------------------------------------- edu
 
 
-@pytest.mark.parametrize("n", [37, 131])
-def test_dev_msi_one_interrupt_per_request(probe, tmp_path, n):
-    rc, lines = boot(probe.path, format_cmdline([("dev-msi", n)], exit=1), tmp_path / "serial.log", ["-device", "edu"])
+@pytest.mark.parametrize("n,machine,config", [
+    (37, "q35", "cf8"),                # SeaBIOS assigned the BARs; legacy configuration ports
+    (131, "q35", "cf8"),
+    (53, "microvm,pcie=on", "ecam"),   # no 0xcf8, no firmware BARs: ECAM, the probe assigns them
+])
+def test_dev_msi_one_interrupt_per_request(probe, tmp_path, n, machine, config):
+    rc, lines = boot(probe.pvh_path, format_cmdline([("dev-msi", n)], exit=1), tmp_path / "serial.log",
+                     ["-device", "edu"], machine=machine)
     assert rc == 1, lines
     assert [line["event"] for line in lines][:4] == ["start", "device", "begin", "op"]
-    assert lines[1]["kind"] == "edu" and lines[1]["id"] == "1234:11e8" and int(lines[1]["mmio"], 16) > 0
+    dev = lines[1]
+    assert (dev["kind"], dev["id"], dev["config"]) == ("edu", "1234:11e8", config)
+    assert int(dev["mmio"], 16) >= 1 << 30  # above the RAM the boot code maps
     op = op_line(lines, "dev-msi")
     assert (op["count"], op["irqs"], op["raised"], op["samples"]) == (n, n, n, n)
     lat = samples(lines, "dev-msi", "lat")
@@ -152,14 +160,15 @@ def test_dev_dma_round_trips(probe, tmp_path):
     assert op_line(lines, "dev-msi")["irqs"] == 3  # edu is re-used by the next op
 
 
-@pytest.mark.parametrize("op,msg,devices", [
-    ("dev-msi", "no-edu-device", []),
-    ("dev-dma", "no-edu-device", ["-device", "virtio-net-pci,romfile="]),
-    ("net-rx", "no-virtio-net-device", ["-device", "edu"]),
-    ("net-tx", "no-virtio-net-device", []),
+@pytest.mark.parametrize("op,msg,devices,machine", [
+    ("dev-msi", "no-edu-device", [], "q35"),
+    ("dev-dma", "no-edu-device", ["-device", "virtio-net-pci,romfile="], "q35"),
+    ("net-rx", "no-virtio-net-device", ["-device", "edu"], "microvm,pcie=on"),
+    ("net-tx", "no-virtio-net-device", [], "microvm"),  # no PCI at all
 ])
-def test_missing_device_is_a_clear_error(probe, tmp_path, op, msg, devices):
-    rc, lines = boot(probe.path, format_cmdline([("cpuid", 1), (op, 5)], exit=1), tmp_path / "serial.log", devices)
+def test_missing_device_is_a_clear_error(probe, tmp_path, op, msg, devices, machine):
+    rc, lines = boot(probe.path, format_cmdline([("cpuid", 1), (op, 5)], exit=1), tmp_path / "serial.log", devices,
+                     machine=machine)
     assert rc == 3, lines  # (1 << 1) | 1
     assert [line["event"] for line in lines] == ["start", "op", "error", "done"]
     assert lines[2]["msg"] == msg
@@ -175,12 +184,14 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def run_net(probe, tmp_path, ops: list[tuple[str, int]], netdev: str, send, recv, rx_n: int) -> tuple[int, list[dict]]:
+def run_net(probe, tmp_path, ops: list[tuple[str, int]], netdev: str, send, recv, rx_n: int,
+            machine: str = "q35") -> tuple[int, list[dict]]:
     """Boot with virtio-net on `netdev`; once net-rx begins, call send(i) for i < rx_n; recv()
     drains frames the guest sent.  Returns QEMU's exit code and the probe lines."""
     log = tmp_path / "serial.log"
     devices = ["-netdev", netdev, "-device", f"virtio-net-pci,netdev=n0,mac={NIC_MAC.hex(':')},romfile="]
-    proc = subprocess.Popen(qemu_argv(probe.path, format_cmdline(ops, exit=1, dev_timeout_us=3_000_000), log, devices),
+    proc = subprocess.Popen(qemu_argv(probe.path, format_cmdline(ops, exit=1, dev_timeout_us=3_000_000), log, devices,
+                                      machine),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         if rx_n:
@@ -223,7 +234,8 @@ def check_rx(lines: list[dict], n: int, stamps: list[int]) -> None:
     assert samples(lines, "net-rx", "sender") == [s - stamps[0] for s in stamps]
 
 
-def test_net_tx_and_rx_over_udp_socket(probe, tmp_path):
+@pytest.mark.parametrize("machine", ["q35", "microvm,pcie=on"])
+def test_net_tx_and_rx_over_udp_socket(probe, tmp_path, machine):
     host = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     host.bind(("127.0.0.1", 0))
     host.setblocking(False)
@@ -244,7 +256,7 @@ def test_net_tx_and_rx_over_udp_socket(probe, tmp_path):
             time.sleep(0.01)
 
     with host:
-        rc, lines = run_net(probe, tmp_path, [("net-tx", 23), ("net-rx", 29)], netdev, send, recv, 29)
+        rc, lines = run_net(probe, tmp_path, [("net-tx", 23), ("net-rx", 29)], netdev, send, recv, 29, machine)
     assert rc == 1, lines
     check_tx(lines, got, 23)
     check_rx(lines, 29, stamps)
