@@ -7,18 +7,23 @@
  *   hlt_timer_us=1000                                  APIC timer per hlt (default 1000)
  *   exit=1                                             write status to port 0xf4 at the end
  *   race_timeout_us=20000  ipi-race: a kick not taken within this is counted late
+ *   dev_timeout_us=5000000 device ops: an interrupt (net-rx: a frame) not seen within this ends
+ *                          the op with an error
+ * Device ops (devices.c): dev-msi, dev-dma (QEMU's edu), net-rx, net-tx (virtio-net).
  *
  * Output on COM1 (one line each):
  *   hil-probe: event=start version=1 window=0x<start>-0x<end> boot=<pvh|multiboot>
- *   hil-probe: event=begin name=<op>        (kicks, ipi-race: the op starts 200 ms later)
+ *   hil-probe: event=begin name=<op>        (kicks, ipi-race, dev-msi, dev-dma, net-tx: the op
+ *                                            starts 200 ms later; net-rx: at once)
  *   hil-probe: event=op name=<op> count=<n> tsc=<cycles> [hlts= | irqs= | sent= late= lat_avg_ns= lat_max_ns=]
+ *              device ops: irqs= tsc_khz= samples= and raised= | transfers= data_errors= |
+ *              frames= in_order= first_seq= other= notifies= | frames= notifies=
+ *   hil-probe: event=samples name=<op> kind=<lat|isr|sender> unit=<tsc|sender> first=<i> v=<a>,<b>,...
  *   hil-probe: event=error msg=<words-joined-with-dashes>
  *   hil-probe: event=done status=<ok|error> ops=<ops completed>
  * then cli; hlt forever.
  */
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "probe.h"
 
 #define PROBE_VERSION 1
 
@@ -28,7 +33,6 @@
 #define MB1_BOOT_MAGIC 0x2BADB002u
 #define MB1_INFO_CMDLINE (1u << 2)
 #define PVH_START_MAGIC 0x336ec578u
-#define MAPPED_LIMIT (1ull << 30) /* identity-mapped by entry.S */
 
 #define MSR_APIC_BASE 0x1b
 #define APIC_BASE_EN (1ull << 11)
@@ -133,49 +137,6 @@ static bool str_eq_n(const char *a, size_t alen, const char *b)
 	return true;
 }
 
-/* ------------------------------------------------------------------ x86 io */
-
-static inline void outb(uint16_t port, uint8_t v)
-{
-	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline void outl(uint16_t port, uint32_t v)
-{
-	__asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline uint8_t inb(uint16_t port)
-{
-	uint8_t v;
-	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-
-static inline uint64_t rdmsr(uint32_t msr)
-{
-	uint32_t lo, hi;
-	__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
-	return ((uint64_t)hi << 32) | lo;
-}
-
-static inline void wrmsr(uint32_t msr, uint64_t v)
-{
-	__asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)) : "memory");
-}
-
-static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
-{
-	__asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(sub));
-}
-
-static inline uint64_t rdtsc_ordered(void)
-{
-	uint32_t lo, hi;
-	__asm__ volatile("lfence; rdtsc; lfence" : "=a"(lo), "=d"(hi) : : "memory");
-	return ((uint64_t)hi << 32) | lo;
-}
-
 /* ------------------------------------------------------------ serial (COM1) */
 
 static void serial_init(void)
@@ -189,7 +150,7 @@ static void serial_init(void)
 	outb(COM1 + 4, 0x03); /* DTR | RTS, OUT2 off */
 }
 
-static void put_char(char c)
+void put_char(char c)
 {
 	/* bounded poll: a missing UART must not hang the probe */
 	for (unsigned i = 0; i < 1000000 && !(inb(COM1 + 5) & 0x20); i++)
@@ -197,13 +158,13 @@ static void put_char(char c)
 	outb(COM1, (uint8_t)c);
 }
 
-static void put_str(const char *s)
+void put_str(const char *s)
 {
 	while (*s)
 		put_char(*s++);
 }
 
-static void put_dec(uint64_t v)
+void put_dec(uint64_t v)
 {
 	char buf[21];
 	int i = 0;
@@ -215,7 +176,7 @@ static void put_dec(uint64_t v)
 		put_char(buf[--i]);
 }
 
-static void put_hex(uint64_t v)
+void put_hex(uint64_t v)
 {
 	char buf[16];
 	int i = 0;
@@ -230,7 +191,10 @@ static void put_hex(uint64_t v)
 
 /* ------------------------------------------------------------------ state */
 
-enum op_kind { OP_CPUID, OP_PIO_KERNEL, OP_PIO_USER, OP_MSR, OP_HLT, OP_KICKS, OP_IPI_RACE, OP_KINDS };
+enum op_kind {
+	OP_CPUID, OP_PIO_KERNEL, OP_PIO_USER, OP_MSR, OP_HLT, OP_KICKS, OP_IPI_RACE,
+	OP_DEV_MSI, OP_DEV_DMA, OP_NET_RX, OP_NET_TX, OP_KINDS
+};
 
 static const char *const op_names[OP_KINDS] = {
 	[OP_CPUID] = "cpuid",
@@ -240,6 +204,10 @@ static const char *const op_names[OP_KINDS] = {
 	[OP_HLT] = "hlt",
 	[OP_KICKS] = "kicks",
 	[OP_IPI_RACE] = "ipi-race",
+	[OP_DEV_MSI] = "dev-msi",
+	[OP_DEV_DMA] = "dev-dma",
+	[OP_NET_RX] = "net-rx",
+	[OP_NET_TX] = "net-tx",
 };
 
 struct op {
@@ -254,6 +222,7 @@ static uint32_t hlt_timer_us = HLT_TIMER_US_DEFAULT;
 static bool exit_on_done;
 static uint32_t race_timeout_us = 20000;
 static uint32_t begin_wait_us = 200000;   /* after event=begin: the host's snapshot, then its MSIs */
+uint32_t dev_timeout_us = 5000000;
 static char cmdline[CMDLINE_MAX];
 
 struct idt_gate {
@@ -282,7 +251,7 @@ static void __attribute__((noreturn)) finish(bool ok)
 	probe_halt_forever();
 }
 
-static void __attribute__((noreturn)) fail(const char *msg)
+void fail(const char *msg)
 {
 	put_str("hil-probe: event=error msg=");
 	put_str(msg);
@@ -403,6 +372,11 @@ static const char *parse_cmdline(const char *s)
 			if (!parse_u64(val, vlen, 10000000, &us))
 				return "bad-begin-wait-us";
 			begin_wait_us = (uint32_t)us;
+		} else if (str_eq_n(tok, eq, "dev_timeout_us")) {
+			uint64_t us;
+			if (!parse_u64(val, vlen, 100000000, &us) || us == 0)
+				return "bad-dev-timeout-us";
+			dev_timeout_us = (uint32_t)us;
 		} else if (str_eq_n(tok, eq, "race_timeout_us")) {
 			uint64_t us;
 			if (!parse_u64(val, vlen, 10000000, &us) || us == 0)
@@ -467,7 +441,7 @@ static const char *read_boot_info(uint32_t magic, uint32_t info, const char **er
 
 /* ------------------------------------------------------------------ setup */
 
-static void set_gate(unsigned vec, uint64_t handler)
+void set_gate(unsigned vec, uint64_t handler)
 {
 	idt[vec].off_lo = (uint16_t)handler;
 	idt[vec].sel = 0x08;
@@ -545,7 +519,7 @@ static void prefault_image(void)
 /* ------------------------------------------------- the kicker vCPU (ipi-race) */
 
 static volatile uint64_t ap_alive, race_go;
-static uint64_t tsc_per_us;
+uint64_t tsc_per_us;
 static uint64_t race_n, race_sent, race_late, race_lat_sum, race_lat_n, race_lat_max, race_eoi_avg;
 
 static inline uint64_t rdtsc_plain(void)
@@ -652,7 +626,7 @@ static const char *start_ap(void)
 }
 
 /* TSC ticks per microsecond against the APIC timer (1 GHz under KVM), timer masked. */
-static void calibrate_tsc(void)
+void calibrate_tsc(void)
 {
 	if (tsc_per_us)
 		return;
@@ -672,8 +646,32 @@ static void calibrate_tsc(void)
 
 /* ------------------------------------------------------------------- main */
 
+/* "begin" tells the host an op starts (it snapshots its counters then); with settle the
+ * probe then waits 200 ms, as the host polls every 50 ms. */
+void announce_begin(const char *name, bool settle)
+{
+	put_str("hil-probe: event=begin name=");
+	put_str(name);
+	put_char('\n');
+	if (settle)
+		for (uint64_t t = rdtsc_ordered(); rdtsc_ordered() - t < 200000 * tsc_per_us;)
+			;
+}
+
 static void run_op(const struct op *op)
 {
+	switch (op->kind) {
+	case OP_DEV_MSI:
+	case OP_DEV_DMA:
+	case OP_NET_RX:
+	case OP_NET_TX:
+		dev_run_op((enum dev_op)(op->kind - OP_DEV_MSI), op_names[op->kind], op->count);
+		ops_done++;
+		return;
+	default:
+		break;
+	}
+
 	uint64_t irqs_before = hlt_timer_irqs;
 	uint64_t hlts_before = hlt_executed;
 	uint64_t kicks_before;

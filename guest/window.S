@@ -9,7 +9,12 @@
  * (ret address, ISR frame, the irq counter) sit in prefaulted pages.
  *
  * Calling convention (SysV): rdi = iteration count (> 0), rsi = extra arg.
+ *
+ * The device ops (dev-msi, dev-dma, net-rx, net-tx) are C functions that devices.c puts
+ * into their .text.window.<op> sections; their interrupt handlers are here, in the same
+ * sections.
  */
+#include "devconf.h"
 
 /* An interrupt handler that counts its interrupt in \counter and writes x2APIC EOI; each op
  * that takes interrupts has its own copy inside its range, so the EOI exit counts for it. */
@@ -155,6 +160,59 @@ race_eoi:
 	pop	%rax
 	iretq
 
+/* A device op's interrupt handler: the TSC at entry goes to dev_isr_tsc[\counter] (the first
+ * DEV_MAX_SAMPLES of them), \counter counts the interrupt; with \ack, dev_ack_val is written
+ * to the 32-bit MMIO register at dev_ack_reg (edu's interrupt acknowledge); then x2APIC EOI.
+ * Each op has its own copy inside its range, so the EOI exit (and the ack) count for it. */
+	.macro TIMED_ISR counter, ack
+	push	%rax
+	push	%rcx
+	push	%rdx
+	rdtsc
+	shl	$32, %rdx
+	or	%rax, %rdx
+	mov	\counter(%rip), %rax
+	cmp	$DEV_MAX_SAMPLES, %rax
+	jae	1f
+	mov	dev_isr_tsc(%rip), %rcx
+	mov	%rdx, (%rcx,%rax,8)
+1:	inc	%rax
+	mov	%rax, \counter(%rip)
+	.if \ack
+	mov	dev_ack_reg(%rip), %rcx
+	mov	dev_ack_val(%rip), %eax
+	mov	%eax, (%rcx)
+	.endif
+	mov	$0x80b, %ecx            /* x2APIC EOI */
+	xor	%eax, %eax
+	xor	%edx, %edx
+	wrmsr
+	pop	%rdx
+	pop	%rcx
+	pop	%rax
+	iretq
+	.endm
+
+	.section .text.window.dev_msi, "ax"
+	.globl dev_msi_isr
+dev_msi_isr:                    /* EDU_VECTOR during dev-msi */
+	TIMED_ISR dev_irqs, 1
+
+	.section .text.window.dev_dma, "ax"
+	.globl dev_dma_isr
+dev_dma_isr:                    /* EDU_VECTOR during dev-dma */
+	TIMED_ISR dev_irqs, 1
+
+	.section .text.window.net_rx, "ax"
+	.globl net_rx_isr
+net_rx_isr:                     /* NET_RX_VECTOR: MSI-X needs no ack */
+	TIMED_ISR net_rx_irqs, 0
+
+	.section .text.window.net_tx, "ax"
+	.globl net_tx_isr
+net_tx_isr:                     /* NET_TX_VECTOR */
+	TIMED_ISR net_tx_irqs, 0
+
 	.data
 	.balign 8
 	.globl hlt_timer_irqs
@@ -173,4 +231,20 @@ race_irqs_a:                    /* ipi-race: kick A and kick B interrupts taken 
 race_irqs_b:
 	.quad 0
 race_eoi_cost:                  /* TSC cycles its last EOI exit took, re-entry included */
+	.quad 0
+
+	.data
+	.balign 8
+	.globl dev_irqs, net_rx_irqs, net_tx_irqs, dev_isr_tsc, dev_ack_reg, dev_ack_val
+dev_irqs:                       /* edu interrupts taken in the current op */
+	.quad 0
+net_rx_irqs:                    /* virtio-net receive-queue interrupts */
+	.quad 0
+net_tx_irqs:                    /* virtio-net transmit-queue interrupts */
+	.quad 0
+dev_isr_tsc:                    /* u64[DEV_MAX_SAMPLES]: TSC at handler entry, per interrupt */
+	.quad 0
+dev_ack_reg:                    /* edu: address of the interrupt acknowledge register (BAR0 + 0x64) */
+	.quad 0
+dev_ack_val:                    /* edu: the bits the op raises */
 	.quad 0

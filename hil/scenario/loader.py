@@ -293,6 +293,9 @@ def _probe_rules(wl: dict[str, Any], src: Located, topology: Topology) -> None:
         if topology.l2.smp < spec.min_vcpus:
             raise src.error(f"workload.ops[{i}].op", f"{spec.name} needs {spec.min_vcpus} L2 vCPUs "
                             f"(topology l2.smp is {topology.l2.smp})")
+        if spec.device is not None:
+            raise src.error(f"workload.ops[{i}].op", f"{spec.name} needs an {spec.device} device in L2, and "
+                            "topologies cannot give L2 devices yet")
         if names.index(spec.name) != i:
             # exits are told apart by the code they come from: two runs of one op cannot be
             raise src.error(f"workload.ops[{i}].op", f"{spec.name} already runs as ops[{names.index(spec.name)}]: "

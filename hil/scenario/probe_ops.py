@@ -26,6 +26,7 @@ class ProbeOpSpec:
     # or None when the guest makes everything itself
     stimulus: str | None = None
     min_vcpus: int = 1                 # L2 vCPUs the op needs (a second one sends IPIs)
+    device: str | None = None          # the PCI device L2 must have: edu | virtio-net
     max_count: int = MAX_COUNT
     # integer fields of the probe's `event=op` line besides count and tsc
     results: tuple[str, ...] = ()
@@ -55,6 +56,20 @@ PROBE_OPS: dict[str, ProbeOpSpec] = {s.name: s for s in (
     ProbeOpSpec("ipi-race", "vCPU 1 kicks vCPU 0 with IPIs in pairs aimed at its EOI exit and re-entry",
                 _TAKE_AND_EOI, judge="kicks", min_vcpus=2,
                 results=("irqs", "sent", "late", "lat_avg_ns", "lat_max_ns", "eoi_exit_ns", "icr_exit_ns")),
+    # device ops (guest/devices.c): the guest drives a PCI device and takes its MSIs; each
+    # prints its per-interrupt latency samples (event=samples lines)
+    ProbeOpSpec("dev-msi", "the edu device raises an MSI (register 0x60) N times, one at a time; the handler acks",
+                (("msi-assigned", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="edu",
+                max_count=100_000, results=("irqs", "raised")),
+    ProbeOpSpec("dev-dma", "edu DMA transfers, each completion an MSI from a QEMU timer",
+                (("msi-assigned", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="edu",
+                max_count=1_000, results=("irqs", "transfers", "data_errors")),
+    ProbeOpSpec("net-rx", "receive N frames the host sends into L2's virtio-net NIC (split virtqueue, MSI-X)",
+                (("interrupt-in", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="virtio-net",
+                max_count=100_000, results=("irqs", "frames", "in_order", "first_seq", "other", "notifies")),
+    ProbeOpSpec("net-tx", "send N frames through L2's virtio-net NIC, one at a time",
+                (("pio-user", ()), ("interrupt-in", (("guest_state", "running"),)), ("eoi", _X2APIC)),
+                device="virtio-net", max_count=100_000, results=("irqs", "frames", "notifies")),
 )}
 
 

@@ -171,13 +171,16 @@ def format_cmdline(ops: list[tuple[str, int]], **extra: object) -> str:
     return " ".join(words)
 
 
-_INT_KEYS = {"version", "count", "tsc", "ops", "tsc_khz", *(f for s in PROBE_OPS.values() for f in s.results)}
+# the op lines' fields (each op's results) and the event=samples lines' position
+_INT_KEYS = {"version", "count", "tsc", "ops", "tsc_khz", "samples", "first",
+             *(f for s in PROBE_OPS.values() for f in s.results)}
 
 
 def parse_probe_line(line: str) -> dict | None:
     """Parse one `hil-probe: event=... k=v ...` serial line; None for anything else.
 
-    Integers (version, count, tsc, ops, tsc_khz and each op's result fields) become int; window becomes (start, end).
+    Integers (version, count, tsc, ops, tsc_khz and each op's result fields) become int; window becomes
+    (start, end); the comma-separated samples `v=` become a tuple of ints.
     """
     pos = line.find(PROBE_PREFIX)
     if pos < 0:
@@ -190,6 +193,11 @@ def parse_probe_line(line: str) -> dict | None:
         if key in _INT_KEYS:
             try:
                 fields[key] = int(value, 10)
+            except ValueError:
+                return None
+        elif key == "v":
+            try:
+                fields[key] = tuple(int(x, 10) for x in value.split(","))
             except ValueError:
                 return None
         elif key == "window":
