@@ -3,6 +3,7 @@ image the modules must load into, reduced to the parts a kvm module build reads,
 that version."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hil.lab.assets import debian
-from hil.lab.assets.cache import cached_dir
+from hil.lab.assets.cache import cache_root, cached_dir, digest
 from hil.lab.errors import LabError
 
 # What an out-of-tree build of kvm.ko/kvm-amd.ko/kvm-intel.ko reads from the source tree
@@ -28,9 +29,38 @@ SAFE_EXTRACT = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 AptShow = Callable[[str], str]
 
 
+def _apt_lists_stamp() -> str | None:
+    # apt-get update rewrites the Packages lists (this lab's apt keeps no pkgcache.bin)
+    try:
+        lists = sorted(p for p in Path("/var/lib/apt/lists").iterdir() if "_Packages" in p.name)
+        return digest([[p.name, p.stat().st_mtime_ns, p.stat().st_size] for p in lists]) if lists else None
+    except OSError:
+        return None
+
+
 def apt_cache_show(package: str) -> str:
+    """Memoised until apt's package cache changes: each call costs about a second, and every
+    run of a patched L1 asks for three packages."""
+    stamp = _apt_lists_stamp()
+    memo = cache_root() / "apt-show.json"
+    known: dict[str, str] = {}
+    if stamp and memo.exists():
+        try:
+            data = json.loads(memo.read_text())
+            known = data["show"] if data.get("stamp") == stamp else {}
+        except (ValueError, KeyError, TypeError):
+            known = {}                 # a torn or foreign file: ask apt again
+    if package in known:
+        return known[package]
     proc = subprocess.run(["apt-cache", "show", package], capture_output=True, text=True)
-    return proc.stdout if proc.returncode == 0 else ""
+    text = proc.stdout if proc.returncode == 0 else ""
+    if stamp and text:
+        known[package] = text
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"stamp": stamp, "show": known}))
+        tmp.replace(memo)
+    return text
 
 
 def apt_versions(package: str, show: AptShow = apt_cache_show) -> list[str]:
