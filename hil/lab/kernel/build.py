@@ -1,8 +1,9 @@
-"""hil kernel build: a series applied to Debian's kernel source (each patch dry-run first),
-kvm modules built out of tree against the matching headers, stripped, checked and cached
-by every input."""
+"""hil kernel build: a series applied to Debian's kernel source at the image's version (each
+patch dry-run first, no fuzz), kvm modules built out of tree against the matching headers,
+stripped, checked and cached by every input."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -19,11 +20,29 @@ from hil.lab.assets.cache import cached_dir, digest, file_digest
 from hil.lab.errors import LabError
 from hil.lab.kernel.importer import imported_dir
 from hil.lab.kernel.manifest import Series, load_series
-from hil.lab.kernel.source import source_tree
+from hil.lab.kernel.source import pinned_version, source_tree
 
 MODULES = {"svm": "kvm-amd.ko", "vmx": "kvm-intel.ko"}
-RECIPE = file_digest(Path(__file__)) if Path(__file__).exists() else "unknown"
+# What an out-of-tree kvm build compiles from the patched source; anything else a patch
+# touches would come from the headers package unchanged.
+MODULE_DIRS = ("arch/x86/kvm/", "virt/kvm/")
 L1_CONFIG = Path(__file__).with_name("l1.config")
+
+
+def code_digest(path: Path) -> str:
+    """A module's code without comments, docstrings or layout: a comment-only edit of this
+    file keeps every cached build (a full kernel takes 10 minutes), any code edit does not."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return digest(ast.dump(tree))
+
+
+RECIPE = code_digest(Path(__file__)) if Path(__file__).exists() else "unknown"
 
 
 def repo_root() -> Path:
@@ -55,13 +74,90 @@ def _patch_files(series: Series) -> list[Path]:
     return [copy / p.file for p in series.patches]
 
 
+def patch_touches(patch: Path) -> list[str]:
+    """The files a unified diff changes (-p1 paths, in order), read from its hunks' headers;
+    hunk bodies are skipped by their line counts, so a body line that starts with '+++ ' is
+    not taken for a header."""
+    lines = patch.read_text(errors="replace").splitlines()
+    files: list[str] = []
+    i, old_left, new_left = 0, 0, 0
+    while i < len(lines):
+        line = lines[i]
+        if old_left > 0 or new_left > 0:             # inside a hunk
+            tag = line[:1]
+            if tag in (" ", ""):
+                old_left, new_left = old_left - 1, new_left - 1
+            elif tag == "-":
+                old_left -= 1
+            elif tag == "+":
+                new_left -= 1
+            elif tag != "\\":                          # "\ No newline at end of file"
+                raise LabError(f"{patch.name}:{i + 1}: malformed hunk line {line[:60]!r}")
+        elif line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
+            old = line[4:].split("\t")[0].strip()
+            new = lines[i + 1][4:].split("\t")[0].strip()
+            path = old if new == "/dev/null" else new
+            path = path.split("/", 1)[1] if "/" in path else path
+            if path not in files:
+                files.append(path)
+            i += 1
+        elif line.startswith("@@ "):
+            m = re.match(r"@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@", line)
+            if not m:
+                raise LabError(f"{patch.name}:{i + 1}: malformed hunk header {line[:60]!r}")
+            old_left = int(m.group(1) if m.group(1) is not None else 1)
+            new_left = int(m.group(2) if m.group(2) is not None else 1)
+        i += 1
+    return files
+
+
+def check_patches(series: Series, patches: list[Path]) -> None:
+    """What each patch touches is read from its diff. A manifest's `touches` must say the
+    same, and a modules-out-of-tree build refuses a patch that touches anything outside
+    arch/x86/kvm/ and virt/kvm/: that change would be silently dropped."""
+    for entry, patch in zip(series.patches, patches):
+        touched = patch_touches(patch)
+        if not touched:
+            raise LabError(f"patch {patch.name} changes no file (not a unified diff?)")
+        if entry.touches and sorted(entry.touches) != sorted(touched):
+            raise LabError(f"kernel_patches/{series.name}/series.yaml: patch {entry.file}: touches lists "
+                           f"{', '.join(sorted(entry.touches))} but the diff changes {', '.join(sorted(touched))}")
+        outside = [f for f in touched if not f.startswith(MODULE_DIRS)]
+        if series.build == "modules-out-of-tree" and outside:
+            raise LabError(f"patch {patch.name} touches {', '.join(outside)}: a modules-out-of-tree build compiles "
+                           f"only {' and '.join(MODULE_DIRS)} (the rest comes from the headers package, so the "
+                           f"change would be silently dropped); such a series needs 'build: full-kernel'")
+
+
+def _fuzzy_hunks(tree: Path, patch: Path) -> list[str]:
+    """The hunks that apply only with fuzz (GNU patch's default, 2), as 'file: hunk #N', if
+    the whole patch then applies (else it is a plain conflict)."""
+    dry = subprocess.run(["patch", "-p1", "--dry-run", "--batch", "--fuzz=2", "-d", str(tree), "-i", str(patch)],
+                         capture_output=True, text=True)
+    current, hunks = None, []
+    for line in dry.stdout.splitlines():
+        m = re.match(r"(?:checking|patching) file (.+)", line)
+        if m:
+            current = m.group(1)
+        m = re.match(r"Hunk #(\d+) succeeded at (\d+) with fuzz (\d+)", line)
+        if m:
+            hunks.append(f"{current}: hunk #{m.group(1)} (at line {m.group(2)}, fuzz {m.group(3)})")
+    return hunks if dry.returncode == 0 else []
+
+
 def apply_patches(tree: Path, patches: list[Path]) -> None:
     """Each patch is tried with --dry-run before it is applied, so a conflict leaves the
-    tree as the previous patch left it and says exactly where it failed."""
+    tree as the previous patch left it and says exactly where it failed. No fuzz: a hunk
+    whose context does not match exactly could land in the wrong function, so a patch that
+    would need fuzz is refused, naming the hunk (an offset alone is accepted)."""
     for patch in patches:
-        dry = subprocess.run(["patch", "-p1", "--dry-run", "--batch", "-d", str(tree), "-i", str(patch)],
+        dry = subprocess.run(["patch", "-p1", "--dry-run", "--batch", "--fuzz=0", "-d", str(tree), "-i", str(patch)],
                              capture_output=True, text=True)
         if dry.returncode != 0:
+            fuzzy = _fuzzy_hunks(tree, patch)
+            if fuzzy:
+                raise PatchConflict(f"patch {patch.name} applies only with fuzz, refused: {'; '.join(fuzzy)}\n"
+                                    f"{dry.stdout}{dry.stderr}")
             current, failures = None, []
             for line in dry.stdout.splitlines():
                 m = re.match(r"(?:checking|patching) file (.+)", line)
@@ -75,8 +171,8 @@ def apply_patches(tree: Path, patches: list[Path]) -> None:
             where = "; ".join(failures) or dry.stdout.strip().splitlines()[-1:] or ["unknown"]
             raise PatchConflict(f"patch {patch.name} does not apply: {where if isinstance(where, str) else where[0]}\n"
                                 f"{dry.stdout}{dry.stderr}")
-        subprocess.run(["patch", "-p1", "--batch", "--quiet", "-d", str(tree), "-i", str(patch)], check=True,
-                       capture_output=True)
+        subprocess.run(["patch", "-p1", "--batch", "--quiet", "--fuzz=0", "-d", str(tree), "-i", str(patch)],
+                       check=True, capture_output=True)
 
 
 def _fix_makefile(tree: Path) -> None:
@@ -84,22 +180,29 @@ def _fix_makefile(tree: Path) -> None:
     # arch/x86/kvm; trace.h's TRACE_INCLUDE_PATH resolves from include/trace.
     mk = tree / "arch/x86/kvm/Makefile"
     text = mk.read_text()
-    text = text.replace("ccflags-y += -I $(srctree)/arch/x86/kvm",
-                        f"KVMSRC := {tree}\nccflags-y += -I $(KVMSRC)/arch/x86/kvm -I $(KVMSRC)/include/trace")
-    text = text.replace("include $(srctree)/virt/kvm/Makefile.kvm", "include $(KVMSRC)/virt/kvm/Makefile.kvm")
-    if "KVMSRC" not in text:
-        raise LabError(f"{mk}: unexpected layout, cannot point it at the extracted source")
+    for old, new in (("ccflags-y += -I $(srctree)/arch/x86/kvm",
+                      f"KVMSRC := {tree}\nccflags-y += -I $(KVMSRC)/arch/x86/kvm -I $(KVMSRC)/include/trace"),
+                     ("include $(srctree)/virt/kvm/Makefile.kvm", "include $(KVMSRC)/virt/kvm/Makefile.kvm")):
+        if text.count(old) != 1:
+            raise LabError(f"{mk}: expected the line {old!r} once, found it {text.count(old)} times: "
+                           f"cannot point the build at the extracted source")
+        text = text.replace(old, new)
     mk.write_text(text)
     (tree / "include/trace").mkdir(parents=True, exist_ok=True)
 
 
-def _headers_dir(package: str, release: str) -> Path:
+def _headers_dir(package: str, version: str, release: str) -> Path:
     build = Path(f"/lib/modules/{release}/build")
+    installed = debian.installed_versions([package]).get(package)
+    if installed and installed != version:
+        raise LabError(f"{package} {installed} is installed, the image is {version}: "
+                       f"apt-get install {package}={version}")
     if not build.exists():
-        proc = subprocess.run(["apt-get", "install", "-y", "-q", package], capture_output=True, text=True,
-                              env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        proc = subprocess.run(["apt-get", "install", "-y", "-q", f"{package}={version}"], capture_output=True,
+                              text=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
         if proc.returncode != 0 or not build.exists():
-            raise LabError(f"cannot install {package} for {build}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            raise LabError(f"cannot install {package}={version} for {build}: "
+                           f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     return build
 
 
@@ -110,18 +213,21 @@ def build(series: Series, release: str) -> SeriesBuild:
                        f"tree with their toolchain: 'hil kernel build --series {series.name} --tree PATH'")
     if series.build == "full-kernel":
         return build_full_kernel(series)
-    assert base["source_package"] and base["headers_package"]
+    assert base["source_package"] and base["headers_package"] and base["image_package"]
     patches = _patch_files(series)
-    headers_version = debian.candidate_version(base["headers_package"])
-    src, src_version = source_tree(base["source_package"])
-    inputs = {"series": series.name, "source": [base["source_package"], src_version],
-              "headers": [base["headers_package"], headers_version],
+    check_patches(series, patches)
+    # source, headers and image: one upload (the archive's newest source may be a later one)
+    version = pinned_version(base["source_package"], base["image_package"], base["headers_package"])
+    src = source_tree(base["source_package"], version)
+    src_version = headers_version = version
+    inputs = {"series": series.name, "source": [base["source_package"], version],
+              "headers": [base["headers_package"], version], "image": [base["image_package"], version],
               "patches": [[p.name, file_digest(p)] for p in patches],
-              "config": list(series.config_fragment), "recipe": RECIPE}
+              "config": list(series.config_fragment), "compiler": _compiler(), "recipe": RECIPE}
 
     def make(out: Path) -> None:
         t0 = time.monotonic()
-        headers = _headers_dir(base["headers_package"], release)
+        headers = _headers_dir(base["headers_package"], version, release)
         tree = out / "src"
         shutil.copytree(src, tree)
         apply_patches(tree, patches)
@@ -154,7 +260,11 @@ def build(series: Series, release: str) -> SeriesBuild:
 
 
 def _compiler() -> str:
-    return subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    # in the cache key: a toolchain upgrade rebuilds (the headers' kbuild is keyed by their version)
+    proc = subprocess.run(["gcc", "--version"], capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise LabError(f"gcc --version failed ({proc.returncode}): {proc.stderr.strip()[-500:]}; install gcc")
+    return proc.stdout.splitlines()[0]
 
 
 def _config_lines(lines: list[str]) -> list[str]:
@@ -173,12 +283,15 @@ def build_full_kernel(series: Series) -> SeriesBuild:
     configured small (tinyconfig + what hil's L1 needs + the series' fragment, every line
     checked to have stuck), bzImage only: everything L1 needs is built in."""
     base = series.base
-    assert base["source_package"]
+    assert base["source_package"] and base["image_package"]
     patches = _patch_files(series)
-    src, src_version = source_tree(base["source_package"], full=True)
+    check_patches(series, patches)
+    src_version = pinned_version(base["source_package"], base["image_package"])
+    src = source_tree(base["source_package"], src_version, full=True)
     wanted = _config_lines(L1_CONFIG.read_text().splitlines()) + _config_lines(list(series.config_fragment))
     inputs = {"series": series.name, "build": series.build, "source": [base["source_package"], src_version],
-              "patches": [[p.name, file_digest(p)] for p in patches], "config": wanted, "recipe": RECIPE}
+              "patches": [[p.name, file_digest(p)] for p in patches], "config": wanted,
+              "compiler": _compiler(), "recipe": RECIPE}
 
     def make(out: Path) -> None:
         t0 = time.monotonic()
