@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import shutil
 import socket
@@ -13,6 +14,8 @@ from typing import Any
 
 from hil.lab.errors import LabError
 from hil.lab.qemu.machine import Machine, private_dir
+
+log = logging.getLogger(__name__)
 
 
 class AgentChannel:
@@ -131,6 +134,7 @@ class L1Session:
         self.channel.connect(10.0)
         if self.restore:
             assert self.snapshot is not None
+            log.debug("L1: restoring %s", self.snapshot)
             self.machine.command("migrate-incoming", uri=f"file:{self.snapshot}")
             wait_migration(self.machine, self.boot_timeout)
             self.machine.command("cont")
@@ -141,7 +145,9 @@ class L1Session:
                 if msg.get("event") == "ready":
                     self.info = msg["info"]
                     break
+            log.debug("L1 agent ready after %.1f s", time.monotonic() - t0)
             if self.snapshot is not None:
+                log.info("L1: saving an idle snapshot for later runs")
                 self._save_snapshot(self.snapshot)
         self.boot_seconds = time.monotonic() - t0
 
