@@ -17,7 +17,7 @@ from typing import Any
 import hil
 from hil.lab.assets import debian
 from hil.lab.assets.cache import cached_dir, digest, file_digest
-from hil.lab.errors import LabError
+from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.kernel.importer import imported_dir
 from hil.lab.kernel.manifest import Series, load_series
 from hil.lab.kernel.source import pinned_version, source_tree
@@ -191,12 +191,16 @@ def _fix_makefile(tree: Path) -> None:
     (tree / "include/trace").mkdir(parents=True, exist_ok=True)
 
 
-def _headers_dir(package: str, version: str, release: str) -> Path:
+def _headers_dir(package: str, version: str, release: str, install: bool) -> Path:
     build = Path(f"/lib/modules/{release}/build")
     installed = debian.installed_versions([package]).get(package)
     if installed and installed != version:
         raise LabError(f"{package} {installed} is installed, the image is {version}: "
                        f"apt-get install {package}={version}")
+    if not build.exists() and not install:
+        # `hil run` installs nothing by itself: it says what to install
+        raise CapabilityMissing(f"the series build needs {package}={version}: apt-get install "
+                                f"{package}={version} (or 'hil kernel build', which installs it)")
     if not build.exists():
         proc = subprocess.run(["apt-get", "install", "-y", "-q", f"{package}={version}"], capture_output=True,
                               text=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
@@ -206,7 +210,7 @@ def _headers_dir(package: str, version: str, release: str) -> Path:
     return build
 
 
-def build(series: Series, release: str) -> SeriesBuild:
+def build(series: Series, release: str, install_headers: bool = True) -> SeriesBuild:
     base = series.base
     if base["kind"] != "debian":
         raise LabError(f"series {series.name}: base {base['kind']} {base.get('version')} is built on a user's "
@@ -227,7 +231,7 @@ def build(series: Series, release: str) -> SeriesBuild:
 
     def make(out: Path) -> None:
         t0 = time.monotonic()
-        headers = _headers_dir(base["headers_package"], version, release)
+        headers = _headers_dir(base["headers_package"], version, release, install_headers)
         tree = out / "src"
         shutil.copytree(src, tree)
         apply_patches(tree, patches)
@@ -362,6 +366,6 @@ def build_on_tree(series: Series, tree: Path, make_args: list[str]) -> dict[str,
 
 
 def build_series(name: str, kernel: Any) -> SeriesBuild:
-    """The hook the L1 image calls: the series' modules for exactly this kernel package."""
+    """The series for exactly this kernel package, as `hil run` needs it (installs nothing)."""
     series = load_series(name, repo_root()).base_for_image(kernel.package)
-    return build(series, kernel.release)
+    return build(series, kernel.release, install_headers=False)
