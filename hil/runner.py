@@ -6,8 +6,11 @@ bug in hil is an ERROR result carrying the traceback."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
 import signal
+import subprocess
 import threading
 import time
 import traceback
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hil.lab.assets.cache import cache_root
 from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.l1 import L1Session
 from hil.lab.run import Prepared, expected_archs, open_l1, prepare, run_on
@@ -47,6 +51,31 @@ def watchdog(seconds: float, what: str) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+@contextlib.contextmanager
+def lab_lock() -> Iterator[None]:
+    """One lab at a time on this machine: TCG timing (the kick race's timeouts) breaks when
+    emulators share the CPUs. A second run waits, and says why."""
+    path = cache_root() / "lab.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            log.warning("another hil lab runs on this machine (%s): waiting for it",
+                        f.read().strip() or "pid unknown")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def predict_before_boot(scenario: Scenario, accel: str | None = None) -> dict[str, ScenarioPrediction]:
@@ -108,7 +137,7 @@ class Runner:
         out.mkdir(parents=True, exist_ok=True)
         self.last_measurement = None
         try:
-            with watchdog(scenario.topology.timeout, f"scenario {scenario.name}"):
+            with lab_lock(), watchdog(scenario.topology.timeout, f"scenario {scenario.name}"):
                 l1 = self._session(scenario, out)
                 m = self.last_measurement = run_on(l1.session, scenario, l1.prepared, out)
             pred = predictions.get(m.arch)
@@ -118,8 +147,9 @@ class Runner:
             return judge(scenario, pred, m)
         except CapabilityMissing as e:
             return skip_result(scenario.name, str(e))
-        except (LabError, OSError) as e:
-            return error_result(scenario.name, str(e), logs=_logs(out))
+        except (LabError, OSError, subprocess.SubprocessError) as e:   # the lab broke (a command failed, timed out)
+            return error_result(scenario.name, f"{type(e).__name__}: {e}" if not isinstance(e, LabError) else str(e),
+                                logs=_logs(out))
         except KeyboardInterrupt as e:
             return error_result(scenario.name, f"interrupted ({e})", logs=_logs(out))
         except Exception as e:     # a bug in hil: never a FAIL, never a traceback without a result
