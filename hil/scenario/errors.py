@@ -10,8 +10,8 @@ MAX_ECHO = 160
 
 
 def printable(text: str, limit: int = MAX_ECHO) -> str:
-    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+    shown = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(text)} characters)"
 
 
 class ConfigError(ValueError):
