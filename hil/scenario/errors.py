@@ -5,19 +5,19 @@ import re
 
 # Text from the config (a key, a --set string, a file name) is echoed into one terminal line:
 # control characters are escaped (no line or escape-sequence injection) and the length capped.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 MAX_ECHO = 160
 
 
 def printable(text: str, limit: int = MAX_ECHO) -> str:
-    shown = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    shown = _CONTROL.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), text)
     return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(text)} characters)"
 
 
 class ConfigError(ValueError):
     def __init__(self, file: str, line: int | None, key: str, message: str):
         self.file, self.line, self.key, self.message = file, line, key, message
-        msg = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii")
+        msg = _CONTROL.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii")
                            if m.group() not in "\n\t" else m.group(), message)
         if file == "--set":   # an override has no file or line: name the override itself
             super().__init__(f"--set {printable(key)}: {msg}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,9 +106,13 @@ _RESOLVER = yaml.SafeLoader("")
 _MERGE = "tag:yaml.org,2002:merge"
 _AS_TEXT = {_MERGE, "tag:yaml.org,2002:value"}   # `<<` / `=` as a value are just text
 _STR = "tag:yaml.org,2002:str"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_BIG_ESCAPE = re.compile(r"\\U([0-9A-Fa-f]{8})")
 
 
 def _scalar(ev: yaml.ScalarEvent, file: str, path: str) -> Any:
+    if ev.style == '"' and _SURROGATE.search(ev.value):     # "\ud800": not text, cannot be printed
+        raise ConfigError(file, ev.start_mark.line + 1, path, "a \\u escape names a lone surrogate, not a character")
     tag = _RESOLVER.resolve(yaml.ScalarNode, ev.value, ev.implicit)
     if tag in _AS_TEXT or tag == _STR:
         return ev.value
@@ -224,8 +229,26 @@ def load_yaml(path: Path, display: str | None = None) -> Located:
     file = display or str(path)
     text = decode_text(read_config_bytes(path, file), file)
     lines: dict[str, int] = {"": 1}      # an empty file still has a line to point at
+    return Located(parse_text(text, file, lines), file, lines)
+
+
+def parse_value(raw: str, where: str) -> Any:
+    """A --set value, read with the same narrow YAML as the files (no tags, anchors or aliases,
+    bounded depth and size); mistakes name the override `where`."""
+    if len(raw) > MAX_BYTES:
+        raise ConfigError("--set", None, where, f"value is over {MAX_BYTES} characters")
     try:
-        data = _events_to_data(text, file, lines)
+        return parse_text(raw, "--set", {}) if raw else ""
+    except ConfigError as e:
+        raise ConfigError("--set", None, where, e.message) from e
+
+
+def parse_text(text: str, file: str, lines: dict[str, int]) -> Any:
+    """Plain data from YAML text, filling `lines`; any YAML problem is a ConfigError."""
+    try:
+        return _events_to_data(text, file, lines)
+    except ConfigError:
+        raise
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise ConfigError(file, mark.line + 1 if mark else None, "", f"YAML syntax: {e.problem or e.context}") from e
@@ -235,4 +258,9 @@ def load_yaml(path: Path, display: str | None = None) -> Located:
         raise ConfigError(file, line, "", f"control character #x{code:04x} is not allowed in YAML text") from e
     except yaml.YAMLError as e:
         raise ConfigError(file, None, "", f"YAML syntax: {e}") from e
-    return Located(data, file, lines)
+    except (ValueError, OverflowError) as e:
+        # PyYAML's scanner calls chr() on "\UXXXXXXXX" escapes unchecked (chr(0x99999999) raises).
+        bad = next((m for m in _BIG_ESCAPE.finditer(text) if int(m.group(1), 16) > 0x10FFFF), None)
+        line = text.count("\n", 0, bad.start()) + 1 if bad else None
+        raise ConfigError(file, line, "", f"YAML syntax: {bad.group() if bad else 'an escape'} is not a "
+                                          "Unicode character") from e

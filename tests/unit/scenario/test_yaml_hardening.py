@@ -9,7 +9,7 @@ import pytest
 
 from hil.scenario import ConfigError, load_scenario
 from hil.scenario.errors import printable
-from hil.scenario.yamlsrc import MAX_BYTES, MAX_DEPTH, load_yaml
+from hil.scenario.yamlsrc import MAX_BYTES, MAX_DEPTH, load_yaml, parse_value
 
 ROOT = Path(__file__).resolve().parents[3]
 WL = "workload:\n  kind: probe\n  ops:\n    - {op: cpuid, count: 4}\n"
@@ -203,3 +203,21 @@ def test_review_cases_through_load_scenario(tmp_path, name, text):
     with pytest.raises(ConfigError) as e:
         load_scenario(str(p), root=ROOT)
     assert f"{name}.yaml:" in str(e.value)
+
+
+def test_escapes_that_are_not_characters(tmp_path):
+    assert refused(tmp_path, 'a: 1\nb: "\\U99999999"\n') == "F:2: <top>: YAML syntax: \\U99999999 is not a Unicode character"
+    assert refused(tmp_path, 'a: "\\ud800"\n') == "F:1: a: a \\u escape names a lone surrogate, not a character"
+    assert load(tmp_path, 'a: "\\U0001F600"\n').data == {"a": "\U0001F600"}
+
+
+@pytest.mark.parametrize("raw,message", [
+    ("!!int x", "YAML tags"), ("!!bool maybe", "YAML tags"), ("&a [*a]", "anchors (&a)"),
+    ("9" * 5000, "cannot read"), ("[1,2", "YAML syntax"), ("[" * 100, "nested more than"),
+])
+def test_parse_value_for_set_overrides(raw, message):
+    """The same narrow YAML for --set values (for the loader's _parse_override)."""
+    with pytest.raises(ConfigError) as e:
+        parse_value(raw, f"description={raw}")
+    assert str(e.value).startswith(f"--set {printable('description=' + raw)}: ") and message in str(e.value)
+    assert parse_value("[1, on, ~]", "x") == [1, True, None] and parse_value("", "x") == ""
