@@ -23,6 +23,8 @@ from hil.scenario.errors import ConfigError
 MAX_BYTES = 1 << 20      # a config is a few KiB; 1 MiB is generous and loads in well under a second
 MAX_DEPTH = 64
 MAX_NODES = 20_000       # values in one file (the shipped configs have ~100); ~0.3 s to refuse
+MAX_KEY = 200            # characters in one key
+MAX_PATH = 2000          # characters in a dotted key path: every value's path is kept (for its line)
 
 
 @dataclass
@@ -180,6 +182,9 @@ def _events_to_data(text: str, file: str, lines: dict[str, int]) -> Any:
             if ev.value == "<<" and ev.implicit[0]:
                 raise ConfigError(file, line, _sub(top.path, "<<"),
                                   "merge keys (<<) are not supported in hil configs: write the keys out")
+            if len(ev.value) > MAX_KEY:
+                raise ConfigError(file, line, top.path, f"a key of {len(ev.value)} characters "
+                                                        f"(at most {MAX_KEY}): {ev.value[:40]!r}...")
             sub = _sub(top.path, ev.value)     # the text as written: "on" stays "on", not True
             if ev.value in top.data:
                 raise ConfigError(file, line, sub, "duplicate key")
@@ -188,6 +193,8 @@ def _events_to_data(text: str, file: str, lines: dict[str, int]) -> Any:
         path = "" if top is None else (f"{top.path}[{len(top.data)}]" if isinstance(top.data, list)
                                        else _sub(top.path, top.key or ""))
         _refuse_extras(ev, file, path)
+        if len(path) > MAX_PATH:    # bounds the memory the paths take: MAX_NODES x MAX_PATH
+            raise ConfigError(file, line, path[:80] + "...", f"key path longer than {MAX_PATH} characters")
         nodes += 1
         if nodes > MAX_NODES:
             raise ConfigError(file, line, path, f"more than {MAX_NODES} values: too large for a config")

@@ -9,7 +9,7 @@ import pytest
 
 from hil.scenario import ConfigError, load_scenario
 from hil.scenario.errors import printable
-from hil.scenario.yamlsrc import MAX_BYTES, MAX_DEPTH, load_yaml, parse_value
+from hil.scenario.yamlsrc import MAX_BYTES, MAX_DEPTH, MAX_KEY, MAX_PATH, load_yaml, parse_value
 
 ROOT = Path(__file__).resolve().parents[3]
 WL = "workload:\n  kind: probe\n  ops:\n    - {op: cpuid, count: 4}\n"
@@ -221,3 +221,11 @@ def test_parse_value_for_set_overrides(raw, message):
         parse_value(raw, f"description={raw}")
     assert str(e.value).startswith(f"--set {printable('description=' + raw)}: ") and message in str(e.value)
     assert parse_value("[1, on, ~]", "x") == [1, True, None] and parse_value("", "x") == ""
+
+
+def test_long_keys_and_paths_are_refused_before_they_cost_memory(tmp_path):
+    # A 400 kB key over 15,000 list items used to keep 15,000 copies of the key (6 GB, 50 s).
+    msg = refused(tmp_path, "? " + "k" * 400000 + "\n: [" + "a," * 15000 + "]\n", budget=2.0)
+    assert msg.startswith(f"F:1: <top>: a key of 400000 characters (at most {MAX_KEY})")
+    deep = "".join("  " * i + "k" * 190 + f"{i}:\n" for i in range(60)) + "  " * 60 + "x\n"
+    assert f"key path longer than {MAX_PATH} characters" in refused(tmp_path, deep)
