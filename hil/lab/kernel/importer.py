@@ -2,6 +2,7 @@
 checked against the manifest by subject and order, then stored in the cache."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import mailbox
@@ -10,6 +11,7 @@ import re
 import shutil
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ _TAG = re.compile(r"^\s*\[[^\]]*\]\s*")
 # '..', no leading '.' (the cache's own temporary and tombstone entries start with one).
 _COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+,=@-]{0,199}")
 MARKER = "source"                 # the file in an imported copy naming where it came from
+STALE_SECONDS = 3600              # a temporary import dir this old belongs to no live import
 MAX_IMPORT_BYTES = 32 << 20       # an mbox, or a folder's patches together (a 21-patch series is <1 MiB)
 
 
@@ -161,6 +164,10 @@ def import_series(series: Series, source: Path) -> Path:
     if not dest.resolve().is_relative_to(top.resolve()):     # belt and braces: the checks above make it so
         raise LabError(f"series {name}: {dest} is outside the cache {top}")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(".*"):        # an import killed outright (SIGKILL) left it
+        with contextlib.suppress(OSError):
+            if stale.is_dir() and time.time() - stale.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{digest}.", dir=dest.parent))
     try:
         for p in series.patches:
