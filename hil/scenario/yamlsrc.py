@@ -131,7 +131,7 @@ def _scalar(ev: yaml.ScalarEvent, file: str, path: str) -> Any:
 class _Frame:
     """A mapping or list being built: its data, its path and (for a mapping) the key whose
     value comes next."""
-    __slots__ = ("data", "path", "key", "key_line")
+    __slots__ = ("data", "key", "key_line", "path")
 
     def __init__(self, data: dict[str, Any] | list[Any], path: str):
         self.data, self.path = data, path

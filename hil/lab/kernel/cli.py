@@ -16,7 +16,6 @@ from hil.lab.kernel.importer import import_series
 from hil.lab.kernel.manifest import load_series
 from hil.scenario.errors import ConfigError
 
-
 EXIT_CODES = """exit codes:
   0  success
   2  error: bad input (a manifest, a series name, an mbox or folder that does not match)

@@ -9,7 +9,14 @@ import pytest
 
 from hil.scenario import ConfigError, load_scenario
 from hil.scenario.errors import printable
-from hil.scenario.yamlsrc import MAX_BYTES, MAX_DEPTH, MAX_KEY, MAX_PATH, load_yaml, parse_value
+from hil.scenario.yamlsrc import (
+    MAX_BYTES,
+    MAX_DEPTH,
+    MAX_KEY,
+    MAX_PATH,
+    load_yaml,
+    parse_value,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 WL = "workload:\n  kind: probe\n  ops:\n    - {op: cpuid, count: 4}\n"
