@@ -67,6 +67,9 @@ def validate(value: Any, f: Field, key: str, src: Located) -> Any:
         if not isinstance(value, list):
             raise src.error(key, f"expected a list, got {_type_name(value)} {value!r}")
         assert f.items is not None
+        for i, v in enumerate(value):
+            if v is None and not f.items.nullable:
+                raise src.error(f"{key}[{i}]", "empty list item")
         return [validate(v, f.items, f"{key}[{i}]", src) for i, v in enumerate(value)]
     if kind == "map":
         if not isinstance(value, dict):

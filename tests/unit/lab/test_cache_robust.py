@@ -12,7 +12,7 @@ import pytest
 
 from hil.lab.assets import cache, cpio, debian
 from hil.lab.errors import LabError
-from hil.lab.qemu import accel
+from hil.lab import accel
 
 HOUR = 3600.0
 

@@ -102,7 +102,7 @@ def test_min_above_max_is_refused(root):
 
 
 def test_done_pattern_must_compile(root, tmp_path):
-    k = write(tmp_path, "k.elf", "x")
+    k = write(tmp_path, "k.elf", "\x7fELF")
     msg = err(root, f"topology: base\nworkload:\n  kind: kernel\n  kernel: {k}\n  done_pattern: '(x'\n")
     assert "workload.done_pattern: not a regular expression" in msg
 
