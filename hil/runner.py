@@ -104,7 +104,9 @@ class Runner:
         live = self._session(scenario, log_dir)
         return live.session, live.prepared
 
-    def _session(self, scenario: Scenario, log_dir: Path) -> _L1:
+    def _session(self, scenario: Scenario, log_dir: Path, deadline: float | None = None) -> _L1:
+        """The topology's L1: images built (no time limit: builds have their own), then booted
+        or restored under the run's watchdog (`deadline` seconds, the topology timeout)."""
         topo = scenario.topology
         key = repr(topo)      # the whole topology: an override makes another L1
         live = self._l1.get(key)
@@ -120,7 +122,8 @@ class Runner:
             t0 = time.monotonic()
             log.info("L1 %s: %s", topo.name, "restoring its snapshot" if session.restore else "booting")
             try:
-                session.start()
+                with watchdog(deadline or 0, f"L1 of {topo.name}"):
+                    session.start()
             except BaseException:
                 session.close()
                 raise
@@ -137,9 +140,10 @@ class Runner:
         out.mkdir(parents=True, exist_ok=True)
         self.last_measurement = None
         try:
-            with lab_lock(), watchdog(scenario.topology.timeout, f"scenario {scenario.name}"):
-                l1 = self._session(scenario, out)
-                m = self.last_measurement = run_on(l1.session, scenario, l1.prepared, out)
+            with lab_lock():
+                l1 = self._session(scenario, out, deadline=scenario.topology.timeout)
+                with watchdog(scenario.topology.timeout, f"scenario {scenario.name}"):
+                    m = self.last_measurement = run_on(l1.session, scenario, l1.prepared, out)
             pred = predictions.get(m.arch)
             if pred is None:
                 return error_result(scenario.name, f"L1 has {m.arch}, predicted for {', '.join(predictions)} only",
