@@ -14,7 +14,8 @@ A kick sets the request, then signals the vCPU if cmpxchg(mode: IN_GUEST_MODE ->
 succeeds (v2 also signals when it finds EXITING_GUEST_MODE). The signal is a reschedule
 IPI (stock: masked until entry, then an immediate external-interrupt exit) or an NMI
 (slave series: taken at once, even with interrupts off; v1's handler does nothing; v2's sets
-prevent_run, making the entry exit at once, reason PREEMPT).
+prevent_run, making the entry exit at once, reason PREEMPT; on the slave series that exit also
+sends the vCPU back to the online CPU: v2/17 kvm_arch_vcpu_run_prevented sets `interrupted`).
 Step 6 is why the seed's loss is sticky: its kick signals only a vCPU it finds IN_GUEST_MODE,
 so after one lost kick every later kick is lost too until something else makes the vCPU exit
 (measured on the dedicated-cpu port: kernel_patches/dedicated-cpu, qemu_configs kick-race-v1).
@@ -51,18 +52,23 @@ class KickOutcome:
     seen: bool                  # the request is acted on
     exit_reason: str | None     # abstract reason of the exit it causes, if any
     delay_steps: int | None     # steps until it is acted on (None: lost until an unrelated exit)
+    bounce: bool = False        # its exit returns the vCPU to the online CPU (slave series)
+    assumptions: tuple[str, ...] = ()
 
 
 def kick_at(p: Profile, step: int, later_exits: bool | None = None) -> KickOutcome:
     """One interleaving: the kick's request and signal land just before `step` runs.
-    later_exits: whether some unrelated exit will come (default: the profile's HLT or
-    external-interrupt exiting makes one come sooner or later)."""
+    later_exits: whether some unrelated exit will come. By default it will when HLT or
+    external interrupts exit, or when EOIs trap (no direct EOI: every interrupt the guest takes
+    exits at its EOI, as in v1, seed L109-112); then seen=True with delay_steps None means
+    "delayed until that exit", not lost."""
     at = STEPS[step]
     if step <= 2:            # the request check still lies ahead: the entry is abandoned, no exit
         return KickOutcome(at, True, None, 0)
     if STEPS[step] == "exiting":   # an earlier kick is already taking the vCPU out: seen on the way
         return KickOutcome(at, True, None, 0)
-    unrelated = later_exits if later_exits is not None else (p.hlt_exiting or p.ext_int_exiting == "on")
+    unrelated = later_exits if later_exits is not None else (
+        p.hlt_exiting or p.ext_int_exiting == "on" or not p.direct_eoi_x2apic)
     if STEPS[step] == "in-guest-stuck":   # only v2's kick signals a vCPU it finds EXITING
         if signals(p, step):
             return KickOutcome(at, True, "NMI" if p.kick != "ipi" else "EXTINT", 1)
@@ -72,7 +78,7 @@ def kick_at(p: Profile, step: int, later_exits: bool | None = None) -> KickOutco
     if step == 4:            # slave series, in guest: NMI exit
         return KickOutcome(at, True, "NMI", 1)
     if p.prevent_run:        # v2/17: the NMI handler arms an immediate exit of the coming entry
-        return KickOutcome(at, True, "PREEMPT", 1)
+        return KickOutcome(at, True, "PREEMPT", 1, p.bounce_to_online, ("prevent-run-exit",))
     # The seed: the NMI was taken in the host and acted on nothing; the request waits.
     return KickOutcome(at, unrelated, None, None)
 

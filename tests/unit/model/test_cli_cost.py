@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hil.model import ModelError, Operation
+from hil.model import Bound, ModelError, Operation
 from hil.model.cost import HostCosts, event_latency, latency_distribution, percentile
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -28,18 +28,76 @@ def test_json_answer_has_the_documented_keys():
 def test_list_and_unknown_names():
     listing = model("--list").stdout
     assert "slave-v2" in listing and "msi-assigned" in listing
-    bad = model("--profile", "slave-v3", "--event", "cpuid")
+    bad = model("--profile", "slave-v3", "--arch", "vmx", "--event", "cpuid")
     assert bad.returncode == 2 and "unknown profile 'slave-v3'; valid:" in bad.stderr and "slave-v2" in bad.stderr
-    bad = model("--profile", "slave-v2", "--event", "cpuidd")
+    bad = model("--profile", "slave-v2", "--arch", "vmx", "--event", "cpuidd")
     assert bad.returncode == 2 and "unknown event 'cpuidd'" in bad.stderr
-    bad = model("--profile", "slave-v2", "--event", "kick", "--param", "guest_state=asleep")
+    bad = model("--profile", "slave-v2", "--arch", "vmx", "--event", "kick", "--param", "guest_state=asleep")
     assert bad.returncode == 2 and "running, halted, outside" in bad.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--profile", "slave-v2", "--arch", "svm", "--event", "kick"], "its architectures: vmx"),
+    (["--profile", "slave-v2", "--event", "kick"], "--profile, --arch and --event are required"),
+    (["--profile", "stock-svm", "--arch", "svm", "--event", "timer", "--param", "mode=oneshot",
+      "--param", "mode=tsc-deadline"], "--param mode given twice"),
+    (["--profile", "stock-svm", "--arch", "svm", "--event", "timer", "--apic", "xapic", "--param", "apic=x2apic"],
+     "--apic xapic and --param apic=x2apic disagree"),
+    (["--profile", "stock-svm", "--arch", "svm", "--event", "cpuid", "--param", "apic=xapic"],
+     "event cpuid takes no parameters"),
+    (["--profile", "stock-svm", "--arch", "svm", "--event", "cpuid", "--param", "guest_state"], "--param takes K=V"),
+    (["--list", "--profile", "nope"], "--list takes no other option"),
+    (["--profile", "stock-svm", "--arch", "svm", "--event", "cpuid", "--count", "-5"], "must be an integer >= 0"),
+])
+def test_bad_questions_exit_2_with_a_message(args, message):
+    proc = model(*args)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_apic_given_either_way_is_the_same_question():
+    a = model("--profile", "stock-svm", "--arch", "svm", "--event", "timer", "--apic", "xapic", "--json")
+    b = model("--profile", "stock-svm", "--arch", "svm", "--event", "timer", "--param", "apic=xapic", "--json")
+    assert a.returncode == b.returncode == 0 and json.loads(a.stdout) == json.loads(b.stdout)
+    assert "npf" in json.loads(a.stdout)["exits"]
+
+
+@pytest.mark.parametrize("bad", [2.5, "3", None, True, -1])
+def test_an_operation_count_must_be_a_non_negative_integer(bad):
+    with pytest.raises(ModelError, match="count of cpuid"):
+        Operation("cpuid", bad)
+
+
+def test_operation_parameters_are_checked_and_normalised():
+    assert Operation("kick", 1, {"guest_state": "halted"}) == Operation.of("kick", 1, guest_state="halted")
+    with pytest.raises(ModelError, match="pairs of strings"):
+        Operation("kick", 1, {"guest_state": ["running"]})
+    with pytest.raises(ModelError, match="given twice"):
+        Operation("kick", 1, (("guest_state", "running"), ("guest_state", "halted")))
+
+
+@pytest.mark.parametrize("low,high", [(2, 1), (-1, 3), (0, -1), (1.5, 2), (True, 1)])
+def test_a_bound_with_low_above_high_or_negative_cannot_be_built(low, high):
+    with pytest.raises(ModelError):
+        Bound(low, high)
+    with pytest.raises(ValueError):          # ModelError is a ValueError
+        Bound(low, high)
+
+
+def test_bound_arithmetic_keeps_the_invariant():
+    assert Bound(1, 2) + Bound(0, None) == Bound(1, None) and Bound(1, 2) * 3 == Bound(3, 6) == 3 * Bound(1, 2)
+    with pytest.raises(ModelError):
+        Bound(1, 2) * -3
 
 
 def test_default_host_profile_loads_and_ranks_profiles():
     costs = HostCosts.from_mapping(yaml.safe_load((ROOT / "qemu_configs/host_profiles/default.yaml").read_text()))
     msi = Operation.of("msi-assigned", 1)
-    assert event_latency(msi, "slave-v2", costs) < event_latency(msi, "stock-2012", costs)
+    assert event_latency(msi, "slave-v2", costs) < event_latency(msi, "stock-2012", costs, arch="vmx")
+    # slave-v2 with direct mode off: the exit, the bounce and the injection cost more than direct
+    off = Operation.of("msi-assigned", 1, direct="off")
+    assert event_latency(off, "slave-v2", costs) > event_latency(msi, "slave-v2", costs) + costs.bounce
+    with pytest.raises(ModelError, match="its architectures: vmx"):
+        event_latency(msi, "slave-v2", costs, arch="svm")
     hist = latency_distribution([Operation.of("msi-assigned", 90),
                                  Operation.of("pio-user", 10)], "slave-v2", costs)
     assert sum(hist.values()) == 100 and percentile(hist, 0.5) < percentile(hist, 0.99)
