@@ -22,10 +22,10 @@ so after one lost kick every later kick is lost too until something else makes t
 """
 from __future__ import annotations
 
-import heapq
 import random
 from dataclasses import dataclass
 
+from hil.model.errors import ModelError
 from hil.model.profiles import Profile
 
 STEPS = ("outside", "mode-set", "request-checked", "entering", "in-guest", "exiting", "in-guest-stuck")
@@ -100,39 +100,35 @@ class RaceStats:
 
 def simulate(p: Profile, kicks: int, seed: int = 0, entry_steps: int = 4, guest_ticks: int = 20,
              rescue_every: int | None = None) -> RaceStats:
-    """Many kicks at random times against a vCPU that keeps re-entering (it exits only for the
-    kicks it sees, and every `rescue_every` time units for an unrelated reason): a
-    discrete-event run over a heap of timestamped events. A lost kick leaves the vCPU in step 6
-    until the next exit."""
+    """Many kicks at random times against a vCPU that keeps re-entering: each cycle is
+    `entry_steps` time units on the entry path (one per step before in-guest) and `guest_ticks`
+    in the guest. The vCPU exits only for the kicks it sees, and every `rescue_every` time
+    units (at 0, r, 2r, ...) for an unrelated reason. A lost kick leaves it in step 6 until the
+    next exit. events counts the kicks and the rescues."""
+    if entry_steps != STEP_IN_GUEST:
+        raise ModelError(f"entry_steps is one time unit per entry step: {STEP_IN_GUEST}, got {entry_steps}")
     rng = random.Random(seed)
     cycle = entry_steps + guest_ticks
     horizon = kicks * cycle
-    queue: list[tuple[float, int, str]] = []
-    for i in range(kicks):
-        heapq.heappush(queue, (rng.uniform(0, horizon), i, "kick"))
-    if rescue_every:
-        for j in range(int(horizon // rescue_every) + 1):
-            heapq.heappush(queue, (j * rescue_every, kicks + j, "rescue"))
+    times = sorted(rng.random() * horizon for _ in range(kicks))
+    rescues = int(horizon // rescue_every) + 1 if rescue_every else 0
+    stuck_step = STEPS.index("in-guest-stuck")
     lost = window = stuck_kicks = 0
-    stuck = False
+    stuck_at: float | None = None          # the time of the loss that left the vCPU stuck
     exits: dict[str, int] = {}
-    events = 0
-    while queue:
-        t, _, kind = heapq.heappop(queue)
-        events += 1
-        if kind == "rescue":
-            stuck = False
-            continue
+    for t in times:
+        if stuck_at is not None and rescue_every and t // rescue_every > stuck_at // rescue_every:
+            stuck_at = None                # a rescue exit came in between
         phase = int(t) % cycle
-        step = STEPS.index("in-guest-stuck") if stuck else (min(phase, entry_steps) if phase < entry_steps else 4)
+        step = stuck_step if stuck_at is not None else (phase if phase < entry_steps else STEP_IN_GUEST)
         window += step == STEP_WINDOW
-        stuck_kicks += stuck
+        stuck_kicks += step == stuck_step
         out = kick_at(p, step, later_exits=False)
         if not out.seen:
             lost += 1
-            stuck = True
+            stuck_at = t
         elif out.exit_reason:
-            stuck = False
+            stuck_at = None
         if out.exit_reason:
             exits[out.exit_reason] = exits.get(out.exit_reason, 0) + 1
-    return RaceStats(kicks, lost, exits, events, window, stuck_kicks)
+    return RaceStats(kicks, lost, exits, kicks + rescues, window, stuck_kicks)

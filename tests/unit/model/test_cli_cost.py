@@ -106,3 +106,91 @@ def test_default_host_profile_loads_and_ranks_profiles():
 def test_bad_host_profile_names_the_key():
     with pytest.raises(ModelError, match=r"cycles.exit_entri: unknown cost"):
         HostCosts.from_mapping({"cycles": {"exit_entri": 1}}, "x.yaml")
+
+
+def test_cli_in_process_prints_the_answer(capsys):
+    """The same CLI, called in-process (so a mutation test sees what it runs)."""
+    from hil.model.cli import main
+    assert main(["--profile", "slave-v2", "--arch", "vmx", "--event", "timer", "--param", "direct=off",
+                 "--count", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("3 x timer under slave-v2 (vmx, x2apic):")
+    assert "exit EXTERNAL_INTERRUPT" in out and "(handled on online)" in out and "bounces 3" in out
+    assert "counter irq_injections      3" in out and "assumes: v2-lvtt-vector" in out
+    assert main(["--profile", "slave-v1", "--arch", "vmx", "--event", "host-irq", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["misdelivered"] == 1 and got["delivered"] is False and got["exits"] == {}
+    assert main(["--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "  slave-v2           [vmx] " in listing and "host-irq" in listing and "direct=on|off" in listing
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--profile", "slave-v2", "--arch", "svm", "--event", "kick"], "its architectures: vmx"),
+    (["--profile", "slave-v2", "--event", "kick"], "--profile, --arch and --event are required"),
+    (["--profile", "stock-svm", "--arch", "svm", "--event", "timer", "--param", "mode=oneshot",
+      "--param", "mode=tsc-deadline"], "--param mode given twice (mode=oneshot, mode=tsc-deadline)"),
+    (["--profile", "stock-svm", "--arch", "svm", "--event", "timer", "--apic", "xapic", "--param", "apic=x2apic"],
+     "--apic xapic and --param apic=x2apic disagree"),
+    (["--profile", "stock-svm", "--arch", "svm", "--event", "timer", "--param", "apic=x1apic"],
+     "apic='x1apic' is not one of x2apic, xapic"),
+    (["--profile", "stock-svm", "--arch", "svm", "--event", "cpuid", "--param", "guest_state"],
+     "--param takes K=V, got 'guest_state'"),
+    (["--list", "--event", "cpuid"], "--list takes no other option"),
+])
+def test_cli_in_process_refuses_bad_questions(args, message, capsys):
+    from hil.model.cli import main
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+# Costs as distinct powers of ten: each mechanism shows as its own digit of the latency.
+DIGITS = HostCosts(exit_entry=1, ipi=10, nmi=100, injection=1000, bounce=10**4, userspace=10**5,
+                   guest_handler=10**6, halt_wakeup=10**7)
+
+
+@pytest.mark.parametrize("op,profile,kw,cycles", [
+    (Operation.of("msi-assigned", 1, guest_state="running"), "stock-2012", {}, 1 + 10 + 1000 + 10**6),
+    (Operation.of("msi-assigned", 1, guest_state="halted"), "stock-svm", {}, 1000 + 10**6 + 10**7),
+    (Operation.of("pio-user", 1), "slave-v2", {}, 1 + 10**4 + 10**5),
+    (Operation.of("kick", 1), "slave-v2", {}, 1 + 100),
+    (Operation.of("kick", 1), "stock-svm", {}, 1 + 10),
+    (Operation.of("timer", 1, guest_state="running"), "stock-vmx", {}, 2 + 1000 + 10**6),     # hv timer: no IPI
+    (Operation.of("timer", 1, guest_state="running"), "stock-svm", {}, 2 + 10 + 1000 + 10**6),
+    (Operation.of("timer", 1), "slave-v2", {}, 10**6),
+    (Operation.of("timer", 1), "slave-v2", {"apic": "xapic"}, 1 + 10**6),
+    (Operation.of("timer", 1, guest_state="running"), "dedicated-v2", {"arch": "vmx"}, 2 + 1000 + 10**6),
+    (Operation.of("ipi", 1), "stock-svm-avic", {}, 10**6),
+])
+def test_event_latency_adds_one_cost_per_mechanism(op, profile, kw, cycles):
+    assert event_latency(op, profile, DIGITS, **kw) == cycles
+
+
+def test_latency_distribution_and_percentiles():
+    same = [Operation.of("kick", 3), Operation.of("nmi", 2)]      # under slave-v2 both are one NMI exit
+    hist = latency_distribution([Operation.of("kick", 3), Operation.of("kick", 2, guest_state="halted")],
+                                "slave-v2", DIGITS)
+    assert hist == {101: 5}                                        # a halted slave is in guest mode: the same NMI
+    hist = latency_distribution(same, "slave-v2", DIGITS)
+    assert hist == {1 + 100: 5}
+    h = {10: 1, 20: 1, 30: 2}
+    assert [percentile(h, q) for q in (0.25, 0.5, 0.75, 1.0, 1.5)] == [10, 20, 30, 30, 30]
+    assert percentile({}, 0.5) == 0
+
+
+def test_host_costs_from_mapping():
+    assert HostCosts.from_mapping({"exit_entry": 5}).exit_entry == 5           # a bare mapping, no 'cycles:'
+    assert HostCosts.from_mapping({"cycles": {"ipi": 0}}).ipi == 0            # zero is a cost
+    assert HostCosts.from_mapping(None) == HostCosts()
+    with pytest.raises(ModelError, match=r"x.yaml: cycles.ipi: expected a non-negative integer, got -1"):
+        HostCosts.from_mapping({"cycles": {"ipi": -1}}, "x.yaml")
+    with pytest.raises(ModelError, match=r"cycles.ipi: expected a non-negative integer, got '3'"):
+        HostCosts.from_mapping({"cycles": {"ipi": "3"}})
+    with pytest.raises(ModelError, match=r"valid: bounce, exit_entry, guest_handler, halt_wakeup, injection, ipi"):
+        HostCosts.from_mapping({"cycles": {"x": 1}})
+
+
+def test_predict_event_takes_apic_as_a_keyword_for_any_event():
+    from hil.model import predict_event
+    assert predict_event("stock-svm", "svm", "cpuid", 2, apic="xapic").exits["cpuid"] == Bound.exactly(2)
+    assert "npf" in predict_event("stock-svm", "svm", "timer", 1, apic="xapic").exits

@@ -213,3 +213,12 @@ def test_with_rescues_the_seed_loses_only_in_the_window_and_while_stuck(kicks, s
     assert v1.lost == v1.window + v1.stuck and (v1.lost > 0) == (v1.window > 0)
     stock = simulate(PROFILES["stock-2012"], kicks, seed, rescue_every=50)
     assert stock.lost == 0 and set(stock.exits) <= {"EXTINT"} and stock.stuck == 0
+
+
+def test_simulate_is_a_function_of_its_seed_and_counts_kicks_and_rescues():
+    v1 = PROFILES["slave-v1"]
+    a, b = simulate(v1, 400, seed=7, rescue_every=50), simulate(v1, 400, seed=7, rescue_every=50)
+    assert a == b and a != simulate(v1, 400, seed=8, rescue_every=50)
+    assert a.events == 400 + (400 * 24) // 50 + 1 and simulate(v1, 400, seed=7).events == 400
+    with pytest.raises(ModelError, match="entry_steps"):
+        simulate(v1, 10, entry_steps=5)
