@@ -77,8 +77,7 @@ def predict(ops: Iterable[Operation], profile_name: str, arch: str, *, apic: str
         pred.handled_on[name] = where if p.dedicated_cpu or where != "dedicated" else "vcpu-cpu"
         total = total + b
         if r in names.COUNTED_EXITS:
-            c = names.counter(names.COUNTED_EXITS[r], p.era)
-            pred.counters[c] = pred.counters.get(c, ZERO) + b
+            pred.counters[names.counter(names.COUNTED_EXITS[r], p.era)] = b   # one reason per stat
     pred.counters["exits"] = total
     pred.assumptions = sorted(assumptions)
     return pred

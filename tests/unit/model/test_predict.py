@@ -1,0 +1,69 @@
+"""predict's bookkeeping: names by era, where each exit is handled, delivery, errors."""
+import pytest
+
+from hil.model import Bound, ModelError, Operation, predict
+from hil.model.types import Prediction
+
+
+def test_counters_use_the_era_s_names():
+    op = [Operation.of("timer", 2, armed_with="interrupts-off")]
+    old = predict(op, "stock-2012", "vmx").counters
+    assert old["irq_window"] == Bound(0, 2) and "irq_window_exits" not in old
+    new = predict(op, "stock-vmx", "vmx").counters
+    assert new["irq_window_exits"] == Bound(0, 2) and "irq_window" not in new
+    assert predict(op, "stock-2012", "vmx").exits["PENDING_INTERRUPT"] == Bound(0, 2)
+
+
+def test_counters_from_different_events_add_up():
+    ops = [Operation.of("interrupt-in", 2, guest_state="running"), Operation.of("msi-assigned", 3)]
+    pred = predict(ops, "stock-svm", "svm")
+    assert pred.counters["irq_injections"] == Bound.exactly(5) and pred.guest_interrupts == Bound.exactly(5)
+    assert pred.profile == "stock-svm" and pred.arch == "svm"
+
+
+def test_where_each_exit_is_handled():
+    stock = predict([Operation("cpuid", 1), Operation("kick", 1)], "stock-svm", "svm").handled_on
+    assert stock == {"cpuid": "vcpu-cpu", "interrupt": "host"}
+    slave = predict([Operation("cpuid", 1), Operation("pio-user", 1), Operation("kick", 1)], "slave-v2", "vmx")
+    assert slave.handled_on == {"CPUID": "dedicated", "IO_INSTRUCTION": "online", "EXCEPTION_NMI": "dedicated"}
+
+
+def test_an_undelivered_event_that_never_happens_leaves_delivery_alone():
+    call = {"kind": "call-function"}
+    assert predict([Operation("host-ipi", 0, call)], "slave-v2", "vmx").delivered is True
+    assert predict([Operation("host-ipi", 1, call)], "slave-v2", "vmx").delivered is False
+    assert predict([Operation("host-ipi", 1, call), Operation("cpuid", 4)], "slave-v2", "vmx").delivered is False
+
+
+def test_unknown_names_are_named_with_the_valid_ones():
+    with pytest.raises(ModelError, match=r"^unknown profile 'nope'; valid: dedicated-hlt, dedicated-v1, "):
+        predict([], "nope", "svm")
+    with pytest.raises(ModelError, match=r"^unknown APIC mode 'x1apic'; valid: x2apic, xapic$"):
+        predict([], "stock-svm", "svm", apic="x1apic")
+    with pytest.raises(ModelError, match=r"^profile stock-2012 does not exist on 'arm'; its architectures: vmx, svm$"):
+        predict([], "stock-2012", "arm")
+    with pytest.raises(ModelError, match=r"^unknown event 'cpuidd'; valid: cpuid, eoi, "):
+        predict([Operation("cpuidd", 1)], "stock-svm", "svm")
+    with pytest.raises(ModelError, match=r"^unknown parameter of event kick 'state'; valid: guest_state$"):
+        predict([Operation("kick", 1, {"state": "x"})], "stock-svm", "svm")
+
+
+def test_bound_scaling_refuses_a_negative_factor_by_name():
+    with pytest.raises(ModelError, match=r"a Bound scales by a count \(an integer >= 0\), got -3"):
+        Bound(1, 2) * -3
+    with pytest.raises(ModelError, match=r"Bound\(2, 1\): low > high"):
+        Bound(2, 1)
+    with pytest.raises(ModelError, match=r"bounds are integers >= 0"):
+        Bound(-1, None)
+
+
+def test_json_of_a_prediction():
+    pred = predict([Operation.of("timer", 2, armed_with="interrupts-off")], "stock-svm", "svm")
+    j = pred.to_json()
+    assert j["exits"]["msr"] == 2 and j["exits"]["vintr"] == {"low": 0, "high": 2}
+    assert j["exits"]["interrupt"] == {"low": 0, "high": None} and j["misdelivered"] == 0
+    assert j["profile"] == "stock-svm" and j["arch"] == "svm" and j["delivered"] is True
+    assert j["guest_interrupts"] == 2 and j["bounces"] == 0 and "guest-if" in j["assumptions"]
+    assert j["handled_on"] == {"msr": "vcpu-cpu", "vintr": "vcpu-cpu", "interrupt": "host"}
+    assert list(j["exits"]) == sorted(j["exits"]) and list(j["counters"]) == sorted(j["counters"])
+    assert Prediction("p", "svm").to_json()["exits"] == {}
