@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
         return 0
     print(f"{args.count} x {args.event} under {pred.profile} ({pred.arch}, {apic}):")
     for reason, b in sorted(pred.exits.items()):
-        print(f"  exit {reason:22s} {b.to_json()}  (handled on {pred.handled_on.get(reason, '-')})")
+        print(f"  exit {reason:22s} {b.to_json()}  (handled on {pred.handled_on[reason]})")
     for c, b in sorted(pred.counters.items()):
         print(f"  counter {c:19s} {b.to_json()}")
     print(f"  guest interrupts {pred.guest_interrupts.to_json()}, misdelivered {pred.misdelivered.to_json()}, "

@@ -56,7 +56,7 @@ def predict(ops: Iterable[Operation], profile_name: str, arch: str, *, apic: str
     def fold(e: Effect, k: int) -> None:
         for r, b in e.exits.items():
             exits[r] = exits.get(r, ZERO) + b * k
-            handled.setdefault(r, e.handled_on.get(r, "dedicated"))
+            handled.setdefault(r, e.handled_on[r])
         for c, b in e.counters.items():
             name = names.counter(c, p.era)
             pred.counters[name] = pred.counters.get(name, ZERO) + b * k

@@ -71,7 +71,7 @@ def kick_at(p: Profile, step: int, later_exits: bool | None = None) -> KickOutco
         p.hlt_exiting or p.ext_int_exiting == "on" or not p.direct_eoi_x2apic)
     if STEPS[step] == "in-guest-stuck":   # only v2's kick signals a vCPU it finds EXITING
         if signals(p, step):
-            return KickOutcome(at, True, "NMI" if p.kick != "ipi" else "EXTINT", 1)
+            return KickOutcome(at, True, "NMI", 1)
         return KickOutcome(at, unrelated, None, None)
     if p.kick == "ipi":      # stock: the IPI stays pending with interrupts off, exits right after entry
         return KickOutcome(at, True, "EXTINT", 1)
@@ -120,7 +120,7 @@ def simulate(p: Profile, kicks: int, seed: int = 0, entry_steps: int = 4, guest_
         if stuck_at is not None and rescue_every and t // rescue_every > stuck_at // rescue_every:
             stuck_at = None                # a rescue exit came in between
         phase = int(t) % cycle
-        step = stuck_step if stuck_at is not None else (phase if phase < entry_steps else STEP_IN_GUEST)
+        step = stuck_step if stuck_at is not None else min(phase, STEP_IN_GUEST)
         window += step == STEP_WINDOW
         stuck_kicks += step == stuck_step
         out = kick_at(p, step, later_exits=False)

@@ -145,21 +145,21 @@ def test_cli_in_process_refuses_bad_questions(args, message, capsys):
 
 
 # Costs as distinct powers of ten: each mechanism shows as its own digit of the latency.
-DIGITS = HostCosts(exit_entry=1, ipi=10, nmi=100, injection=1000, bounce=10**4, userspace=10**5,
+DIGITS = HostCosts(exit_entry=3, ipi=10, nmi=100, injection=1000, bounce=10**4, userspace=10**5,
                    guest_handler=10**6, halt_wakeup=10**7)
 
 
 @pytest.mark.parametrize("op,profile,kw,cycles", [
-    (Operation.of("msi-assigned", 1, guest_state="running"), "stock-2012", {}, 1 + 10 + 1000 + 10**6),
+    (Operation.of("msi-assigned", 1, guest_state="running"), "stock-2012", {}, 3 * 1 + 10 + 1000 + 10**6),
     (Operation.of("msi-assigned", 1, guest_state="halted"), "stock-svm", {}, 1000 + 10**6 + 10**7),
-    (Operation.of("pio-user", 1), "slave-v2", {}, 1 + 10**4 + 10**5),
-    (Operation.of("kick", 1), "slave-v2", {}, 1 + 100),
-    (Operation.of("kick", 1), "stock-svm", {}, 1 + 10),
-    (Operation.of("timer", 1, guest_state="running"), "stock-vmx", {}, 2 + 1000 + 10**6),     # hv timer: no IPI
-    (Operation.of("timer", 1, guest_state="running"), "stock-svm", {}, 2 + 10 + 1000 + 10**6),
+    (Operation.of("pio-user", 1), "slave-v2", {}, 3 * 1 + 10**4 + 10**5),
+    (Operation.of("kick", 1), "slave-v2", {}, 3 * 1 + 100),
+    (Operation.of("kick", 1), "stock-svm", {}, 3 * 1 + 10),
+    (Operation.of("timer", 1, guest_state="running"), "stock-vmx", {}, 3 * 2 + 1000 + 10**6),   # hv timer: no IPI
+    (Operation.of("timer", 1, guest_state="running"), "stock-svm", {}, 3 * 2 + 10 + 1000 + 10**6),
     (Operation.of("timer", 1), "slave-v2", {}, 10**6),
-    (Operation.of("timer", 1), "slave-v2", {"apic": "xapic"}, 1 + 10**6),
-    (Operation.of("timer", 1, guest_state="running"), "dedicated-v2", {"arch": "vmx"}, 2 + 1000 + 10**6),
+    (Operation.of("timer", 1), "slave-v2", {"apic": "xapic"}, 3 * 1 + 10**6),
+    (Operation.of("timer", 1, guest_state="running"), "dedicated-v2", {"arch": "vmx"}, 3 * 2 + 1000 + 10**6),
     (Operation.of("ipi", 1), "stock-svm-avic", {}, 10**6),
 ])
 def test_event_latency_adds_one_cost_per_mechanism(op, profile, kw, cycles):
@@ -170,9 +170,9 @@ def test_latency_distribution_and_percentiles():
     same = [Operation.of("kick", 3), Operation.of("nmi", 2)]      # under slave-v2 both are one NMI exit
     hist = latency_distribution([Operation.of("kick", 3), Operation.of("kick", 2, guest_state="halted")],
                                 "slave-v2", DIGITS)
-    assert hist == {101: 5}                                        # a halted slave is in guest mode: the same NMI
+    assert hist == {103: 5}                                        # a halted slave is in guest mode: the same NMI
     hist = latency_distribution(same, "slave-v2", DIGITS)
-    assert hist == {1 + 100: 5}
+    assert hist == {3 + 100: 5}
     h = {10: 1, 20: 1, 30: 2}
     assert [percentile(h, q) for q in (0.25, 0.5, 0.75, 1.0, 1.5)] == [10, 20, 30, 30, 30]
     assert percentile({}, 0.5) == 0
@@ -186,7 +186,7 @@ def test_host_costs_from_mapping():
         HostCosts.from_mapping({"cycles": {"ipi": -1}}, "x.yaml")
     with pytest.raises(ModelError, match=r"cycles.ipi: expected a non-negative integer, got '3'"):
         HostCosts.from_mapping({"cycles": {"ipi": "3"}})
-    with pytest.raises(ModelError, match=r"valid: bounce, exit_entry, guest_handler, halt_wakeup, injection, ipi"):
+    with pytest.raises(ModelError, match=r"^host profile: cycles.x: unknown cost; valid: bounce, exit_entry, guest_handler, halt_wakeup, injection, ipi"):
         HostCosts.from_mapping({"cycles": {"x": 1}})
 
 
@@ -194,3 +194,38 @@ def test_predict_event_takes_apic_as_a_keyword_for_any_event():
     from hil.model import predict_event
     assert predict_event("stock-svm", "svm", "cpuid", 2, apic="xapic").exits["cpuid"] == Bound.exactly(2)
     assert "npf" in predict_event("stock-svm", "svm", "timer", 1, apic="xapic").exits
+
+
+def test_cli_help_names_every_option(capsys):
+    from hil.model.cli import main
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for text in ("usage: hil model", "hil model: ask the reference model one question from the command line",
+                 "--arch {svm,vmx} required: the architecture asked about",
+                 "--apic {x2apic,xapic} APIC mode (default x2apic); same as --param apic=",
+                 "--param K=V event parameter", "--list list profiles and events (takes no other option)"):
+        assert text in out, text
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--list", "--arch", "svm"], "hil model: --list takes no other option"),
+    (["--list", "--param", "a=b"], "hil model: --list takes no other option"),
+    (["--arch", "svm", "--event", "cpuid"], "hil model: --profile, --arch and --event are required (see --list)"),
+    (["--arch", "svm", "--profile", "stock-svm"], "hil model: --profile, --arch and --event are required (see --list)"),
+    (["--profile", "stock-svm", "--arch", "svm", "--event", "timer", "--param", "mode=a=b"],
+     "hil model: event timer: mode='a=b' is not one of oneshot, tsc-deadline"),
+])
+def test_cli_error_lines(args, line, capsys):
+    from hil.model.cli import main
+    assert main(args) == 2
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_cli_apic_option_reaches_the_model_and_json_is_indented(capsys):
+    from hil.model.cli import main
+    assert main(["--profile", "stock-svm", "--arch", "svm", "--event", "timer", "--apic", "xapic", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('{\n  "profile": "stock-svm",\n') and "npf" in json.loads(out)["exits"]
+    assert main(["--profile", "stock-svm", "--arch", "svm", "--event", "timer", "--apic", "xapic"]) == 0
+    assert capsys.readouterr().out.startswith("1 x timer under stock-svm (svm, xapic):\n  exit interrupt ")

@@ -67,3 +67,41 @@ def test_json_of_a_prediction():
     assert j["handled_on"] == {"msr": "vcpu-cpu", "vintr": "vcpu-cpu", "interrupt": "host"}
     assert list(j["exits"]) == sorted(j["exits"]) and list(j["counters"]) == sorted(j["counters"])
     assert Prediction("p", "svm").to_json()["exits"] == {}
+
+
+@pytest.mark.parametrize("profile,arch,event,params,where", [
+    ("stock-svm", "svm", "mmio-user", {}, {"npf": "host"}),
+    ("slave-v2", "vmx", "mmio-user", {}, {"EPT_MISCONFIG": "online"}),
+    ("slave-v2", "vmx", "page-fault", {}, {"EPT_VIOLATION": "online"}),
+    ("stock-2012", "vmx", "page-fault", {}, {"EPT_VIOLATION": "vcpu-cpu"}),
+    ("stock-svm", "svm", "signal", {"guest_state": "running"}, {"interrupt": "host"}),
+    ("slave-v2", "vmx", "host-irq", {"direct": "off"}, {"EXTERNAL_INTERRUPT": "online"}),
+    ("slave-v2", "vmx", "msi-assigned", {"direct": "off"}, {"EXTERNAL_INTERRUPT": "online"}),
+    ("slave-v2", "vmx", "timer", {"direct": "off"}, {"EXTERNAL_INTERRUPT": "online", "MSR_WRITE": "dedicated"}),
+    ("stock-svm", "svm", "msi-assigned", {}, {"interrupt": "host"}),
+    ("stock-vmx", "vmx", "timer", {"guest_state": "running"}, {"PREEMPTION_TIMER": "vcpu-cpu", "MSR_WRITE": "vcpu-cpu",
+                                                                 "EXTERNAL_INTERRUPT": "host"}),
+])
+def test_where_each_event_s_exits_are_handled(profile, arch, event, params, where):
+    pred = predict([Operation(event, 1, params)], profile, arch)
+    assert {r: pred.handled_on.get(r) for r in where} == where
+    assert {r: w for r, w in pred.handled_on.items() if r not in where} in ({}, {"interrupt": "host"},
+                                                                            {"EXTERNAL_INTERRUPT": "host"})
+
+
+def test_the_signal_assumption_only_for_the_port():
+    run = {"guest_state": "running"}
+    assert "signal-kick-process" in predict([Operation("signal", 1, run)], "dedicated-v1", "svm").assumptions
+    assert "signal-kick-process" not in predict([Operation("signal", 1, run)], "stock-svm", "svm").assumptions
+
+
+def test_bad_operations_say_what_is_wrong():
+    with pytest.raises(ModelError, match=r"^an operation's event is a name, got 3$"):
+        Operation(3, 1)
+    with pytest.raises(ModelError, match=r"^kick: parameters are name=value pairs of strings, got 5$"):
+        Operation("kick", 1, 5)
+    from hil.model import names
+    with pytest.raises(ModelError, match=r"^unknown architecture 'arm'; valid: svm, vmx$"):
+        names.reason("arm", "CPUID")
+    with pytest.raises(ModelError, match=r"^abstract exit reason 'HV_TIMER' does not exist on svm$"):
+        names.reason("svm", "HV_TIMER")

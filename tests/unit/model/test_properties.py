@@ -219,6 +219,17 @@ def test_simulate_is_a_function_of_its_seed_and_counts_kicks_and_rescues():
     v1 = PROFILES["slave-v1"]
     a, b = simulate(v1, 400, seed=7, rescue_every=50), simulate(v1, 400, seed=7, rescue_every=50)
     assert a == b and a != simulate(v1, 400, seed=8, rescue_every=50)
-    assert a.events == 400 + (400 * 24) // 50 + 1 and simulate(v1, 400, seed=7).events == 400
+    assert a.events == 400 + (400 * 24) // 50 + 1 and simulate(v1, 400, seed=7).events == 400 and a.kicks == 400
+    assert simulate(v1, 300) == simulate(v1, 300, seed=0)
     with pytest.raises(ModelError, match="entry_steps"):
         simulate(v1, 10, entry_steps=5)
+
+
+def test_a_rescue_ends_the_stuck_state_only_when_it_comes():
+    """Rescues far apart: the vCPU stays stuck between them (so the seed loses every kick after
+    its first window landing); rescues often: it does not stay stuck."""
+    v1 = PROFILES["slave-v1"]
+    rare = simulate(v1, 2000, seed=3, rescue_every=10**9)
+    assert rare.window == 1 and rare.lost == 1 + rare.stuck and rare.stuck > 100
+    often = simulate(v1, 2000, seed=3, rescue_every=24)
+    assert often.window > 10 and often.stuck < often.window * 3
