@@ -68,15 +68,22 @@ def _apic_write(p: Profile, arch: str, apic: str, e: Effect, register: str) -> N
     IPIv (6.12 vmx.c vmx_update_msr_bitmap_x2apic), other xAPIC writes trap as APIC_WRITE (56);
     AVIC: EOI and ICR accelerated, TMICT/LVTT trap as avic_unaccelerated_access (6.12 svm/avic.c
     is_avic_unaccelerated_access_trap)."""
-    if p.apicv:
-        if arch == "svm" and apic == "x2apic":
-            e.assume("avic-is-x2avic")
-        if register == "eoi" or (register == "icr" and p.ipiv):
-            e.assume("edge-triggered")
-            return
-        if arch == "svm" or apic == "xapic":
-            e.exit("APIC_WRITE")
-            return
+    if not p.apicv:
+        _trapped_write(apic, e)
+        return
+    if arch == "svm" and apic == "x2apic":
+        e.assume("avic-is-x2avic")
+    if register == "eoi" or (register == "icr" and p.ipiv):
+        e.assume("edge-triggered")
+    elif arch == "svm" or apic == "xapic":
+        e.exit("APIC_WRITE")
+    else:
+        e.exit("MSR_WRITE")
+
+
+def _trapped_write(apic: str, e: Effect) -> None:
+    """Without APIC virtualisation every emulated LAPIC write exits: an x2APIC MSR write, or an
+    access to the xAPIC page (an NPF on SVM)."""
     e.exit("MSR_WRITE" if apic == "x2apic" else "APIC_ACCESS")
 
 
@@ -225,16 +232,16 @@ def _ipi(p: Profile, arch: str, q: Q, e: Effect) -> None:
     e.assume("ipi-both-vcpus")
     if p.apicv:
         _apic_write(p, arch, apic, e, "icr")
-        if p.apicv and not p.ipiv:
+        if not p.ipiv:
             e.assume("apicv-no-ipiv")
         if arch == "svm" and p.ipiv and not _in_guest(p, target):
             e.exit("AVIC_INCOMPLETE_IPI")       # AVIC_IPI_FAILURE_TARGET_NOT_RUNNING (6.12 svm/avic.c)
         _deliver(p, target, e)
         return
-    _apic_write(p, arch, apic, e, "icr")
+    _trapped_write(apic, e)
     _kick(p, target, e)
     _virtual_injection(p, e)
-    if p.dedicated_cpu and p.ext_int_exiting == "off":
+    if p.ext_int_exiting == "off":                  # only v1 keeps it off for good
         e.assume("v1-smp-guests")
 
 

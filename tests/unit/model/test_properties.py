@@ -233,3 +233,22 @@ def test_a_rescue_ends_the_stuck_state_only_when_it_comes():
     assert rare.window == 1 and rare.lost == 1 + rare.stuck and rare.stuck > 100
     often = simulate(v1, 2000, seed=3, rescue_every=24)
     assert often.window > 10 and often.stuck < often.window * 3
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_where_exits_are_handled_follows_who_handles_them(pair):
+    """An external-interrupt exit runs the host's handler: on the host (stock), online after a
+    bounce (slave series, v2/09); a userspace device's exit ends in QEMU: host or online (v2/06);
+    a slave's page fault is resolved online (v2/07); everything else on the vCPU's own CPU."""
+    profile, arch = pair
+    p = PROFILES[profile]
+    for event, q, e in _cells(p, arch):
+        assert set(e.handled_on) == set(e.exits)
+        for r, where in e.handled_on.items():
+            away = r == "EXTINT" or "userspace_exits" in e.counters and r in ("IO", "EPT_MISCONFIG")
+            if p.bounce_to_online and (away or r == "EPT_VIOLATION"):
+                assert where == "online", (event, q, r)
+            elif away:
+                assert where == "host", (event, q, r)
+            else:
+                assert where == "dedicated", (event, q, r)

@@ -80,11 +80,13 @@ ROWS = [
     ("disable-exits", "svm", "msi-assigned", HALT, {"interrupt": 1}, {"halt_wakeup": 0}, "6.12:kvm_main.c:3936"),
     ("slave-v1", "vmx", "msi-assigned", RUN, {"EXCEPTION_NMI": 1}, {"irq_injections": 1, "guest_interrupts": 1},
      "seed:L135-139"),
-    ("slave-v1-full", "vmx", "msi-assigned", RUN, {}, {"guest_interrupts": 1, "irq_injections": 0}, "v2/18"),
+    ("slave-v1-full", "vmx", "msi-assigned", RUN, {}, {"guest_interrupts": 1, "irq_injections": 0,
+                                                       "assumes-not": "v2-direct-mode"}, "v2/18"),
     ("slave-v2", "vmx", "msi-assigned", HALT, {}, {"guest_interrupts": 1, "assumes": "vcpu-resident"}, "v2/18"),
     ("slave-v2", "vmx", "msi-assigned", {"direct": "off"}, {"EXTERNAL_INTERRUPT": 1},
      {"bounces": 1, "irq_injections": 1, "irq_exits": 1, "guest_interrupts": 1}, "v2/14"),
-    ("stock-vmx-apicv", "vmx", "msi-assigned", RUN, {}, {"guest_interrupts": 1, "irq_injections": 0}, "6.12:vmx.c:4213"),
+    ("stock-vmx-apicv", "vmx", "msi-assigned", RUN, {}, {"guest_interrupts": 1, "irq_injections": 0, "halt_wakeup": 0},
+     "6.12:vmx.c:4213"),
     ("stock-svm-avic", "svm", "msi-assigned", HALT, {}, {"guest_interrupts": 1, "halt_wakeup": 1}, "6.12:kvm_main.c:3910"),
     ("dedicated-v1", "svm", "msi-assigned", RUN, {"interrupt": (0, 1), "nmi": (0, 1)},
      {"irq_injections": 1, "assumes": "msi-port-kick"}, "port:0003"),
@@ -96,7 +98,7 @@ ROWS = [
      "3.6:kvm_vcpu_kick"),
     ("stock-2012", "vmx", "ipi", {**XA, "target_state": "halted"}, {"APIC_ACCESS": 1}, {"halt_wakeup": 1},
      "3.6:kvm_vcpu_kick"),
-    ("slave-v2", "vmx", "ipi", X2, {"MSR_WRITE": 1, "EXCEPTION_NMI": 1}, {}, "v2/14"),
+    ("slave-v2", "vmx", "ipi", X2, {"MSR_WRITE": 1, "EXCEPTION_NMI": 1}, {"assumes-not": "v1-smp-guests"}, "v2/14"),
     ("slave-v2", "vmx", "ipi", {"target_state": "halted"}, {"MSR_WRITE": 1, "EXCEPTION_NMI": 1}, {}, "v2/11"),
     ("slave-v1", "vmx", "ipi", X2, {"MSR_WRITE": 1, "EXCEPTION_NMI": 1}, {"assumes": "v1-smp-guests"}, "seed:L135-139"),
     ("stock-vmx-apicv", "vmx", "ipi", X2, {"MSR_WRITE": 1}, {"irq_injections": 0, "guest_interrupts": 1,
@@ -104,8 +106,8 @@ ROWS = [
     ("stock-vmx-apicv", "vmx", "ipi", XA, {"APIC_WRITE": 1}, {}, "sdm:apic-write"),
     ("stock-vmx-apicv", "vmx", "ipi", {"target_state": "halted"}, {"MSR_WRITE": 1}, {"halt_wakeup": 1},
      "6.12:kvm_main.c:3910"),
-    ("stock-vmx-ipiv", "vmx", "ipi", X2, {}, {"guest_interrupts": 1}, "6.12:vmx.c:4145"),
-    ("stock-svm-avic", "svm", "ipi", X2, {}, {"guest_interrupts": 1}, "6.12:avic-doorbell"),
+    ("stock-vmx-ipiv", "vmx", "ipi", X2, {}, {"guest_interrupts": 1, "assumes-not": "apicv-no-ipiv"}, "6.12:vmx.c:4145"),
+    ("stock-svm-avic", "svm", "ipi", X2, {}, {"guest_interrupts": 1, "assumes": "avic-is-x2avic"}, "6.12:avic-doorbell"),
     ("stock-svm-avic", "svm", "ipi", {"target_state": "halted"}, {"avic_incomplete_ipi": 1}, {"halt_wakeup": 1},
      "6.12:avic.c:556"),
     ("dedicated-v2", "svm", "ipi", X2, {"msr": 1, "nmi": 1}, {"irq_injections": 1}, "port:0003"),
@@ -114,7 +116,8 @@ ROWS = [
     ("stock-2012", "vmx", "kick", RUN, {"EXTERNAL_INTERRUPT": 1}, {}, "3.6:kvm_vcpu_kick"),
     ("stock-2012", "vmx", "kick", HALT, {}, {"halt_wakeup": 1}, "3.6:kvm_vcpu_kick"),
     ("slave-v1", "vmx", "kick", RUN, {"EXCEPTION_NMI": 1}, {}, "seed:L135-139"),
-    ("slave-v2", "vmx", "kick", {"guest_state": "outside"}, {}, {}, "v2/14"),
+    ("slave-v2", "vmx", "kick", {"guest_state": "outside"}, {}, {"halt_wakeup": 0}, "v2/14"),
+    ("stock-svm", "svm", "kick", {"guest_state": "outside"}, {}, {"halt_wakeup": 0}, "6.12:kvm_main.c:3936"),
     ("disable-exits", "svm", "kick", HALT, {"interrupt": 1}, {}, "6.12:kvm_main.c:3936"),
     ("stock-svm", "svm", "kick", RUN, {"interrupt": 1}, {}, "lab:kick-race"),
     ("stock-vmx-apicv", "vmx", "kick", RUN, {"EXTERNAL_INTERRUPT": 1}, {}, "6.12:kvm_main.c:3936"),
@@ -169,7 +172,7 @@ ROWS = [
     ("stock-svm", "svm", "page-fault", {}, {"npf": 1}, {}, "6.12:svm-cpuid"),
     # ---- EOI
     ("stock-2012", "vmx", "eoi", XA, {"APIC_ACCESS": 1}, {}, "3.6:pv-eoi"),
-    ("stock-2012", "vmx", "eoi", X2, {"MSR_WRITE": 1}, {}, "3.6:pv-eoi"),
+    ("stock-2012", "vmx", "eoi", X2, {"MSR_WRITE": 1}, {"assumes-not": "v1-direct-eoi-absent"}, "3.6:pv-eoi"),
     ("stock-2012", "vmx", "eoi", {"pv_eoi": "on"}, {}, {}, "3.6:pv-eoi"),
     ("slave-v2", "vmx", "eoi", {**X2, "source": "direct"}, {}, {}, "v2/19"),
     ("slave-v2", "vmx", "eoi", {**XA, "source": "direct"}, {"APIC_ACCESS": 1}, {}, "v2/19"),
@@ -236,6 +239,8 @@ def test_cell(profile, arch, event, params, exits, extra, source):
             assert pred.delivered is want, source
         elif key == "assumes":
             assert want in pred.assumptions, (want, pred.assumptions, source)
+        elif key == "assumes-not":
+            assert want not in pred.assumptions, (want, pred.assumptions, source)
         else:   # counters: exact, or absent when 0 (a counter moved by ambient noise may only be 0..inf)
             got = pred.counters.get(key, Bound(0, 0))
             assert got.low == want * n and (got.high in (want * n, None) if key == "irq_exits" and noisy
@@ -255,6 +260,7 @@ def test_cell_effect_is_exact(profile, arch, event, params, exits, extra, source
         name = names.reason(arch, r, era)
         got[name] = got.get(name, Bound(0, 0)) + b
     assert {r: (b.low, b.high) for r, b in got.items()} == {r: _want(w) for r, w in exits.items()}, source
+    assert e.delivered is extra.get("delivered", extra.get("misdelivered", 0) == 0), source
 
 
 def test_every_profile_and_arch_has_rows_and_every_source_is_documented():
@@ -283,11 +289,11 @@ def test_every_event_has_rows_under_a_slave_a_stock_and_a_port_profile():
     ("slave-v1", "svm", "cpuid", {}, "its architectures: vmx"),
     ("slave-v1-full", "svm", "cpuid", {}, "its architectures: vmx"),
     ("stock-svm", "vmx", "cpuid", {}, "its architectures: svm"),
-    ("stock-svm", "svm", "eoi", {"source": "direct"}, "delivers no interrupt without an exit"),
+    ("stock-svm", "svm", "eoi", {"source": "direct"}, r"delivers no interrupt without an exit \(only the slave profiles do\)"),
     ("dedicated-v2", "svm", "eoi", {"source": "direct"}, "delivers no interrupt without an exit"),
     ("stock-vmx", "vmx", "msi-assigned", {"direct": "off"}, "no direct mode"),
     ("slave-v1", "vmx", "timer", {"direct": "off"}, "no direct mode"),
-    ("disable-exits", "vmx", "msr", {"msr": "cstate-residency", "access": "write"}, "read-only"),
+    ("disable-exits", "vmx", "msr", {"msr": "cstate-residency", "access": "write"}, "read-only: use access=read"),
     ("stock-svm", "svm", "cpuid", {"apic": "xapic"}, "takes no parameters"),
     ("stock-svm", "svm", "kick", {"guest_state": "asleep"}, "is not one of running, halted, outside"),
 ])
