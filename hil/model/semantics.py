@@ -62,7 +62,7 @@ def _hv_timer(p: Profile, arch: str) -> bool:
     return arch == "vmx" and p.era == "modern" and p.mwait_exiting
 
 
-def _apic_write(p: Profile, arch: str, apic: str, e: Effect, register: str) -> None:
+def _apic_write(p: Profile, arch: str, apic: str, e: Effect, virtualised: bool = False) -> None:
     """A guest write to a LAPIC register KVM emulates. No APIC virtualisation: x2APIC -> MSR
     write, xAPIC -> APIC page access (an NPF on SVM). APICv: EOI virtualised, ICR only with
     IPIv (6.12 vmx.c vmx_update_msr_bitmap_x2apic), other xAPIC writes trap as APIC_WRITE (56);
@@ -73,7 +73,7 @@ def _apic_write(p: Profile, arch: str, apic: str, e: Effect, register: str) -> N
         return
     if arch == "svm" and apic == "x2apic":
         e.assume("avic-is-x2avic")
-    if register == "eoi" or (register == "icr" and p.ipiv):
+    if virtualised:                             # EOI, and ICR with IPIv / AVIC
         e.assume("edge-triggered")
     elif arch == "svm" or apic == "xapic":
         e.exit("APIC_WRITE")
@@ -231,7 +231,7 @@ def _ipi(p: Profile, arch: str, q: Q, e: Effect) -> None:
     target, apic = q["target_state"], q["apic"]
     e.assume("ipi-both-vcpus")
     if p.apicv:
-        _apic_write(p, arch, apic, e, "icr")
+        _apic_write(p, arch, apic, e, p.ipiv)
         if not p.ipiv:
             e.assume("apicv-no-ipiv")
         if arch == "svm" and p.ipiv and not _in_guest(p, target):
@@ -259,7 +259,7 @@ def _timer(p: Profile, arch: str, q: Q, e: Effect) -> None:
     if q["mode"] == "tsc-deadline":
         e.exit("MSR_WRITE")                     # intercepted in every profile (v2/20 mirrors it on the exit)
     elif not (p.timer_passthrough and apic == "x2apic" and direct):
-        _apic_write(p, arch, apic, e, "tmict")  # v2/19-20: TMICT passes only in the slave bitmap
+        _apic_write(p, arch, apic, e)           # v2/19-20: TMICT passes only in the slave bitmap
     injected = True
     if p.timer_passthrough:                     # v2/20: the slave's physical LAPIC timer
         e.assume("v2-lvtt-vector")
@@ -319,7 +319,7 @@ def _eoi(p: Profile, arch: str, q: Q, e: Effect) -> None:
     if direct and p.direct_eoi_x2apic and apic == "x2apic":
         e.assume("v2-direct-mode")              # v2/19: 0x80b passes in the slave bitmap
         return
-    _apic_write(p, arch, apic, e, "eoi")
+    _apic_write(p, arch, apic, e, virtualised=True)
     if direct and not p.direct_eoi_x2apic:
         e.assume("v1-direct-eoi-absent")
 
