@@ -105,3 +105,26 @@ def test_bad_operations_say_what_is_wrong():
         names.reason("arm", "CPUID")
     with pytest.raises(ModelError, match=r"^abstract exit reason 'HV_TIMER' does not exist on svm$"):
         names.reason("svm", "HV_TIMER")
+
+
+def test_effects_accumulate_per_reason_and_counter():
+    from hil.model.semantics import Effect
+    e = Effect().exit("MSR_WRITE").exit("MSR_WRITE", Bound(0, 1)).count("pf_fixed").count("pf_fixed")
+    assert e.exits == {"MSR_WRITE": Bound(1, 2)} and e.counters == {"pf_fixed": Bound.exactly(2)}
+    assert e.assume("a", "b").assume("a").assumptions == ("a", "b")
+
+
+def test_compare_and_agrees_against_measured_counts():
+    from hil.model import agrees, compare
+    pred = predict([Operation("cpuid", 3)], "stock-svm", "svm")
+    rows = compare(pred, {"cpuid": 3, "interrupt": 7, "hlt": 1})
+    assert [(r.reason, r.predicted, r.measured, r.ok) for r in rows] == [
+        ("cpuid", Bound.exactly(3), 3, True), ("hlt", Bound(0, 0), 1, False), ("interrupt", Bound(0, None), 7, True)]
+    assert not agrees(pred, {"cpuid": 3, "hlt": 1}) and agrees(pred, {"cpuid": 3, "interrupt": 2})
+    assert not agrees(pred, {"cpuid": 2}) and agrees(pred, {"cpuid": 3})
+
+
+def test_bound_membership():
+    assert Bound.at_least(2) == Bound(2, None) and Bound.at_least(2).contains(10**9) and not Bound.at_least(2).contains(1)
+    assert [Bound(1, 2).contains(n) for n in (0, 1, 2, 3)] == [False, True, True, False]
+    assert Bound(1, 1).exact and not Bound(1, 2).exact and not Bound.at_least(1).exact
