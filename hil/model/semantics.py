@@ -260,16 +260,15 @@ def _timer(p: Profile, arch: str, q: Q, e: Effect) -> None:
         e.exit("MSR_WRITE")                     # intercepted in every profile (v2/20 mirrors it on the exit)
     elif not (p.timer_passthrough and apic == "x2apic" and direct):
         _apic_write(p, arch, apic, e)           # v2/19-20: TMICT passes only in the slave bitmap
-    injected = True
     if p.timer_passthrough:                     # v2/20: the slave's physical LAPIC timer
         e.assume("v2-lvtt-vector")
         if q["lvtt_vector"] == "other":         # LVTT write refused (-EINVAL): never armed
             e.delivered = False
             return
         if direct:
-            e.guest_interrupts = ONE            # vector 0xef through the guest IDT
+            e.guest_interrupts = ONE            # vector 0xef through the guest IDT: no window to wait for
             e.assume("v2-direct-mode")
-            injected = False
+            return
         else:                                   # exit 1, slave_lapic_timer_fn -> kvm_timer_fn; v2/09 bounce
             e.exit("EXTINT", where="online")
             e.bounces = ONE
@@ -290,7 +289,7 @@ def _timer(p: Profile, arch: str, q: Q, e: Effect) -> None:
         if arch == "vmx" and p.era == "modern":
             e.assume("hv-timer")
         _virtual_injection(p, e)
-    if injected and q["armed_with"] == "interrupts-off" and not p.apicv:
+    if q["armed_with"] == "interrupts-off" and not p.apicv:
         # armed before sti: a slow host can let it expire first, and KVM then waits for the
         # interrupt window (one irq-window exit at the sti); APICv/AVIC deliver at sti unaided
         e.exit("IRQ_WINDOW", Bound(0, 1))

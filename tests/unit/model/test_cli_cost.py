@@ -123,6 +123,9 @@ def test_cli_in_process_prints_the_answer(capsys):
     assert main(["--list"]) == 0
     listing = capsys.readouterr().out
     assert "  slave-v2           [vmx] " in listing and "host-irq" in listing and "direct=on|off" in listing
+    assert listing.startswith("profiles:\n  stock-2012         [vmx,svm] Linux 3.6")
+    assert "\nevents:\n  cpuid          guest executes CPUID\n  hlt " in listing
+    assert "[access=read|write msr=apic-base|tsc-deadline|" in listing and listing.endswith("guest_state=running|halted]\n")
 
 
 @pytest.mark.parametrize("args,message", [

@@ -121,7 +121,14 @@ def test_compare_and_agrees_against_measured_counts():
     assert [(r.reason, r.predicted, r.measured, r.ok) for r in rows] == [
         ("cpuid", Bound.exactly(3), 3, True), ("hlt", Bound(0, 0), 1, False), ("interrupt", Bound(0, None), 7, True)]
     assert not agrees(pred, {"cpuid": 3, "hlt": 1}) and agrees(pred, {"cpuid": 3, "interrupt": 2})
-    assert not agrees(pred, {"cpuid": 2}) and agrees(pred, {"cpuid": 3})
+    assert not agrees(pred, {"cpuid": 2}) and agrees(pred, {"cpuid": 3}) and not agrees(pred, {})
+    assert [(r.reason, r.measured, r.ok) for r in compare(pred, {})] == [("cpuid", 0, False), ("interrupt", 0, True)]
+
+
+def test_abstract_reasons_sharing_a_name_add_up():
+    ops = [Operation.of("msr", 2, access="read"), Operation.of("msr", 3, access="write")]
+    assert predict(ops, "stock-svm", "svm").exits["msr"] == Bound.exactly(5)
+    assert predict(ops, "stock-vmx", "vmx").exits["MSR_READ"] == Bound.exactly(2)
 
 
 def test_bound_membership():

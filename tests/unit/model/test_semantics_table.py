@@ -83,6 +83,7 @@ ROWS = [
     ("slave-v1-full", "vmx", "msi-assigned", RUN, {}, {"guest_interrupts": 1, "irq_injections": 0,
                                                        "assumes-not": "v2-direct-mode"}, "v2/18"),
     ("slave-v2", "vmx", "msi-assigned", HALT, {}, {"guest_interrupts": 1, "assumes": "vcpu-resident"}, "v2/18"),
+    ("slave-v2", "vmx", "msi-assigned", RUN, {}, {"guest_interrupts": 1, "assumes": "v2-direct-mode"}, "v2/14"),
     ("slave-v2", "vmx", "msi-assigned", {"direct": "off"}, {"EXTERNAL_INTERRUPT": 1},
      {"bounces": 1, "irq_injections": 1, "irq_exits": 1, "guest_interrupts": 1}, "v2/14"),
     ("stock-vmx-apicv", "vmx", "msi-assigned", RUN, {}, {"guest_interrupts": 1, "irq_injections": 0, "halt_wakeup": 0},
@@ -296,7 +297,7 @@ def test_every_event_has_rows_under_a_slave_a_stock_and_a_port_profile():
     ("stock-vmx", "vmx", "msi-assigned", {"direct": "off"},
      r"^direct=off: profile stock-vmx has no direct mode to turn off \(only slave-v2 toggles external-interrupt exiting\)$"),
     ("slave-v1", "vmx", "timer", {"direct": "off"}, "no direct mode"),
-    ("disable-exits", "vmx", "msr", {"msr": "cstate-residency", "access": "write"}, "read-only: use access=read"),
+    ("disable-exits", "vmx", "msr", {"msr": "cstate-residency", "access": "write"}, "^msr=cstate-residency is read-only: use access=read$"),
     ("stock-svm", "svm", "cpuid", {"apic": "xapic"}, "takes no parameters"),
     ("stock-svm", "svm", "kick", {"guest_state": "asleep"}, "is not one of running, halted, outside"),
 ])
