@@ -3,6 +3,10 @@ and attached (semantics.py, race.py, profiles.py) to each answer that depends on
 from __future__ import annotations
 
 ASSUMPTIONS: dict[str, str] = {
+    "timer-may-expire-before-entry": "A one-shot timer armed with interrupts off may expire while the vCPU is "
+                                     "still out for the TMICT write (a short timer, a slow host): that expiry "
+                                     "then costs no exit of its own and waits for the interrupt window. "
+                                     "Measured on the TCG lab under load (probe hlt op, dedicated-hlt).",
     # profiles
     "v1-composition": "slave-v1 is the v1 series as far as the seed (patches 1-14/18): the seed's NMI handler "
                       "acts on nothing (seed L99-113, 'no need to prevent run' at L107), and nothing routes "
