@@ -198,7 +198,7 @@ def kick_bounds(p: Profile, k: KickLandings) -> KickBounds:
         # a lost kick shows as late unless an unrelated exit delivered it first
         KickCheck("late", "late kicks (lost: landed in the window, or found the vCPU stuck at EXITING)",
                   Bound(max(0, lost_low - k.unrelated_exits), lost_high)),
-        KickCheck("taken", "interrupts taken", Bound(k.sent - k.late, k.sent)),
+        KickCheck("taken", "interrupts taken", Bound(max(0, k.sent - k.late), k.sent)),
         # a kick is an NMI: the stock path (a reschedule IPI to a vCPU in guest mode) never runs
         KickCheck("stock_kicks", "kicks of vCPU 0 by reschedule IPI (whole run)", Bound.exactly(0)),
     ]
