@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 import resource
-import signal
 import tempfile
 import traceback
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from hil.model import PROFILES
+from hil.runner import watchdog
 from hil.scenario import ConfigError, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,23 +33,6 @@ PER_DOC_SECONDS = 2.0
 PER_DOC_MIB = 100
 MAX_MESSAGE = 10_000     # characters: an error quoting an expanded alias bomb is a hang in waiting
 WL = "workload:\n  kind: probe\n  ops:\n    - {op: cpuid, count: 4}\n"
-
-
-class DocTimeout(Exception):
-    pass
-
-
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    def fire(signum: int, frame: object) -> None:
-        raise DocTimeout(f"over {seconds} s")
-    old = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @dataclass
@@ -67,7 +49,7 @@ class Campaign:
         spath.write_bytes(scenario)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         try:
-            with time_limit(PER_DOC_SECONDS):
+            with watchdog(PER_DOC_SECONDS, "one document"):   # RunTimeout: a failure like any other
                 load_scenario(str(spath), root=ROOT, overrides=list(overrides), valid_profiles=PROFILES)
             self.outcomes["accepted"] += 1
         except ConfigError as e:
