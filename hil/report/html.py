@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hil.report import plots
 
 CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;max-width:1200px}
 h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;margin-top:1.6em}
@@ -84,6 +83,7 @@ def _latency_series(op: Mapping[str, Any]) -> list[tuple[str, list[float], str]]
 
 def _case_section(case: Mapping[str, Any], ops: Mapping[str, Mapping[str, Any]],
                   host_irqs: Mapping[str, Any]) -> str:
+    from hil.report import plots     # matplotlib loads in about a second: only when a page is drawn
     name = str(case["name"])
     parts = [f'<h2 id="case-{esc(name)}">{esc(name)} {verdict_span(case["verdict"])}</h2>']
     if case.get("detail"):
