@@ -309,6 +309,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("kernel", help="import and build kernel series (see 'hil kernel --help')")
     args = parser.parse_args(argv)
     _setup_logging(-1 if args.quiet else args.verbose)
+    try:
+        return _dispatch(args)
+    finally:
+        global _DISPLAY
+        if _DISPLAY is not None:
+            _DISPLAY.stop()
+            _DISPLAY = None
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     try:
