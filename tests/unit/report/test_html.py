@@ -65,3 +65,19 @@ def test_the_index_links_every_report(tmp_path):
     index = html.write_index(tmp_path, results).read_text()
     assert 'href="a/report.html"' in index and 'href="b/report.html"' in index
     assert re.search(r"<h1>hil runs <span class=\"FAIL\">FAIL</span></h1>", index)
+
+
+def test_hil_report_renders_old_results_again_with_an_index(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from tests.unit.report.results import DATA
+    for name in ("probe-basic", "kicks-io-thread"):
+        (tmp_path / name).mkdir()
+        shutil.copy(DATA / f"{name}.result.json", tmp_path / name / "result.json")
+    proc = subprocess.run([sys.executable, "-m", "hil.cli", "report", str(tmp_path), "--index", str(tmp_path)],
+                          cwd=Path(__file__).resolve().parents[3], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "probe-basic" / "report.html").is_file()
+    index = (tmp_path / "index.html").read_text()
+    assert 'href="kicks-io-thread/report.html"' in index and 'href="probe-basic/report.html"' in index
