@@ -18,6 +18,7 @@ with it, every run's logs and the L1 logs stay.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -47,6 +48,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="keep every run's directory and the L1 logs, also of runs that passed")
 
 
+@functools.cache
 def _scenario_groups() -> dict[str, list[str]]:
     """scenario -> its groups, read cheaply (this runs in every pytest session with hil installed)."""
     from hil.scenario import list_scenarios
