@@ -64,20 +64,25 @@ def _href(path: str, base: Path | None) -> str:
     return p.as_uri() if p.is_absolute() else p.as_posix()
 
 
-def _latency_series(op: Mapping[str, Any]) -> list[tuple[str, list[float], str]]:
-    """(title, samples, unit) for each latency series an op measurement carries, in whichever of
-    the shapes the lab writes: `samples` / `latency_*` as a list, or a dict of lists per reason."""
+def _latency_plots(op: Mapping[str, Any]) -> list[tuple[str, bytes]]:
+    """(title, PNG) per latency distribution an op measurement carries: `latency` as the lab
+    summarises it (kind -> {n, p50, p99, histogram of ns buckets, ...}), or a plain list of
+    samples under a key naming latency. Raw `samples` stamps (TSC or ns as the probe printed
+    them, not all of them latencies) are not plotted."""
+    from hil.report import plots
     out = []
+    predicted = op.get("latency_predicted") or {}
     for key, value in op.items():
-        if not ("latenc" in key or key == "samples"):
-            continue
-        unit = key.rsplit("_", 1)[1] if key.endswith(("_ns", "_us", "_cycles", "_tsc")) else "latency"
-        if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
-            out.append((f"{op.get('op')}: {key}", [float(v) for v in value], unit))
-        elif isinstance(value, dict):
-            for sub, vals in value.items():
-                if isinstance(vals, list) and vals and all(isinstance(v, (int, float)) for v in vals):
-                    out.append((f"{op.get('op')}: {key} {sub}", [float(v) for v in vals], unit))
+        name = f"{op.get('op')}: {key}"
+        if isinstance(value, dict):
+            for kind, stats in value.items():
+                if isinstance(stats, dict) and isinstance(stats.get("histogram"), list) and stats["histogram"]:
+                    title = f"{op.get('op')} {kind} latency"
+                    out.append((title, plots.latency_buckets(title, stats, predicted.get(kind))))
+        elif "latenc" in key and isinstance(value, list) and value and \
+                all(isinstance(v, (int, float)) for v in value):
+            unit = key.rsplit("_", 1)[1] if key.endswith(("_ns", "_us", "_cycles")) else "latency"
+            out.append((name, plots.histogram(name, [float(v) for v in value], unit)))
     return out
 
 
@@ -100,8 +105,8 @@ def _case_section(case: Mapping[str, Any], ops: Mapping[str, Mapping[str, Any]],
                                                rows), f"{name} measured vs predicted", "exits"))
     op = ops.get(name)
     if op:
-        for title, samples, unit in _latency_series(op):
-            parts.append(img(plots.histogram(title, samples, unit, op.get("latency_predicted")), title, "latency"))
+        for title, png in _latency_plots(op):
+            parts.append(img(png, title, "latency"))
     by_kind = host_irqs.get(name)
     if by_kind:
         parts.append(img(plots.per_cpu(f"{name}: host interrupts per L1 CPU", by_kind),

@@ -88,3 +88,28 @@ def per_cpu(title: str, by_kind: Mapping[str, Mapping[str, int]]) -> bytes:
     if any(bottom):
         ax.legend(fontsize="small", frameon=False)
     return _png(fig)
+
+
+def latency_buckets(title: str, stats: Mapping[str, Any], predicted: Mapping[str, Any] | None = None) -> bytes:
+    """A latency distribution as the lab summarises it (ns; log2 buckets {lo_ns, hi_ns, count},
+    order statistics), on a log axis, with p50 and p99 marked and a predicted {low, high} shaded."""
+    fig = Figure(figsize=(5.5, 3))
+    ax = fig.add_subplot()
+    buckets = [b for b in stats.get("histogram") or [] if b.get("count")]
+    for b in buckets:
+        lo = max(float(b["lo_ns"]), 1.0)
+        ax.bar(lo, b["count"], width=float(b["hi_ns"]) - lo, align="edge", color=OK, edgecolor="white")
+    ax.set_xscale("log")
+    for q, style in (("p50", "--"), ("p99", ":")):
+        if stats.get(q) is not None:
+            ax.axvline(float(stats[q]), color=BOUND, linestyle=style, label=f"{q} {float(stats[q]):,.0f} ns")
+    if predicted:
+        high = predicted.get("high")
+        ax.axvspan(max(float(predicted.get("low") or 1), 1.0),
+                   float(high) if high is not None else float(stats.get("max") or 1) * 2,
+                   color=BAD, alpha=0.12, label="predicted")
+    ax.set_xlabel("ns")
+    ax.set_ylabel("samples")
+    ax.set_title(f"{title} (n={stats.get('n', sum(b['count'] for b in buckets))})")
+    ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _png(fig)

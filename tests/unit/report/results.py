@@ -36,8 +36,20 @@ def probe_result(*overrides: str, extra: dict[str, dict[str, int]] | None = None
     result = verdict(sc, m)
     for op in result.measurement.get("ops", []):
         if samples and op["op"] in samples:
-            op["latency_samples_ns"] = samples[op["op"]]
+            op["samples"] = {"lat": [int(v * 3) for v in samples[op["op"]]]}      # raw TSC stamps: not plotted
+            op["latency"] = {"lat": stats(samples[op["op"]])}
     return result
+
+
+def stats(values: list[float]) -> dict[str, Any]:
+    """A latency summary in the lab's shape: order statistics and log2 ns buckets."""
+    v = sorted(values)
+    buckets: dict[int, int] = {}
+    for x in v:
+        buckets[int(x).bit_length()] = buckets.get(int(x).bit_length(), 0) + 1
+    return {"n": len(v), "min": v[0], "p50": v[len(v) // 2], "p99": v[-1], "max": v[-1], "mean": sum(v) / len(v),
+            "histogram": [{"lo_ns": float(1 << (b - 1)), "hi_ns": float(1 << b), "count": n}
+                          for b, n in sorted(buckets.items())]}
 
 
 def doc(result: RunResult, **extra: Any) -> dict[str, Any]:

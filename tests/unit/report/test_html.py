@@ -19,11 +19,14 @@ def test_one_exits_plot_per_case_with_rows_and_nothing_fetched():
     assert ">PASS<" in page and "1cda2b7a7afc8209d77fe7de" in page      # verdict and provenance
 
 
-def test_latency_samples_get_a_histogram_and_their_absence_none():
-    with_samples = html.render(doc(probe_result(samples={"cpuid": [100.0 + i % 7 for i in range(64)]})))
-    assert plots(with_samples).count("latency") == 1
-    assert "cpuid: latency_samples_ns" in with_samples
+def test_latency_gets_a_histogram_and_its_absence_none():
+    with_latency = html.render(doc(probe_result(samples={"cpuid": [1000.0 + 90 * (i % 7) for i in range(64)]})))
+    assert plots(with_latency).count("latency") == 1       # the summary, not the raw stamps
+    assert "cpuid lat latency" in with_latency
     assert "latency" not in plots(html.render(doc(probe_result())))
+    d = doc(probe_result())
+    d["measurement"]["ops"][0]["latency_ns"] = [5.0, 6.0, 9.0]   # a plain list of samples
+    assert plots(html.render(d)).count("latency") == 1
 
 
 def test_kick_ops_get_host_interrupts_per_cpu():

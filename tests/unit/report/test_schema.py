@@ -22,7 +22,8 @@ def validator():
     lambda: probe_result(extra={"cpuid": {"cpuid": 1}}),           # FAIL
     lambda: error_result("probe-basic", "L1 did not boot"),
     lambda: skip_result("probe-basic", "no /dev/kvm"),
-], ids=["pass", "fail", "error", "skip"])
+    lambda: probe_result(samples={"hlt": [900.0, 1100.0, 5000.0]}),
+], ids=["pass", "fail", "error", "skip", "latency"])
 def test_every_kind_of_result_validates(validator, make):
     d = doc(make(), elapsed_seconds=1.5)
     assert d["schema_version"] == json_report.SCHEMA_VERSION == 1
