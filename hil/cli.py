@@ -288,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("compare", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
                        help="compare two results (or two directories of them) per case and reason",
                        description="Per scenario, case and reason: A's and B's measured exits and the delta.\n"
-                       "Marks: changed-exact (the model predicts one count, the same on both sides, and it\n"
+                       "Marks: changed-exact (the model predicts one exact count and the measured count\n"
                        "changed), outside-bounds (B leaves B's predicted bound), over-tolerance (|B-A| above\n"
-                       "--tolerance).\n"
+                       "--tolerance), prediction-changed (the inputs differ: a count, a profile).\n"
                        "Exit 0: same; 1: changed-exact or over-tolerance (git bisect run: bad); 2: a scenario\n"
                        "could not be compared (on one side only, or ERROR/SKIP) or bad input.")
     p.add_argument("a", help="result.json, or a directory searched for result.json files")

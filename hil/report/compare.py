@@ -57,8 +57,9 @@ class Delta:
     b: int | None
     predicted_a: str
     predicted_b: str
-    deterministic: bool          # the model predicts one exact count, the same on both sides
-    marks: list[str] = field(default_factory=list)   # changed-exact | outside-bounds | over-tolerance | only-in-a/b
+    deterministic: bool          # the model predicts one exact count (on either side)
+    # changed-exact | outside-bounds | over-tolerance | prediction-changed | only-in-a/b
+    marks: list[str] = field(default_factory=list)
 
     @property
     def delta(self) -> int | None:
@@ -149,15 +150,15 @@ def compare(a: Mapping[str, dict[str, Any]], b: Mapping[str, dict[str, Any]], to
             case, reason = key
             xa, xb = ra.get(key), rb.get(key)
             pa, pb = (xa or {}).get("predicted"), (xb or {}).get("predicted")
-            exact = (case not in CROSS_CHECKS and pa is not None and pb is not None and pa == pb
-                     and pa["high"] is not None and pa["low"] == pa["high"])
+            exact = case not in CROSS_CHECKS and any(
+                p is not None and p["high"] is not None and p["low"] == p["high"] for p in (pa, pb))
             d = Delta(scenario, case, reason, xa["measured"] if xa else None, xb["measured"] if xb else None,
                       _bound_text(pa), _bound_text(pb), exact)
+            if pa is not None and pb is not None and pa != pb:
+                d.marks.append("prediction-changed")     # the inputs differ (a count, a profile)
             if xa is None or xb is None:
                 d.marks.append("only-in-a" if xb is None else "only-in-b")
-                # a reason that appears on one side only is still a change of an exact count when
-                # the model predicted it exactly (e.g. 0 expected and now 3 measured)
-                if exact or (case not in CROSS_CHECKS and (pa or pb) and (pa or pb)["low"] == (pa or pb)["high"]):
+                if exact:
                     d.marks.append("changed-exact")
             else:
                 if exact and d.a != d.b:

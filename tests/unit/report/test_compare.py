@@ -51,6 +51,14 @@ def test_kvm_counters_differ_between_runs_and_are_not_exact_predictions():
     assert c.exit_code == 0
 
 
+def test_a_changed_count_in_the_scenario_changes_exact_counts_and_says_why():
+    c = compare(side(probe_result()), side(probe_result("workload.ops.0.count=32")))
+    assert c.exit_code == 1
+    reg = [(d.case, d.reason, d.a, d.b) for d in c.regressions]
+    assert reg == [("cpuid", "cpuid", 16, 32)]
+    assert "prediction-changed" in c.regressions[0].marks
+
+
 def test_an_errored_side_cannot_be_compared():
     c = compare(side(probe_result()), side(error_result("probe-basic", "L1 did not boot")))
     assert c.exit_code == 2 and "L1 did not boot" in c.incomparable[0]
