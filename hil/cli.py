@@ -190,7 +190,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if keep:
             json_report.write_text(out / "result.json", json.dumps(doc, indent=2, default=str))
             (out / "junit.xml").write_text(junit.render(doc))
-            html.write(out / "report.html", doc)
+            try:
+                html.write(out / "report.html", doc)
+            except Exception as e:      # a plotting bug must not lose the run's verdict
+                logging.getLogger(__name__).warning("report.html not written: %s: %s", type(e).__name__, e,
+                                                    exc_info=e if not isinstance(e, OSError) else None)
         else:
             shutil.rmtree(out, ignore_errors=True)
             doc = json_report.document(result, elapsed_seconds=elapsed)

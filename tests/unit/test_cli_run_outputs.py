@@ -80,3 +80,15 @@ def test_json_dash_puts_the_document_on_stdout_and_the_table_on_stderr(fake_lab,
     captured = capsys.readouterr()
     assert json.loads(captured.out)["scenario"] == "probe-basic"
     assert "result: PASS" in captured.err
+
+
+def test_a_report_that_cannot_be_drawn_keeps_the_verdict(fake_lab, monkeypatch, capsys):
+    from hil.report import html
+
+    def broken(*a, **k):
+        raise ValueError("a plotting bug")
+    monkeypatch.setattr(html, "write", broken)
+    out = fake_lab / "out"
+    assert cli.main(["run", "probe-basic", "--accel", "tcg", "--out", str(out)]) == 0
+    assert json.loads((out / "result.json").read_text())["verdict"] == "PASS"
+    assert "report.html not written: ValueError: a plotting bug" in capsys.readouterr().err
