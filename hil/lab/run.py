@@ -175,8 +175,10 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
         l1.put_file(path, data)
     t1 = time.monotonic()
     log.info("L2: %s on %s", scenario.name, arch)
+    load_before = os.getloadavg()[0]
     raw = l1.request("run_l2", request.to_json(), timeout=request.timeout + 60.0)
     t2 = time.monotonic()
+    host_load = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2), "nproc": os.cpu_count()}
     try:
         result = L2Result.from_json(raw)
     except (TypeError, ValueError) as e:
@@ -192,7 +194,7 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
         pio=pio_counts(result.pio),
         userspace_exits={str(e["reason"]): e["hitcount"] for e in result.userspace_exits},
         counters=counters(result.stats), probe_events=events, ended_by=result.ended_by,
-        provenance=provenance(scenario, prep, l1, result, request), timings=timings,
+        provenance={**provenance(scenario, prep, l1, result, request), "host_load": host_load}, timings=timings,
         kick_trace=kick_trace(result), l2_exitcode=result.exitcode,
         logs={"l1_console": str(l1.console_log), "l2_serial": str(out_dir / "l2-serial.log"),
               "repro": str(out_dir / "repro.sh")},
