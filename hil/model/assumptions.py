@@ -15,6 +15,10 @@ ASSUMPTIONS: dict[str, str] = {
     "v1-direct-eoi-absent": "v1 has no direct EOI: every guest EOI traps (v2 adds 19/21) [C/R].",
     "msi-host-affinity": "Stock: an assigned device's MSI is taken on the pCPU running the vCPU (host IRQ "
                          "affinity); landing elsewhere adds a kick, hence 1..2 external-interrupt exits.",
+    "direct-relay": "dedicated-direct: a device MSI reaches the guest IDT with no exit when KVM relays it "
+                    "(the vCPU is in the guest on its isolated CPU) and that entry left INTR unintercepted "
+                    "(the host's LAPIC timer was not armed on that CPU); measured by direct-msi-burst "
+                    "(kernel_patches/dedicated-cpu-direct 0006, tracepoint kvm_dedicated_relay).",
     "pv-eoi-off": "PV-EOI is not used by the guest unless the event says pv_eoi=on (merge version [R]).",
     "ambient-host-interrupts": "Host interrupts (timer tick, IPIs) may hit the vCPU's pCPU at any time in "
                                "profiles without a dedicated CPU: 0..inf external-interrupt exits per window.",

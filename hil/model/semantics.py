@@ -84,6 +84,8 @@ def effect(p: Profile, event: str, q: dict[str, str]) -> Effect:
     elif event == "msi-assigned":               # §4 'Assigned-device MSI'
         if p.direct_msi and p.ext_int_exiting != "on":
             e.guest_interrupts = ONE            # straight through the guest IDT: no exit, no counter
+            if not p.dedicated_cpu:             # a relay, not the slave series' retargeted MSI
+                e.assumptions += ("direct-relay",)
         elif p.posted_interrupts:
             e.guest_interrupts = ONE            # VT-d PI / AVIC: posted, no exit when running
             if q["guest_state"] == "halted":
