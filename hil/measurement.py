@@ -50,6 +50,7 @@ class KickTrace:
     relays: int = 0
     forwards: int = 0
     phys_eois: int = 0
+    deferred: int = 0                                   # exits that re-raised host work sent by NMI
 
     def found_count(self, mode: str, nmi: bool) -> int:
         return sum(f.count for f in self.found if f.mode == mode and f.nmi == nmi)

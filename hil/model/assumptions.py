@@ -19,6 +19,11 @@ ASSUMPTIONS: dict[str, str] = {
                     "(the vCPU is in the guest on its isolated CPU) and that entry left INTR unintercepted "
                     "(the host's LAPIC timer was not armed on that CPU); measured by direct-msi-burst "
                     "(kernel_patches/dedicated-cpu-direct 0006, tracepoint kvm_dedicated_relay).",
+    "direct-timer-expiry": "dedicated-direct does not pass the guest's LAPIC timer through: each expiry is "
+                           "one exit, an external interrupt when KVM's hrtimer fires on the vCPU's CPU (that "
+                           "entry intercepted INTR because the host timer was armed) or an NMI kick when "
+                           "nohz_full let the hrtimer run on a housekeeping CPU; measured by direct-timer "
+                           "(6 + 2 of 8). Modelled as 0..1 of each.",
     "pv-eoi-off": "PV-EOI is not used by the guest unless the event says pv_eoi=on (merge version [R]).",
     "ambient-host-interrupts": "Host interrupts (timer tick, IPIs) may hit the vCPU's pCPU at any time in "
                                "profiles without a dedicated CPU: 0..inf external-interrupt exits per window.",

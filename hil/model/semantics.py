@@ -123,7 +123,11 @@ def effect(p: Profile, event: str, q: dict[str, str]) -> Effect:
             _virtual_injection(p, e)
         else:
             in_guest = q["guest_state"] == "running" or not p.hlt_exiting
-            if in_guest:                        # hrtimer fires on the vCPU's pCPU
+            if in_guest and p.direct_msi:       # dedicated-direct: one exit, which one depends on the CPU
+                e.exit("EXTINT", Bound(0, 1), where="host")
+                e.exit("NMI", Bound(0, 1))
+                e.assumptions += ("direct-timer-expiry",)
+            elif in_guest:                      # hrtimer fires on the vCPU's pCPU
                 e.exit("EXTINT", where="host")
             else:
                 e.count("halt_wakeup")

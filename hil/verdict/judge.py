@@ -149,7 +149,7 @@ def _kick_case(scenario: Scenario, pred: ScenarioPrediction, m: Measurement, op:
         found_exiting_no_nmi=trace.found_count("exiting", False),
         guest_nmis_all_vcpus=trace.guest_nmis_all_vcpus, unrelated_exits=unrelated,
         host_interrupts=sum(host.values()) if host is not None else None, io_thread=io_thread,
-        relayed=trace.relays, forwarded=trace.forwards))
+        relayed=trace.relays, forwarded=trace.forwards, deferred=trace.deferred))
     measured = {"accepted": trace.accepted, "eoi_exits": got.exits.get(msr, 0), "late": late, "taken": irqs,
                 "ext_int_exits": got.exits.get(intr, 0), "nmi_exits_all": m.exits_all.get(nmi, 0),
                 "prevent_run_nmis": trace.self_nmis, "stock_kicks": trace.stock_kicks.get("in-guest", 0),

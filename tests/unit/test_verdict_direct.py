@@ -88,3 +88,18 @@ def test_the_direct_mode_number_is_the_patch_s():
     patch = Path(__file__).parents[2] / "kernel_patches/dedicated-cpu-direct/0006-kvm-svm-dedicated-direct-delivery.patch"
     text = patch.read_text()
     assert "KVM_DEDICATED_V1, KVM_DEDICATED_DIRECT };" in text and DEDICATED_MODES["direct"] == 3
+
+
+def test_every_nmi_exit_is_a_traced_kick_or_a_host_request_by_nmi():
+    from hil.measurement import NmiLanding
+
+    def run(deferred):
+        sc = scenario("direct-msi-burst")
+        op = OpMeasurement("kicks", 16, {"nmi": 6}, reported={"count": 16, "irqs": 16})
+        trace = KickTrace(accepted=16, io_thread_msis=[1] * 16, series_traced=True, relays=16,
+                          guest_nmis_all_vcpus=10, landed=[NmiLanding("guest", 10, 10, 0, 0)], deferred=deferred)
+        return verdict(sc, measurement([op], exits_all={"io": 10, "nmi": 11}, kick_trace=trace,
+                                       l1_health=health.health(True, "", [], 0)))
+    assert run(1).verdict.value == "PASS"
+    bad = run(0)
+    assert bad.verdict.value == "FAIL" and "NMI exits" in by_case(bad)["kicks"].detail
