@@ -46,8 +46,10 @@ def test_direct_mode_with_the_guest_timer_keeps_hlt_exit_free_and_l1_healthy(tmp
     assert proc.returncode == 0, proc.stdout + proc.stderr
     hlt = next(o for o in result["measurement"]["ops"] if o["op"] == "hlt")
     # HLT does not exit; the guest's timer is not passed through (K4 is not in the series): each
-    # expiry is KVM's hrtimer on CPU 1, an external-interrupt exit as in dedicated-v2
-    assert "hlt" not in hlt["exits"] and hlt["exits"].get("interrupt", 0) >= hlt["count"]
+    # expiry costs one exit, an external interrupt (KVM's hrtimer fired on CPU 1) or an NMI kick
+    # (nohz_full let the hrtimer run on CPU 0), as in dedicated-v2
+    assert "hlt" not in hlt["exits"]
+    assert hlt["exits"].get("interrupt", 0) + hlt["exits"].get("nmi", 0) >= hlt["count"]
     assert case(result, "l1-health")["verdict"] == "PASS"
     assert result["verdict"] == "PASS"
 
