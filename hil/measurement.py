@@ -51,6 +51,8 @@ class KickTrace:
     forwards: int = 0
     phys_eois: int = 0
     deferred: int = 0                                   # exits that re-raised host work sent by NMI
+    # exits that cut an event delivery short: {vcpu_id, exit_reason, intr_info, hitcount} (diagnostic)
+    exit_intinfo: list[dict[str, int]] = field(default_factory=list)
 
     def found_count(self, mode: str, nmi: bool) -> int:
         return sum(f.count for f in self.found if f.mode == mode and f.nmi == nmi)
