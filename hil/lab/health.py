@@ -29,6 +29,18 @@ def leaks(hists: dict[str, list[dict[str, Any]]]) -> int:
     return sum(int(e.get("hitcount", 0)) for e in hists.get("direct_leaks", []))
 
 
-def health(agent_answers: bool, agent_error: str, problems: list[str], leak_count: int) -> dict[str, Any]:
+def isr_in_service(info_lapic: str) -> list[str] | None:
+    """The vectors in service in QEMU's `info lapic` output (its "ISR" line: "(none)" or hex
+    vectors); None when the output has no such line."""
+    for line in info_lapic.splitlines():
+        if line.startswith("ISR"):
+            rest = line[3:].strip()
+            return [] if rest in ("", "(none)") else rest.split()
+    return None
+
+
+def health(agent_answers: bool, agent_error: str, problems: list[str], leak_count: int,
+           isr: list[str] | None = None) -> dict[str, Any]:
+    """isr: vectors in service in L1's physical APIC of the direct CPU after the run (None: not read)."""
     return {"agent_answers": agent_answers, "agent_error": agent_error, "console_problems": problems[:20],
-            "leaks": leak_count}
+            "leaks": leak_count, "l1_isr": isr}

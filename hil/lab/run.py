@@ -166,7 +166,7 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _l1_health(l1: L1Session, result: L2Result, console_start: int) -> dict[str, Any]:
+def _l1_health(l1: L1Session, scenario: Scenario, result: L2Result, console_start: int) -> dict[str, Any]:
     """After a direct-mode run: does the agent still answer, did L1's console report a stall,
     a CSD-lock wait or a leaked vector during the run, and what did the leak detector count."""
     try:
@@ -174,8 +174,16 @@ def _l1_health(l1: L1Session, result: L2Result, console_start: int) -> dict[str,
         answers, error = True, ""
     except LabError as e:
         answers, error = False, str(e)
+    isr = None
+    pin = scenario.topology.l2.pin
+    if pin:    # L0's view of L1's APIC on the direct CPU: a directly delivered vector left in service
+        try:
+            isr = health.isr_in_service(str(l1.machine.command("human-monitor-command",
+                                                                 **{"command-line": f"info lapic {pin[0]}"})))
+        except Exception as e:      # a monitor that cannot say is no verdict on L1
+            log.debug("info lapic: %s", e)
     return health.health(answers, error, health.console_problems(l1.console_log, console_start),
-                         health.leaks(result.hists))
+                         health.leaks(result.hists), isr)
 
 
 def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> Measurement:
@@ -197,7 +205,7 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
     except (TypeError, ValueError) as e:
         raise LabError(f"the L1 agent's answer is not an L2 result: {e}") from e
     (out_dir / "l2-serial.log").write_text(result.serial)
-    l1_health = _l1_health(l1, result, console_start) if scenario.topology.l2.dedicated == "direct" else None
+    l1_health = _l1_health(l1, scenario, result, console_start) if scenario.topology.l2.dedicated == "direct" else None
     check_result(result, scenario)
     events = probe_events(result.serial)
     ops, outside = exits_by_op(result, arch, prep.probe, events)

@@ -208,6 +208,9 @@ def _health_case(h: dict[str, Any]) -> CaseResult:
             ReasonRow("L1 console: stalls, CSD-lock waits, leaked vectors", Bound.exactly(0),
                       len(h.get("console_problems", [])), not h.get("console_problems")),
             ReasonRow("kvm_dedicated_leak hits", Bound.exactly(0), int(h.get("leaks", 0)), not h.get("leaks"))]
+    if h.get("l1_isr") is not None:
+        rows.append(ReasonRow("vectors in service in L1's APIC of the direct CPU", Bound.exactly(0),
+                              len(h["l1_isr"]), not h["l1_isr"]))
     bad = [r for r in rows if not r.ok]
     detail = "; ".join(f"{r.reason}: {r.measured}" for r in bad)
     if h.get("console_problems"):

@@ -103,3 +103,12 @@ def test_every_nmi_exit_is_a_traced_kick_or_a_host_request_by_nmi():
     assert run(1).verdict.value == "PASS"
     bad = run(0)
     assert bad.verdict.value == "FAIL" and "NMI exits" in by_case(bad)["kicks"].detail
+
+
+def test_isr_read_from_qemu_info_lapic():
+    text = "dumping local APIC state for CPU 1\n\nLVT0\t 0x00010700 active-hi edge  masked\nISR\t (none)\nIRR\t (none)\n"
+    assert health.isr_in_service(text) == []
+    assert health.isr_in_service(text.replace("ISR\t (none)", "ISR\t 50 60")) == ["50", "60"]
+    assert health.isr_in_service("no apic here") is None
+    stuck = burst(health_=health.health(True, "", [], 0, ["50"]))
+    assert by_case(stuck)["l1-health"].verdict.value == "FAIL"
