@@ -60,3 +60,15 @@ def test_direct_mode_is_refused_on_a_cpu_that_is_not_isolated(tmp_path):
     proc, result = run(tmp_path, "direct-msi-burst", "topology.l2.pin=[0, 1]")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "failed: errno 1" in result["error"]          # EPERM: not an isolated nohz_full CPU
+
+
+def test_kick_race_on_the_direct_series_loses_no_kick(tmp_path):
+    """vCPU 1's IPIs to vCPU 0 (direct): relayed when vCPU 0 is in the guest, v2's NMI kick when
+    not; a trapped EOI must end the highest vector in service, direct or virtual, or a direct
+    vector stays in service and its next kick is late, then lost."""
+    proc, result = run(tmp_path, "kick-race-direct")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    op = next(o for o in result["measurement"]["ops"] if o["op"] == "ipi-race")
+    assert op["reported"]["late"] == 0 and op["reported"]["irqs"] == op["count"]
+    assert result["measurement"]["kick_trace"]["relays"] > op["count"] // 2
+    assert result["verdict"] == "PASS"
