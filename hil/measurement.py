@@ -45,6 +45,14 @@ class KickTrace:
     window: int = 0                                     # kick NMIs past the request check, VMRUN ahead
     window_pending: int = 0                             # of them, with the kick's request still pending
     stock_kicks: dict[str, int] = field(default_factory=dict)   # stock path: vcpu->mode -> kicks
+    # dedicated-cpu-direct: device interrupts relayed to vCPU 0's CPU as physical IPIs, relayed
+    # vectors that came in root mode (forwarded to the virtual APIC), physical EOIs KVM did
+    relays: int = 0
+    forwards: int = 0
+    phys_eois: int = 0
+    deferred: int = 0                                   # exits that re-raised host work sent by NMI
+    # exits that cut an event delivery short: {vcpu_id, exit_reason, intr_info, hitcount} (diagnostic)
+    exit_intinfo: list[dict[str, int]] = field(default_factory=list)
 
     def found_count(self, mode: str, nmi: bool) -> int:
         return sum(f.count for f in self.found if f.mode == mode and f.nmi == nmi)
@@ -86,6 +94,8 @@ class Measurement:
     logs: dict[str, str] = field(default_factory=dict)
     kick_trace: KickTrace = field(default_factory=KickTrace)
     l2_exitcode: int | None = None       # L2 QEMU's exit code (None: hil stopped it)
+    # after a direct-mode run: the agent answered, sick L1 console lines, leak detector hits
+    l1_health: dict[str, Any] | None = None
 
     def op(self, name: str) -> OpMeasurement | None:
         return next((o for o in self.ops if o.op == name), None)

@@ -28,9 +28,13 @@ class Payload:
 
 
 def dedicate(l2: L2Config) -> list[VcpuIoctl]:
-    """KVM_SET_DEDICATED for every vCPU, issued by hil in QEMU's vCPU threads (QEMU knows no such ioctl)."""
+    """KVM_SET_DEDICATED for every vCPU, issued by hil in QEMU's vCPU threads (QEMU knows no such ioctl).
+    direct needs an isolated L1 CPU of the vCPU's own, and the lab's L1 has one: vCPU 0 gets
+    direct, the others v2 (the kernel refuses direct on a CPU that is not isolated)."""
     if l2.dedicated == "off":
         return []
+    if l2.dedicated == "direct":
+        return [VcpuIoctl(i, KVM_SET_DEDICATED, DEDICATED_MODES["direct" if i == 0 else "v2"]) for i in range(l2.smp)]
     return [VcpuIoctl(i, KVM_SET_DEDICATED, DEDICATED_MODES[l2.dedicated]) for i in range(l2.smp)]
 
 

@@ -137,4 +137,9 @@ def kick_trace(result: L2Result) -> KickTrace:
     trace.window_pending = sum(e["hitcount"] for e in windows if e.get("pending"))
     trace.stock_kicks = {VCPU_MODES.get(e["old_mode"], str(e["old_mode"])): e["hitcount"]
                          for e in hists.get("stock_kicks", []) if e.get("vcpu_id") == 0}
+    trace.relays = sum(e["hitcount"] for e in hists.get("direct_relays", []) if e.get("vcpu_id") == 0)
+    trace.forwards = sum(e["hitcount"] for e in hists.get("direct_forwards", []) if e.get("vcpu_id") == 0)
+    trace.exit_intinfo = [dict(e) for e in hists.get("exit_intinfo", [])]
+    trace.deferred = sum(e["hitcount"] for e in hists.get("direct_deferred", []))
+    trace.phys_eois = sum(e["hitcount"] for e in hists.get("direct_phys_eois", []) if e.get("vcpu_id") == 0)
     return trace

@@ -18,6 +18,7 @@ from hil.lab.agent.protocol import L2Request, L2Result
 from hil.lab.assets.cache import cache_root, digest
 from hil.lab.assets.l1_image import L1Image, build_l1_image, kernel_assets
 from hil.lab.assets.probe import ProbeImage, cached_probe
+from hil.lab import health
 from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.kernel import build_series
 from hil.lab.l1 import L1Session
@@ -164,12 +165,40 @@ def run_scenario(scenario: Scenario, out_dir: Path, *, accel: str | None = None,
         return run_on(l1, scenario, prep, out_dir)
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _l1_health(l1: L1Session, scenario: Scenario, result: L2Result, console_start: int) -> dict[str, Any]:
+    """After a direct-mode run: does the agent still answer, did L1's console report a stall,
+    a CSD-lock wait or a leaked vector during the run, and what did the leak detector count."""
+    try:
+        l1.request("hello", timeout=30.0)
+        answers, error = True, ""
+    except LabError as e:
+        answers, error = False, str(e)
+    isr = None
+    pin = scenario.topology.l2.pin
+    if pin:    # L0's view of L1's APIC on the direct CPU: a directly delivered vector left in service
+        try:
+            isr = health.isr_in_service(str(l1.machine.command("human-monitor-command",
+                                                                 **{"command-line": f"info lapic {pin[0]}"})))
+        except Exception as e:      # a monitor that cannot say is no verdict on L1
+            log.debug("info lapic: %s", e)
+    return health.health(answers, error, health.console_problems(l1.console_log, console_start),
+                         health.leaks(result.hists), isr)
+
+
 def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> Measurement:
     arch = check_arch(l1, scenario)
     request, payload = build_request(scenario, prep.probe)
     paths = L2Paths()
     uploads = {paths.kernel: payload.kernel, **({paths.initrd: payload.initrd} if payload.initrd else {})}
     write_repro(out_dir, l1, request.to_json(), uploads)
+    console_start = _size(l1.console_log)
     t0 = time.monotonic()
     for path, data in uploads.items():
         l1.put_file(path, data)
@@ -184,6 +213,7 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
     except (TypeError, ValueError) as e:
         raise LabError(f"the L1 agent's answer is not an L2 result: {e}") from e
     (out_dir / "l2-serial.log").write_text(result.serial)
+    l1_health = _l1_health(l1, scenario, result, console_start) if scenario.topology.l2.dedicated == "direct" else None
     check_result(result, scenario)
     events = probe_events(result.serial)
     ops, outside = exits_by_op(result, arch, prep.probe, events)
@@ -196,6 +226,7 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
         counters=counters(result.stats), probe_events=events, ended_by=result.ended_by,
         provenance={**provenance(scenario, prep, l1, result, request), "host_load": host_load}, timings=timings,
         kick_trace=kick_trace(result), l2_exitcode=result.exitcode,
+        l1_health=l1_health,
         logs={"l1_console": str(l1.console_log), "l2_serial": str(out_dir / "l2-serial.log"),
               "repro": str(out_dir / "repro.sh")},
     )

@@ -17,6 +17,20 @@ ASSUMPTIONS: dict[str, str] = {
     "one-vcpu-per-pcpu": "One vCPU per pCPU, pinned, in-kernel irqchip.",
     "slave-cpu-quiet": "No host interrupt reaches the slave CPU unless an event says so (host-irq, host-ipi, "
                        "timer under v1 model the ones that do).",
+    # dedicated-cpu-direct (kernel_patches/dedicated-cpu-direct, issue 10)
+    "direct-relay": "dedicated-direct: a device MSI reaches the guest IDT with no exit when KVM relays it "
+                    "(the vCPU is in the guest on its isolated CPU) and that entry left INTR unintercepted "
+                    "(the host's LAPIC timer was not armed on that CPU); measured by direct-msi-burst "
+                    "(kernel_patches/dedicated-cpu-direct 0006, tracepoint kvm_dedicated_relay).",
+    "direct-eoi": "dedicated-direct: the x2APIC EOI MSR (0x80b) passes through while no virtual vector is in "
+                  "service at the entry, and a trapped EOI ends the highest vector in service, physical or "
+                  "virtual (kernel_patches/dedicated-cpu-direct 0006); measured by direct-msi-burst (0 EOI exits "
+                  "for 16 relayed MSIs) and kick-race-direct.",
+    "direct-timer-expiry": "dedicated-direct does not pass the guest's LAPIC timer through: each expiry is "
+                           "one exit, an external interrupt when KVM's hrtimer fires on the vCPU's CPU (that "
+                           "entry intercepted INTR because the host timer was armed) or an NMI kick when "
+                           "nohz_full let the hrtimer run on a housekeeping CPU; measured by direct-timer "
+                           "(6 + 2 of 8). Modelled as 0..1 of each.",
     "ambient-host-interrupts": "Host interrupts (timer tick, IPIs) may hit the vCPU's pCPU at any time in "
                                "profiles without a dedicated CPU: 0..inf external-interrupt exits per window.",
     # slave series

@@ -16,7 +16,9 @@ class Profile:
     mwait_exiting: bool = True          # off: MWAIT in guest, and (VMX) no preemption-timer-backed LAPIC timer
     pause_exiting: bool = True          # PAUSE-loop exiting (PLE / pause filter)
     cstate_exiting: bool = True         # VMX: core C-state residency MSR reads exit
-    ext_int_exiting: str = "on"         # on | off (v1: off for good) | toggled (v2: on while a virtual IRQ is in service)
+    # on | off (v1: off for good) | toggled (v2: on while a virtual IRQ is in service) |
+    # host-timer (dedicated-direct: on for an entry made while the host's LAPIC timer is armed there)
+    ext_int_exiting: str = "on"
     kick: str = "ipi"                   # ipi | nmi-if-in-guest (v1) | nmi-unless-outside (v2)
     prevent_run: bool = False           # v2/17: a kick NMI landing during entry forces an immediate exit
     dedicated_cpu: bool = False         # the vCPU's pCPU is not a host CPU (slave): no host interrupts there
@@ -77,6 +79,13 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     replace(_STOCK, name="dedicated-v1", description="The dedicated-cpu port's v1 switch: the seed's kick (NMI "
             "only to a vCPU found IN_GUEST_MODE) and its NMI handler that acts on nothing",
             hlt_exiting=False, kick="nmi-if-in-guest"),
+    replace(_STOCK, name="dedicated-direct", description="The dedicated-cpu port, stage 3 (kernel_patches/"
+            "dedicated-cpu-direct, SVM): v2's HLT and kicks, plus direct delivery on the vCPU's isolated CPU: "
+            "host IPIs to it go by NMI, INTR intercept off with V_INTR_MASKING=0 while the host's LAPIC timer "
+            "is not armed there, device interrupts relayed to it as physical IPIs with the guest's vector, "
+            "x2APIC EOI passed through while no virtual vector is in service; the guest's timer stays KVM's",
+            arches=("svm",), hlt_exiting=False, kick="nmi-unless-outside", prevent_run=True,
+            ext_int_exiting="host-timer", direct_msi=True, direct_eoi_x2apic=True, pv_eoi=False),
     replace(_DISABLE_ALL, name="disable-exits-hlt", description="KVM_CAP_X86_DISABLE_EXITS with HLT only",
             mwait_exiting=True, pause_exiting=True, cstate_exiting=True),
     _SEED,

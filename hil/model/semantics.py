@@ -128,7 +128,8 @@ def _check_direct(p: Profile, q: Q) -> bool:
     if q["direct"] == "off" and p.ext_int_exiting != "toggled":
         raise ModelError(f"direct=off: profile {p.name} has no direct mode to turn off "
                          "(only slave-v2 toggles external-interrupt exiting)")
-    return p.ext_int_exiting == "off" or (p.ext_int_exiting == "toggled" and q["direct"] == "on")
+    # dedicated-direct: the relay's interrupts go through the guest IDT (assumption direct-relay)
+    return p.ext_int_exiting in ("off", "host-timer") or (p.ext_int_exiting == "toggled" and q["direct"] == "on")
 
 
 def _cpuid(p: Profile, arch: str, q: Q, e: Effect) -> None:
@@ -200,7 +201,9 @@ def _msi_assigned(p: Profile, arch: str, q: Q, e: Effect) -> None:
         e.assume("vcpu-resident")
         if direct:
             e.guest_interrupts = ONE            # through the guest IDT: no exit, no counter
-            if p.ext_int_exiting == "toggled":
+            if p.ext_int_exiting == "host-timer":   # dedicated-direct: KVM relays it as a physical IPI (0006)
+                e.assume("direct-relay")
+            elif p.ext_int_exiting == "toggled":
                 e.assume("v2-direct-mode")
         else:                                   # v2/14: exiting back on; v2/09: interrupted -> LOOP_ONLINE
             e.exit("EXTINT", where="online")
@@ -286,7 +289,10 @@ def _timer(p: Profile, arch: str, q: Q, e: Effect) -> None:
             once = Bound(0, 1) if q["armed_with"] == "interrupts-off" else ONE
             if q["armed_with"] == "interrupts-off":
                 e.assume("timer-may-expire-before-entry")
-            if _hv_timer(p, arch):
+            if p.ext_int_exiting == "host-timer":       # dedicated-direct: which exit depends on the CPU
+                e.exit("EXTINT", Bound(0, 1), where="host").exit("NMI", Bound(0, 1))
+                e.assume("direct-timer-expiry")
+            elif _hv_timer(p, arch):
                 e.exit("HV_TIMER", once)        # 6.12 vmx.c handle_fastpath_preemption_timer
             else:
                 e.exit("EXTINT", once, where="host")   # hrtimer on the vCPU's pCPU (3.6 timer.c, 6.12 lapic.c)
@@ -322,7 +328,8 @@ def _eoi(p: Profile, arch: str, q: Q, e: Effect) -> None:
             return                              # PV-EOI (3.6 ae7a2a3f): no exit when nothing else is pending
         e.assume("pv-eoi-refused")              # v2/14 refuses the MSR for a slave vCPU; v1's base predates it
     if direct and p.direct_eoi_x2apic and apic == "x2apic":
-        e.assume("v2-direct-mode")              # v2/19: 0x80b passes in the slave bitmap
+        # v2/19: 0x80b passes in the slave bitmap; dedicated-direct 0006: while no virtual vector is in service
+        e.assume("direct-eoi" if p.ext_int_exiting == "host-timer" else "v2-direct-mode")
         return
     _apic_write(p, arch, apic, e, virtualised=True)
     if direct and not p.direct_eoi_x2apic:

@@ -122,8 +122,9 @@ L2_FIELDS: dict[str, Field] = {
     "kernel_irqchip": Field("enum", default="on", choices=("on", "split", "off"),
                              doc="L2 -accel kvm,kernel-irqchip=: where the interrupt controllers are emulated"),
     "cpu_pm": Field("bool", default=False, doc="QEMU -overcommit cpu-pm=on (KVM_CAP_X86_DISABLE_EXITS)"),
-    "dedicated": Field("enum", default="off", choices=("off", "v2", "v1"),
-                       doc="KVM_SET_DEDICATED on every vCPU before it runs (needs the dedicated-cpu series)"),
+    "dedicated": Field("enum", default="off", choices=("off", "v2", "v1", "direct"),
+                       doc="KVM_SET_DEDICATED on every vCPU before it runs (needs the dedicated-cpu series; "
+                           "direct: the dedicated-cpu-direct series)"),
     "pin": Field("list", default=list, items=Field("int", min=0, max=63),
                  doc="L1 CPU for each vCPU thread, in vCPU order (e.g. [1, 0]); empty: not pinned"),
     "qemu_params": Field("list", default=list, items=Field("str"), doc="extra L2 QEMU arguments, one per item"),

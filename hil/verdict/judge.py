@@ -150,10 +150,12 @@ def _kick_case(scenario: Scenario, pred: ScenarioPrediction, m: Measurement, op:
         sent=sent, taken=irqs, late=late, window=trace.window, window_pending=trace.window_pending,
         found_exiting_no_nmi=trace.found_count("exiting", False),
         guest_nmis_all_vcpus=trace.guest_nmis_all_vcpus, unrelated_exits=unrelated,
-        host_interrupts=sum(host.values()) if host is not None else None, io_thread=io_thread))
+        host_interrupts=sum(host.values()) if host is not None else None, io_thread=io_thread,
+        relayed=trace.relays, forwarded=trace.forwards, deferred=trace.deferred))
     measured = {"accepted": trace.accepted, "eoi_exits": got.exits.get(msr, 0), "late": late, "taken": irqs,
                 "ext_int_exits": got.exits.get(intr, 0), "nmi_exits_all": m.exits_all.get(nmi, 0),
-                "prevent_run_nmis": trace.self_nmis, "stock_kicks": trace.stock_kicks.get("in-guest", 0)}
+                "prevent_run_nmis": trace.self_nmis, "stock_kicks": trace.stock_kicks.get("in-guest", 0),
+                "relays": trace.relays, "forwards": trace.forwards}
     rows = [ReasonRow(c.label, c.bound, measured[c.name], c.bound.contains(measured[c.name]))
             for c in bounds.checks]
     bad = any(not r.ok for r in rows)
@@ -207,6 +209,26 @@ def _counters_case(m: Measurement) -> CaseResult:
                                 for r in rows if not r.ok), rows)
 
 
+def _health_case(h: dict[str, Any]) -> CaseResult:
+    """L1 after a direct-mode run: the agent answers, the console shows no RCU stall, CSD-lock
+    wait or leaked vector, and the leak detector counted nothing."""
+    rows = [ReasonRow("L1 agent answers", Bound.exactly(1), int(bool(h.get("agent_answers"))),
+                      bool(h.get("agent_answers"))),
+            ReasonRow("L1 console: stalls, CSD-lock waits, leaked vectors", Bound.exactly(0),
+                      len(h.get("console_problems", [])), not h.get("console_problems")),
+            ReasonRow("kvm_dedicated_leak hits", Bound.exactly(0), int(h.get("leaks", 0)), not h.get("leaks"))]
+    if h.get("l1_isr") is not None:
+        rows.append(ReasonRow("vectors in service in L1's APIC of the direct CPU", Bound.exactly(0),
+                              len(h["l1_isr"]), not h["l1_isr"]))
+    bad = [r for r in rows if not r.ok]
+    detail = "; ".join(f"{r.reason}: {r.measured}" for r in bad)
+    if h.get("console_problems"):
+        detail += " (" + " | ".join(h["console_problems"][:3]) + ")"
+    if h.get("agent_error"):
+        detail += f" (agent: {h['agent_error']})"
+    return CaseResult("l1-health", Verdict.FAIL if bad else Verdict.PASS, detail, rows)
+
+
 def judge(scenario: Scenario, pred: ScenarioPrediction, m: Measurement) -> RunResult:
     if m.arch != pred.arch:
         return error_result(scenario.name, f"predicted for {pred.arch}, but L1 has {m.arch}",
@@ -221,6 +243,8 @@ def judge(scenario: Scenario, pred: ScenarioPrediction, m: Measurement) -> RunRe
     else:
         cases.append(_whole_run_case(m, pred.expected_exits))
     cases.append(_counters_case(m))
+    if m.l1_health is not None:
+        cases.append(_health_case(m.l1_health))
     return RunResult(scenario.name, Verdict.worst([c.verdict for c in cases]), cases, pred.profile.name, m.arch,
                      measurement=m.to_dict(), provenance=m.provenance, logs=m.logs)
 

@@ -112,8 +112,21 @@ DEDICATED_NMIS = HistTrigger("kvm/kvm_dedicated_nmi", ("vcpu_id", "where", "prev
                              vals=("kicks", "self_nmis"))
 DEDICATED_WINDOWS = HistTrigger("kvm/kvm_dedicated_window", ("vcpu_id", "prevented", "pending"))
 STOCK_KICKS = HistTrigger("kvm/kvm_stock_kick", ("vcpu_id", "old_mode"))
+# kernel_patches/dedicated-cpu-direct: relayed device interrupts, relayed vectors that came in
+# root mode, physical EOIs KVM did for a trapped direct EOI, and the leak detector.
+DIRECT_RELAYS = HistTrigger("kvm/kvm_dedicated_relay", ("vcpu_id", "vector"))
+DIRECT_FORWARDS = HistTrigger("kvm/kvm_dedicated_forward", ("vcpu_id", "vector"))
+DIRECT_PHYS_EOIS = HistTrigger("kvm/kvm_dedicated_phys_eoi", ("vcpu_id",))
+DIRECT_LEAKS = HistTrigger("kvm/kvm_dedicated_leak", ("vcpu_id", "vector", "where"))
+# exits that interrupted an event delivery (SVM EXITINTINFO, VMX IDT-vectoring info): with direct
+# delivery, a physical interrupt whose delivery to the guest the exit cut short (TCG's nested #NPF)
+EXIT_INTINFO = HistTrigger("kvm/kvm_exit", ("vcpu_id", "exit_reason", "intr_info"), filter="intr_info != 0")
+# host work that reached a direct vCPU's CPU by NMI (a doorbell NMI exit), re-raised at the exit
+DIRECT_DEFERRED = HistTrigger("kvm/kvm_dedicated_deferred", ("vcpu_id", "work"))
 OPTIONAL = {"kicks": DEDICATED_KICKS, "kick_nmis": DEDICATED_NMIS, "kick_windows": DEDICATED_WINDOWS,
-            "stock_kicks": STOCK_KICKS}
+            "stock_kicks": STOCK_KICKS, "direct_relays": DIRECT_RELAYS, "direct_forwards": DIRECT_FORWARDS,
+            "direct_phys_eois": DIRECT_PHYS_EOIS, "direct_leaks": DIRECT_LEAKS, "direct_deferred": DIRECT_DEFERRED,
+            "exit_intinfo": EXIT_INTINFO}
 # Entries KVM forces to exit at once with a reschedule IPI to its own CPU (req_immediate_exit):
 # the one reschedule IPI a dedicated vCPU's CPU still gets from KVM (needs the field, 5.x+).
 IMMEDIATE_EXITS = HistTrigger("kvm/kvm_entry", ("vcpu_id",), filter="immediate_exit == 1")

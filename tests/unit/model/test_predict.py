@@ -36,7 +36,7 @@ def test_an_undelivered_event_that_never_happens_leaves_delivery_alone():
 
 
 def test_unknown_names_are_named_with_the_valid_ones():
-    with pytest.raises(ModelError, match=r"^unknown profile 'nope'; valid: dedicated-hlt, dedicated-v1, "):
+    with pytest.raises(ModelError, match=r"^unknown profile 'nope'; valid: dedicated-direct, dedicated-hlt, dedicated-v1, "):
         predict([], "nope", "svm")
     with pytest.raises(ModelError, match=r"^unknown APIC mode 'x1apic'; valid: x2apic, xapic$"):
         predict([], "stock-svm", "svm", apic="x1apic")

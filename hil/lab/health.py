@@ -1,0 +1,46 @@
+"""L1's health after a run that gave a guest a CPU's interrupts (l2.dedicated: direct): a host
+vector that leaked into the guest, or host work that never reached that CPU, shows as an RCU
+stall, a CSD-lock wait or the leak detector's tracepoint long before L1 hangs outright."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+# L1 console lines that mean the host lost interrupts or work on a CPU (6.1's wording)
+SICK = re.compile(r"rcu: INFO: \S+ (?:self-)?detected stall|rcu: INFO: \S+ detected expedited stall"
+                  r"|csd: (?:Detected non-responsive CSD lock|CSD lock)|watchdog: BUG: soft lockup"
+                  r"|No irq handler for vector|dedicated-cpu-direct: host vector")
+
+
+def console_problems(console_log: Path, start: int = 0) -> list[str]:
+    """The sick lines the L1 console printed from byte `start` on (missing log: none)."""
+    try:
+        with console_log.open("rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    return [line.strip() for line in text.splitlines() if SICK.search(line)]
+
+
+def leaks(hists: dict[str, list[dict[str, Any]]]) -> int:
+    """Hits of kvm_dedicated_leak (dedicated-cpu-direct's leak detector), every vCPU."""
+    return sum(int(e.get("hitcount", 0)) for e in hists.get("direct_leaks", []))
+
+
+def isr_in_service(info_lapic: str) -> list[str] | None:
+    """The vectors in service in QEMU's `info lapic` output (its "ISR" line: "(none)" or hex
+    vectors); None when the output has no such line."""
+    for line in info_lapic.splitlines():
+        if line.startswith("ISR"):
+            rest = line[3:].strip()
+            return [] if rest in ("", "(none)") else rest.split()
+    return None
+
+
+def health(agent_answers: bool, agent_error: str, problems: list[str], leak_count: int,
+           isr: list[str] | None = None) -> dict[str, Any]:
+    """isr: vectors in service in L1's physical APIC of the direct CPU after the run (None: not read)."""
+    return {"agent_answers": agent_answers, "agent_error": agent_error, "console_problems": problems[:20],
+            "leaks": leak_count, "l1_isr": isr}

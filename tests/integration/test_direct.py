@@ -1,0 +1,76 @@
+"""Direct delivery on the real nested stack (kernel_patches/dedicated-cpu-direct, issue 10):
+L1 boots the whole kernel hil builds (cached, so a warm suite does not rebuild it) in x2APIC
+mode behind intel-iommu; vCPU 0 runs in direct mode on L1's isolated CPU 1."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(tmp_path, scenario, *sets):
+    out = tmp_path / scenario
+    argv = [sys.executable, "-m", "hil.cli", "run", scenario, "--accel", "tcg", "--out", str(out)]
+    for s in sets:
+        argv += ["--set", s]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    result = json.loads((out / "result.json").read_text())
+    return proc, result
+
+
+def case(result, name):
+    return next(c for c in result["cases"] if c["name"] == name)
+
+
+def test_relayed_msis_reach_the_guest_with_no_exit_and_l1_stays_healthy(tmp_path):
+    proc, result = run(tmp_path, "direct-msi-burst")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    m = result["measurement"]
+    op = next(o for o in m["ops"] if o["op"] == "kicks")
+    assert op["reported"]["irqs"] == op["count"] == 16
+    # no exit of any kind in the op's code: not the MSI's, not its EOI's
+    assert sum(op["exits"].values()) == 0, op["exits"]
+    assert m["kick_trace"]["relays"] == 16 and m["kick_trace"]["forwards"] == 0
+    assert m["l1_health"] == {"agent_answers": True, "agent_error": "", "console_problems": [], "leaks": 0,
+                              "l1_isr": []}     # nothing left in service in L1's APIC of CPU 1
+    assert result["provenance"]["l1"]["agent"]["kernel"].endswith("-hil-direct")
+    assert result["provenance"]["l2"]["injected"][0] == {"vcpu": 0, "request": 0xAEAF, "arg": 3, "result": 0}
+    assert result["verdict"] == "PASS"
+
+
+def test_direct_mode_with_the_guest_timer_keeps_hlt_exit_free_and_l1_healthy(tmp_path):
+    proc, result = run(tmp_path, "direct-timer")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    hlt = next(o for o in result["measurement"]["ops"] if o["op"] == "hlt")
+    # HLT does not exit; the guest's timer is not passed through (K4 is not in the series): each
+    # expiry costs one exit, an external interrupt (KVM's hrtimer fired on CPU 1) or an NMI kick
+    # (nohz_full let the hrtimer run on CPU 0), as in dedicated-v2
+    assert "hlt" not in hlt["exits"]
+    assert hlt["exits"].get("interrupt", 0) + hlt["exits"].get("nmi", 0) >= hlt["count"]
+    assert case(result, "l1-health")["verdict"] == "PASS"
+    assert result["verdict"] == "PASS"
+
+
+def test_direct_mode_is_refused_on_a_cpu_that_is_not_isolated(tmp_path):
+    """The kernel checks the preconditions: vCPU 0 pinned to L1 CPU 0 (a housekeeping CPU)."""
+    proc, result = run(tmp_path, "direct-msi-burst", "topology.l2.pin=[0, 1]")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "failed: errno 1" in result["error"]          # EPERM: not an isolated nohz_full CPU
+
+
+@pytest.mark.xfail(reason="known: about 1 kick in 1000 is late then lost on the direct series "
+                   "(kernel_patches/README.md, kick-race-direct); the assertion stays", strict=False)
+def test_kick_race_on_the_direct_series_loses_no_kick(tmp_path):
+    """vCPU 1's IPIs to vCPU 0 (direct): relayed when vCPU 0 is in the guest, v2's NMI kick when
+    not; a trapped EOI must end the highest vector in service, direct or virtual, or a direct
+    vector stays in service and its next kick is late, then lost."""
+    proc, result = run(tmp_path, "kick-race-direct")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    op = next(o for o in result["measurement"]["ops"] if o["op"] == "ipi-race")
+    assert op["reported"]["late"] == 0 and op["reported"]["irqs"] == op["count"]
+    assert result["measurement"]["kick_trace"]["relays"] > op["count"] // 2
+    assert result["verdict"] == "PASS"

@@ -1,0 +1,114 @@
+"""Direct-mode verdicts on fake measurements (pure logic): the dedicated-direct profile's kick
+bounds (relayed MSIs: no exit, no EOI exit) and the L1 health case."""
+from hil.lab import health
+from hil.measurement import KickTrace, OpMeasurement
+from hil.model.predict import predict_event
+from tests.unit.fakes import measurement, scenario, verdict
+
+
+def burst(*, exits=None, relays=16, forwards=0, irqs=16, health_=None):
+    sc = scenario("direct-msi-burst")
+    op = OpMeasurement("kicks", 16, exits or {}, reported={"count": 16, "irqs": irqs})
+    trace = KickTrace(accepted=16, io_thread_msis=[1] * 16, series_traced=True, relays=relays, forwards=forwards)
+    h = health_ if health_ is not None else health.health(True, "", [], 0)
+    return verdict(sc, measurement([op], exits_all={"io": 10, **(exits or {})}, kick_trace=trace, l1_health=h))
+
+
+def by_case(r):
+    return {c.name: c for c in r.cases}
+
+
+def test_relayed_msis_without_exits_pass():
+    r = burst()
+    assert r.verdict.value == "PASS", [(c.name, c.detail) for c in r.cases]
+
+
+def test_an_eoi_exit_per_relayed_msi_fails():
+    r = burst(exits={"msr": 16})
+    assert r.verdict.value == "FAIL" and "EOI exits" in by_case(r)["kicks"].detail
+
+
+def test_an_interrupt_exit_fails_and_so_does_an_msi_not_relayed():
+    assert burst(exits={"interrupt": 1}).verdict.value == "FAIL"
+    r = burst(relays=15)
+    assert r.verdict.value == "FAIL" and "relayed" in by_case(r)["kicks"].detail
+
+
+def test_a_forwarded_msi_traps_its_eoi_and_is_no_longer_exit_free():
+    r = burst(forwards=1, exits={"msr": 1})
+    assert r.verdict.value == "FAIL" and "root mode" in by_case(r)["kicks"].detail
+
+
+def test_l1_health_fails_on_a_leak_a_stall_or_a_silent_agent():
+    assert by_case(burst())["l1-health"].verdict.value == "PASS"
+    leak = burst(health_=health.health(True, "", [], 2))
+    assert by_case(leak)["l1-health"].verdict.value == "FAIL" and "kvm_dedicated_leak" in by_case(leak)["l1-health"].detail
+    stall = burst(health_=health.health(True, "", ["rcu: INFO: rcu_sched self-detected stall on CPU"], 0))
+    assert by_case(stall)["l1-health"].verdict.value == "FAIL"
+    dead = burst(health_=health.health(False, "timeout", [], 0))
+    assert by_case(dead)["l1-health"].verdict.value == "FAIL"
+
+
+def test_console_problems_reads_only_from_the_run_start(tmp_path):
+    log = tmp_path / "l1-console.log"
+    log.write_text("[1.0] rcu: INFO: rcu_sched self-detected stall on CPU\n")
+    start = log.stat().st_size
+    with log.open("a") as f:
+        f.write("[9.0] hil-agent: ready\n[9.5] csd: Detected non-responsive CSD lock (#1) on CPU#1\n"
+                "[9.6] do_IRQ: 1.97 No irq handler for vector\n")
+    assert health.console_problems(log, start) == ["[9.5] csd: Detected non-responsive CSD lock (#1) on CPU#1",
+                                                   "[9.6] do_IRQ: 1.97 No irq handler for vector"]
+    assert len(health.console_problems(log)) == 3
+    assert health.console_problems(tmp_path / "missing.log") == []
+
+
+def test_leaks_sum_every_vcpu():
+    assert health.leaks({"direct_leaks": [{"vcpu_id": 0, "vector": 0xfd, "where": 0, "hitcount": 2},
+                                          {"vcpu_id": -1, "vector": 0x50, "where": 1, "hitcount": 1}]}) == 3
+    assert health.leaks({}) == 0
+
+
+def test_model_assigned_msi_under_direct_delivery_is_exit_free_and_says_why():
+    p = predict_event("dedicated-direct", "svm", "msi-assigned", 10)
+    assert p.guest_interrupts.low == 10 and "direct-relay" in p.assumptions
+    # ambient host noise aside (the timer an entry may find armed), the MSIs themselves cost nothing
+    assert all(b.low == 0 for b in p.exits.values())
+
+
+def test_direct_mode_goes_to_vcpu_0_and_the_others_get_v2():
+    from hil.lab.kernel.abi import DEDICATED_MODES
+    from hil.lab.request import dedicate
+    acts = dedicate(scenario("kick-race-direct").topology.l2)
+    assert [(a.vcpu, a.arg) for a in acts] == [(0, DEDICATED_MODES["direct"]), (1, DEDICATED_MODES["v2"])]
+
+
+def test_the_direct_mode_number_is_the_patch_s():
+    from pathlib import Path
+    from hil.lab.kernel.abi import DEDICATED_MODES
+    patch = Path(__file__).parents[2] / "kernel_patches/dedicated-cpu-direct/0006-kvm-svm-dedicated-direct-delivery.patch"
+    text = patch.read_text()
+    assert "KVM_DEDICATED_V1, KVM_DEDICATED_DIRECT };" in text and DEDICATED_MODES["direct"] == 3
+
+
+def test_every_nmi_exit_is_a_traced_kick_or_a_host_request_by_nmi():
+    from hil.measurement import NmiLanding
+
+    def run(deferred):
+        sc = scenario("direct-msi-burst")
+        op = OpMeasurement("kicks", 16, {"nmi": 6}, reported={"count": 16, "irqs": 16})
+        trace = KickTrace(accepted=16, io_thread_msis=[1] * 16, series_traced=True, relays=16,
+                          guest_nmis_all_vcpus=10, landed=[NmiLanding("guest", 10, 10, 0, 0)], deferred=deferred)
+        return verdict(sc, measurement([op], exits_all={"io": 10, "nmi": 11}, kick_trace=trace,
+                                       l1_health=health.health(True, "", [], 0)))
+    assert run(1).verdict.value == "PASS"
+    bad = run(0)
+    assert bad.verdict.value == "FAIL" and "NMI exits" in by_case(bad)["kicks"].detail
+
+
+def test_isr_read_from_qemu_info_lapic():
+    text = "dumping local APIC state for CPU 1\n\nLVT0\t 0x00010700 active-hi edge  masked\nISR\t (none)\nIRR\t (none)\n"
+    assert health.isr_in_service(text) == []
+    assert health.isr_in_service(text.replace("ISR\t (none)", "ISR\t 50 60")) == ["50", "60"]
+    assert health.isr_in_service("no apic here") is None
+    stuck = burst(health_=health.health(True, "", [], 0, ["50"]))
+    assert by_case(stuck)["l1-health"].verdict.value == "FAIL"
