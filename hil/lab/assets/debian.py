@@ -29,6 +29,16 @@ def _run(argv: list[str], cwd: Path | None = None, timeout: float = 300) -> str:
     return proc.stdout
 
 
+def apt_lists_stamp() -> str | None:
+    """Changes when apt-get update rewrites the Packages lists (this lab's apt keeps no pkgcache.bin)."""
+    from hil.lab.assets.cache import digest
+    try:
+        lists = sorted(p for p in Path("/var/lib/apt/lists").iterdir() if "_Packages" in p.name)
+        return digest([[p.name, p.stat().st_mtime_ns, p.stat().st_size] for p in lists]) if lists else None
+    except OSError:
+        return None
+
+
 def installed_versions(packages: list[str]) -> dict[str, str]:
     proc = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Version}\n", *packages],
                           capture_output=True, text=True)
