@@ -114,6 +114,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_run_or_batch(args: argparse.Namespace) -> int:
+    if args.group or len(args.scenario) != 1 or args.repeat != 1 or args.kernel or args.no_wait:
+        from hil.batch import cmd_batch
+        return cmd_batch(args, ROOT)
+    args.scenario = args.scenario[0]
+    return cmd_run(args)
+
+
 def _log_to_file(path: Path) -> logging.Handler:
     """The run's debug log, kept beside result.json whatever the console shows."""
     handler = logging.FileHandler(path)
@@ -157,13 +165,18 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("run", help="run a scenario: boot L1, run L2, judge exits against the model",
                        parents=[common])
-    p.add_argument("scenario", help="scenario name (qemu_configs/scenarios/NAME.yaml) or path")
+    p.add_argument("scenario", nargs="*", help="scenario name(s) (qemu_configs/scenarios/NAME.yaml) or path(s)")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None, help="override the topology's accel")
     p.add_argument("--json", metavar="PATH", help="also write the JSON result here (always OUT/result.json)")
     p.add_argument("--out", metavar="DIR", help="keep logs, repro.sh and results in DIR")
     p.add_argument("--keep", action="store_true", help="keep the output directory even when everything passes")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    p.set_defaults(func=cmd_run)
+    # batch runs (hil/batch.py): several scenarios in one lab session, one output tree
+    p.add_argument("--group", metavar="NAME", help="run every scenario whose groups: has NAME (smoke, nightly, ...)")
+    p.add_argument("--repeat", type=int, default=1, metavar="N", help="run each scenario N times; FLAKY when a case's verdict changes")
+    p.add_argument("--kernel", metavar="SERIES", help="run with topology.l1.series=SERIES (or l1.kernel=debian:...)")
+    p.add_argument("--no-wait", action="store_true", help="exit 2 instead of waiting when another lab holds this machine")
+    p.set_defaults(func=cmd_run_or_batch)
     p = sub.add_parser("list", help="list scenarios", parents=[common])
     p.set_defaults(func=cmd_list)
     sub.add_parser("model", help="ask the reference model (see 'hil model --help')")
