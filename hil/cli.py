@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_model(argv[1:])
     if argv and argv[0] == "kernel":
         return cmd_kernel(argv[1:])
+    if argv and argv[0] == "lava":            # hil/lava.py: LAVA job definitions and results
+        from hil.lava import main as lava_main
+        return lava_main(argv[1:])
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0, help="debug log on stderr")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress lines, warnings only")
@@ -181,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_list)
     sub.add_parser("model", help="ask the reference model (see 'hil model --help')")
     sub.add_parser("kernel", help="import and build kernel series (see 'hil kernel --help')")
+    sub.add_parser("lava", help="LAVA job definitions for a lab fleet (see 'hil lava --help')")
     args = parser.parse_args(argv)
     _setup_logging(-1 if args.quiet else args.verbose)
     signal.signal(signal.SIGTERM, _terminate)

@@ -30,6 +30,9 @@ $SUDO apt-get install -y -q $QEMU_SUITE qemu-system-x86 qemu-utils
 $SUDO apt-get install -y -q busybox-static cpio kmod gcc make binutils libc-bin python3 python3-venv python3-dev
 # a whole-kernel series build (kernel_patches/*/series.yaml build: full-kernel)
 $SUDO apt-get install -y -q flex bison bc libelf-dev libssl-dev
+# LAVA's own job validator (hil lava job; the suite validates the emitted jobs with it). Debian
+# and Ubuntu only: elsewhere the LAVA tests skip with that reason.
+$SUDO apt-get install -y -q lava-common || echo "hil set-up: lava-common not available here (LAVA job tests will skip)"
 if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv .venv
 fi
