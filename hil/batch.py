@@ -167,6 +167,19 @@ def run_batch(scenarios: list[Scenario], out: Path, runner: Any, repeat: int = 1
 def cmd_batch(args: argparse.Namespace, root: Path) -> int:
     """`hil run` with --group, several names, --repeat or --kernel."""
     from hil.model import PROFILES
+    try:
+        names = select(args.scenario, args.group, root)
+        overrides = kernel_overrides(args.kernel) + list(args.set)
+        scenarios = [load_scenario(n, root=root, overrides=overrides, valid_profiles=PROFILES) for n in names]
+    except ConfigError as e:
+        print(f"hil: {e}", file=sys.stderr)
+        return 2
+    return run_cli(scenarios, args)
+
+
+def run_cli(scenarios: list[Scenario], args: argparse.Namespace, out_prefix: str = "hil-batch") -> int:
+    """Run loaded scenarios as one batch under the lab lock; print each table and a summary;
+    write the tree. args: accel, out, repeat, kernel, no_wait."""
     from hil.report import json as json_report, junit, text
     from hil.runner import LabBusy, Runner, lab_lock
 
@@ -175,20 +188,12 @@ def cmd_batch(args: argparse.Namespace, root: Path) -> int:
     if args.repeat < 1:
         print("hil: --repeat must be at least 1", file=sys.stderr)
         return 2
-    try:
-        names = select(args.scenario, args.group, root)
-        overrides = kernel_overrides(args.kernel) + list(args.set)
-        scenarios = [load_scenario(n, root=root, overrides=overrides, valid_profiles=PROFILES) for n in names]
-    except ConfigError as e:
-        print(f"hil: {e}", file=sys.stderr)
-        return 2
-    out = Path(args.out or f"hil-batch-{time.strftime('%Y%m%dT%H%M%S')}")
+    out = Path(args.out or f"{out_prefix}-{time.strftime('%Y%m%dT%H%M%S')}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         print(f"hil: --out: cannot write there: {e}", file=sys.stderr)
         return 2
-
     done = [0]
 
     def show(e: Entry, r: RunResult) -> None:

@@ -156,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "lava":            # hil/lava.py: LAVA job definitions and results
         from hil.lava import main as lava_main
         return lava_main(argv[1:])
+    if argv and argv[0] == "kut":             # hil/kut.py: kvm-unit-tests by their unittests.cfg names
+        from hil.kut import main as kut_main
+        return kut_main(argv[1:], ROOT)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0, help="debug log on stderr")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress lines, warnings only")
@@ -185,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("model", help="ask the reference model (see 'hil model --help')")
     sub.add_parser("kernel", help="import and build kernel series (see 'hil kernel --help')")
     sub.add_parser("lava", help="LAVA job definitions for a lab fleet (see 'hil lava --help')")
+    sub.add_parser("kut", help="run kvm-unit-tests by name as L2 (see 'hil kut --help')")
     args = parser.parse_args(argv)
     _setup_logging(-1 if args.quiet else args.verbose)
     signal.signal(signal.SIGTERM, _terminate)

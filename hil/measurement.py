@@ -86,6 +86,8 @@ class Measurement:
     logs: dict[str, str] = field(default_factory=dict)
     kick_trace: KickTrace = field(default_factory=KickTrace)
     l2_exitcode: int | None = None       # L2 QEMU's exit code (None: hil stopped it)
+    # a foreign kernel's own report: kvm-unit-tests' status (exit code >> 1) and PASS/FAIL/SKIP lines
+    payload_report: dict[str, Any] = field(default_factory=dict)
 
     def op(self, name: str) -> OpMeasurement | None:
         return next((o for o in self.ops if o.op == name), None)

@@ -26,7 +26,7 @@ from hil.lab.qemu.argv import L2Paths, l1_argv
 from hil.lab.qemu.host import host_cpu_flags, host_cpu_model, qemu_version, version_tuple
 from hil.lab.repro import write_repro
 from hil.lab.request import build_request
-from hil.lab.results import (check_result, counters, exits_by_op, kick_trace, pio_counts, probe_events,
+from hil.lab.results import (check_result, counters, kut_report, kut_status, exits_by_op, kick_trace, pio_counts, probe_events,
                              summed)
 from hil.measurement import Measurement
 from hil.scenario import Scenario, Topology
@@ -188,6 +188,8 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
         counters=counters(result.stats), probe_events=events, ended_by=result.ended_by,
         provenance=provenance(scenario, prep, l1, result, request), timings=timings,
         kick_trace=kick_trace(result), l2_exitcode=result.exitcode,
+        payload_report=({**kut_report(result.serial), "status": kut_status(result.exitcode, result.ended_by)}
+                        if scenario.workload.kind == "kernel" else {}),
         logs={"l1_console": str(l1.console_log), "l2_serial": str(out_dir / "l2-serial.log"),
               "repro": str(out_dir / "repro.sh")},
     )

@@ -21,7 +21,7 @@ ALLOWED = {
     "runner": {"lab", "verdict", "scenario", "measurement", "model", "paths"},
     "batch": {"runner", "report", "verdict", "scenario", "measurement", "model", "paths"},
     "lava": set(),
-    "kut": {"runner", "report", "verdict", "lab", "scenario", "measurement", "model", "paths"},
+    "kut": {"batch", "runner", "report", "verdict", "lab", "scenario", "measurement", "model", "paths"},
     "cli": {"batch", "lava", "kut", "runner", "report", "verdict", "lab", "scenario", "measurement", "model",
             "paths"},
     "pytest_plugin": {"runner", "report", "verdict", "scenario", "measurement", "model", "paths"},
