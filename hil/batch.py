@@ -205,7 +205,7 @@ def run_cli(scenarios: list[Scenario], args: argparse.Namespace, out_prefix: str
         (Path(e.dirs[-1]) / "junit.xml").write_text(junit.render(r))
 
     try:
-        with lab_lock(wait=not args.no_wait), Runner(accel=args.accel) as runner:
+        with lab_lock(wait=not args.no_wait), Runner(accel=args.accel, host=getattr(args, "host", False)) as runner:
             entries = run_batch(scenarios, out, runner, args.repeat, on_result=show)
     except LabBusy as e:
         print(f"hil: {e}", file=sys.stderr)

@@ -67,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     try:
         scenario = load_scenario(args.scenario, root=ROOT, overrides=args.set, valid_profiles=PROFILES)
-        predictions = predict_before_boot(scenario, args.accel)   # a question the model cannot answer stops here
+        predictions = predict_before_boot(scenario, "kvm" if args.host else args.accel)   # a question the model cannot answer stops here
     except ConfigError as e:
         print(f"hil: {e}", file=sys.stderr)
         return 2
@@ -84,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     debug_log = _log_to_file(out / "hil-debug.log")
     result = None
     try:
-        with Runner(accel=args.accel) as runner:
+        with Runner(accel=args.accel, host=args.host) as runner:
             result = runner.run(scenario, out, predictions)
     except KeyboardInterrupt as e:
         result = error_result(scenario.name, f"interrupted ({e})")
@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1, metavar="N", help="run each scenario N times; FLAKY when a case's verdict changes")
     p.add_argument("--kernel", metavar="SERIES", help="run with topology.l1.series=SERIES (or l1.kernel=debian:...)")
     p.add_argument("--no-wait", action="store_true", help="exit 2 instead of waiting when another lab holds this machine")
+    p.add_argument("--host", action="store_true", help="bare metal: run the L1 side (agent, L2 QEMU, tracing) on "
+                   "this machine, whose own KVM is under test (root)")
     p.set_defaults(func=cmd_run_or_batch)
     p = sub.add_parser("list", help="list scenarios", parents=[common])
     p.set_defaults(func=cmd_list)

@@ -116,6 +116,7 @@ class Runner:
     """Runs scenarios on one lab; L1 sessions are kept per topology until close()."""
     accel: str | None = None
     keep_sessions: bool = True
+    host: bool = False            # hil run --host: the L1 side on this machine (hil.lab.bare_metal)
     _l1: dict[str, _L1] = field(default_factory=dict)
     last_measurement: Measurement | None = None      # of the latest run that got that far
 
@@ -136,6 +137,11 @@ class Runner:
             live.session.close()
             del self._l1[key]
             live = None
+        if live is None and self.host:
+            from hil.lab.bare_metal import HostSession, prepare_host
+            host = HostSession(log_dir)
+            host.start()
+            live = self._l1[key] = _L1(host, prepare_host(scenario.workload.kind == "probe"))  # type: ignore[arg-type]
         if live is None:
             prep = prepare(topo, scenario.workload.kind == "probe", self.accel)
             session = open_l1(topo, prep, log_dir)
@@ -156,7 +162,8 @@ class Runner:
             predictions: dict[str, ScenarioPrediction] | None = None) -> RunResult:
         """Run one scenario, its logs under `out`. Predictions are made first when not given
         (a ConfigError then propagates: bad input, nothing booted)."""
-        predictions = predictions if predictions is not None else predict_before_boot(scenario, self.accel)
+        predictions = predictions if predictions is not None else predict_before_boot(
+            scenario, "kvm" if self.host else self.accel)
         out.mkdir(parents=True, exist_ok=True)
         self.last_measurement = None
         try:

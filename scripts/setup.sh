@@ -1,6 +1,7 @@
 #!/bin/sh
-# Set up a fresh Debian 12/13 or Ubuntu box for hil: system packages (QEMU >= 8 where the
-# distro offers it), then a virtualenv with the pinned Python dependencies. Idempotent.
+# Set up a fresh Debian 12 box for hil (tested there; Debian 13 is expected to work, see the
+# README): system packages (QEMU >= 8 where the distro offers it), then a virtualenv with the
+# pinned Python dependencies. Idempotent.
 set -eu
 cd "$(dirname "$0")/.."
 SUDO=""

@@ -134,7 +134,8 @@ def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, result: L2Resu
         "host": {"kernel": platform.release(), "cpu": host_cpu_model(), "nproc": os.cpu_count()},
         "l0_qemu": qemu_version(),
         "accel": {"accel": prep.accel.accel, "reason": prep.accel.reason},
-        "l1": {"image": prep.image.provenance(), "agent": l1.info, "argv": l1.argv,
+        "l1": {"image": prep.image.provenance() if prep.image else "this machine (hil run --host)",
+               "agent": l1.info, "argv": l1.argv,
                "start": f"restored {l1.snapshot}" if l1.restore else "booted",
                "topology_extends": list(scenario.topology.extends)},
         "l2": {"argv": request.argv, "qemu": result.qemu_version, "injected": result.injected,
@@ -163,7 +164,8 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
     request, payload = build_request(scenario, prep.probe)
     paths = L2Paths()
     uploads = {paths.kernel: payload.kernel, **({paths.initrd: payload.initrd} if payload.initrd else {})}
-    write_repro(out_dir, l1, request.to_json(), uploads)
+    if l1.boot_argv:                       # --host: nothing boots, nothing to reproduce at L1
+        write_repro(out_dir, l1, request.to_json(), uploads)
     t0 = time.monotonic()
     for path, data in uploads.items():
         l1.put_file(path, data)
