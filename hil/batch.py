@@ -114,13 +114,20 @@ def index_document(entries: list[Entry], out: Path, *, repeat: int, kernel: str 
         "scenarios": [{
             "name": e.scenario, "topology": e.topology, "verdict": entry_verdict(e),
             "runs": [{"dir": os.path.relpath(d, out), "verdict": r.verdict.value, "seconds": round(s, 2),
-                      "kernel": {k: r.provenance.get("l1", {}).get(k) for k in ("kernel_package", "kernel_version")}
-                      if isinstance(r.provenance.get("l1"), dict) else None}
+                      "kernel": _kernel_of(r)}
                      for r, d, s in zip(e.results, e.dirs, e.seconds)],
             "flaky": flaky_cases(e.results),
         } for e in entries],
         "counts": dict(Counter(entry_verdict(e) for e in entries)),
     }
+
+
+def _kernel_of(r: RunResult) -> dict[str, Any] | None:
+    """The L1 kernel the run resolved to (a line moves with the archive), from its provenance."""
+    image = r.provenance.get("l1", {}).get("image") if isinstance(r.provenance.get("l1"), dict) else None
+    if not isinstance(image, dict):
+        return None
+    return {k: image.get(k) for k in ("kernel_spec", "kernel_package", "kernel_version")}
 
 
 def merged_junit(entries: list[Entry], render: Callable[[RunResult], str]) -> str:

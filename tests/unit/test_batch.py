@@ -62,12 +62,18 @@ def test_one_l1_per_topology_and_one_output_tree(tmp_path):
     scenarios = [load_scenario(n, root=ROOT) for n in names]
     assert [s.name for s in order_by_topology(scenarios)] == ["probe-basic", "probe-counts-small", "probe-hlt-cpu-pm"]
     runner = FakeRunner({n: [result(n, Verdict.PASS), result(n, Verdict.PASS)] for n in names})
+    image = {"kernel_spec": "debian:linux-image-6.1", "kernel_package": "linux-image-6.1.0-57-amd64",
+             "kernel_version": "6.1.192-3", "image_key": "k"}
+    runner.script["probe-basic"][0].provenance = {"l1": {"image": image}}
     entries = run_batch(scenarios, tmp_path, runner, repeat=2)
     assert runner.boots == ["nested-svm", "nested-svm-cpu-pm"]       # probe-basic's L1 serves counts-small
     assert [c[1] for c in runner.calls[:2]] == [tmp_path / "probe-basic/r1", tmp_path / "probe-basic/r2"]
     doc = index_document(entries, tmp_path, repeat=2, kernel=None, elapsed=1.0, started="t")
     assert doc["exit_code"] == 0 and [s["verdict"] for s in doc["scenarios"]] == ["PASS"] * 3
     assert doc["scenarios"][0]["runs"][1]["dir"] == "probe-basic/r2"
+    assert doc["scenarios"][0]["runs"][0]["kernel"] == {k: image[k] for k in ("kernel_spec", "kernel_package",
+                                                                             "kernel_version")}
+    assert doc["scenarios"][0]["runs"][1]["kernel"] is None        # an ERROR before L1: no kernel known
     json.dumps(doc)
     suites = ET.fromstring(merged_junit(entries, junit.render))
     assert len(suites) == 6 and suites.get("tests") == "6" and suites[1].get("name") == "hil.probe-basic.r2"
