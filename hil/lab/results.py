@@ -31,19 +31,24 @@ def kut_status(exitcode: int | None, ended_by: str) -> int | None:
 
 
 _KUT_LINE = re.compile(r"^(PASS|FAIL|SKIP|XFAIL|XPASS): (.*)$")
+_KUT_CYCLES = re.compile(r"^([a-z][a-z0-9_]*) ([0-9]+)$")     # x86/vmexit.flat: "cpuid 141204" (cycles per exit)
 
 
 def kut_report(serial: str) -> dict[str, Any]:
-    """kvm-unit-tests' own report lines (PASS/FAIL/SKIP/XFAIL/XPASS: text) and its SUMMARY."""
+    """kvm-unit-tests' own report lines (PASS/FAIL/SKIP/XFAIL/XPASS: text), its SUMMARY, and
+    vmexit.flat's cycles per exit ("name N" lines: TSC cycles; meaningless under TCG)."""
     lines = []
     summary = ""
+    cycles: dict[str, int] = {}
     for raw in serial.splitlines():
         line = raw.strip()
         if m := _KUT_LINE.match(line):
             lines.append({"verdict": m.group(1), "text": m.group(2)})
         elif line.startswith("SUMMARY:"):
             summary = line.removeprefix("SUMMARY:").strip()
-    return {"lines": lines, "summary": summary}
+        elif m := _KUT_CYCLES.match(line):
+            cycles[m.group(1)] = int(m.group(2))
+    return {"lines": lines, "summary": summary, "cycles": cycles}
 
 
 def check_result(result: L2Result, scenario: Scenario) -> None:

@@ -196,7 +196,8 @@ def _kut_cases(m: Measurement, expected: dict[str, Bound]) -> list[CaseResult]:
     detail = (f"kvm-unit-tests exit status {status} ({counts}"
               + (f"; SUMMARY: {rep['summary']}" if rep.get("summary") else "") + ")"
               + ("; KVM's counters ended with L2's QEMU: no counters cross-check" if not m.counters else ""))
-    cases = [CaseResult("kut-status", verdict, detail, extra={"status": status, "lines": lines, **tally})]
+    cases = [CaseResult("kut-status", verdict, detail, extra={"status": status, "lines": lines, **tally,
+                                                              "cycles": rep.get("cycles", {})})]
     cases += [CaseResult(f"kut FAIL: {line['text'][:80]}", Verdict.FAIL, line["text"])
               for line in lines if line["verdict"] == "FAIL"]
     if expected:

@@ -97,7 +97,8 @@ def test_a_kut_exit_is_a_normal_end_even_without_counters(tmp_path):
         check_result(_result(4), sc)              # an even code is QEMU failing, not kut
     assert kut_report(_result(1).serial) == {
         "lines": [{"verdict": "PASS", "text": "a"}, {"verdict": "SKIP", "text": "b"}, {"verdict": "FAIL", "text": "c d"}],
-        "summary": "3 tests, 1 unexpected failures"}
+        "summary": "3 tests, 1 unexpected failures", "cycles": {}}
+    assert kut_report("cr0 = 80010011\ncpuid 141204\nsmp: waiting for 0 APs\n")["cycles"] == {"cpuid": 141204}
 
 
 def _judge(tmp_path, status, lines, *extra, counters=None):
