@@ -67,7 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     try:
         scenario = load_scenario(args.scenario, root=ROOT, overrides=args.set, valid_profiles=PROFILES)
-        predictions = predict_before_boot(scenario, "kvm" if args.host else args.accel)   # a question the model cannot answer stops here
+        # a question the model cannot answer stops here (--host: this machine's KVM decides the arch)
+        predictions = predict_before_boot(scenario, "kvm" if args.host else args.accel)
     except ConfigError as e:
         print(f"hil: {e}", file=sys.stderr)
         return 2

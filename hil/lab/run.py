@@ -26,8 +26,8 @@ from hil.lab.qemu.argv import L2Paths, l1_argv
 from hil.lab.qemu.host import host_cpu_flags, host_cpu_model, qemu_version, version_tuple
 from hil.lab.repro import write_repro
 from hil.lab.request import build_request
-from hil.lab.results import (check_result, counters, kut_report, kut_status, exits_by_op, kick_trace, pio_counts, probe_events,
-                             summed)
+from hil.lab.results import (check_result, counters, exits_by_op, kick_trace, kut_report, kut_status, pio_counts,
+                             probe_events, summed)
 from hil.measurement import Measurement
 from hil.scenario import Scenario, Topology
 
