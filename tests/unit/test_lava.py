@@ -72,7 +72,8 @@ def _tree(tmp_path: Path) -> Path:
     rows = [ReasonRow("cpuid", Bound(16, 16), 16, True), ReasonRow("hlt", Bound(8, 8), 7, False),
             ReasonRow("npf", Bound(0, None), 3, True, judged=False)]
     r1 = RunResult("probe-basic", Verdict.FAIL, [CaseResult("cpuid x16", Verdict.FAIL, rows=rows),
-                                                  CaseResult("glue", Verdict.SKIP)])
+                                                  CaseResult("glue", Verdict.SKIP),
+                                                  CaseResult("kut-status", Verdict.PASS, extra={"cycles": {"cpuid": 1500}})])
     d = tmp_path / "probe-basic"
     d.mkdir(parents=True)
     json_report.write(d / "result.json", r1)
@@ -93,5 +94,7 @@ def test_results_become_lava_test_cases_with_exit_counts(tmp_path, capsys):
             "--units", "exits"] in cases
     assert not any(c[1].endswith(".npf") for c in cases)          # not judged: not a test case
     assert ["lava-test-case", "probe-basic.glue", "--result", "skip"] in cases
+    assert ["lava-test-case", "probe-basic.cycles.cpuid", "--result", "pass", "--measurement", "1500",
+            "--units", "cycles"] in cases
     assert calls[-2][:3] == ["curl", "-sSf", "-T"] and calls[-1][0] == "lava-test-reference"
     assert '"scenario": "probe-basic"' in capsys.readouterr().out      # result.json in the job log
