@@ -21,7 +21,9 @@ def check_package(name: str) -> str:
 
 def _run(argv: list[str], cwd: Path | None = None, timeout: float = 300) -> str:
     try:
-        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        # LC_ALL=C: apt translates what we parse ("Candidate:") on a non-English lab box
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                              env=dict(os.environ, LC_ALL="C"))
     except subprocess.TimeoutExpired as e:
         raise LabError(f"command timed out after {timeout:.0f} s: {argv}") from e
     if proc.returncode != 0:
