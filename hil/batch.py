@@ -187,7 +187,7 @@ def cmd_batch(args: argparse.Namespace, root: Path) -> int:
 def run_cli(scenarios: list[Scenario], args: argparse.Namespace, out_prefix: str = "hil-batch") -> int:
     """Run loaded scenarios as one batch under the lab lock; print each table and a summary;
     write the tree. args: accel, out, repeat, kernel, no_wait."""
-    from hil.report import json as json_report, junit, text
+    from hil.report import html, json as json_report, junit, text
     from hil.runner import LabBusy, Runner, lab_lock
 
     t0 = time.monotonic()
@@ -208,8 +208,13 @@ def run_cli(scenarios: list[Scenario], args: argparse.Namespace, out_prefix: str
         print(text.render(r))
         print(f"[{done[0]}/{len(scenarios) * args.repeat}] {r.scenario}: {r.verdict.value} "
               f"({e.seconds[-1]:.1f} s)\n", flush=True)
-        json_report.write(Path(e.dirs[-1]) / "result.json", r, elapsed_seconds=round(e.seconds[-1], 2))
-        (Path(e.dirs[-1]) / "junit.xml").write_text(junit.render(r))
+        d = Path(e.dirs[-1])
+        json_report.write(d / "result.json", r, elapsed_seconds=round(e.seconds[-1], 2))
+        (d / "junit.xml").write_text(junit.render(r))
+        try:                       # the plots are a view: a report that cannot be drawn loses no verdict
+            html.write(d / "report.html", json_report.load(d / "result.json"))
+        except Exception as err:   # noqa: BLE001
+            print(f"hil: {d}/report.html not written: {type(err).__name__}: {err}", file=sys.stderr)
 
     try:
         with lab_lock(wait=not args.no_wait), Runner(accel=args.accel, host=getattr(args, "host", False)) as runner:
@@ -221,6 +226,11 @@ def run_cli(scenarios: list[Scenario], args: argparse.Namespace, out_prefix: str
     doc = index_document(entries, out, repeat=args.repeat, kernel=args.kernel, elapsed=elapsed, started=started)
     (out / "index.json").write_text(json.dumps(doc, indent=2))
     (out / "junit.xml").write_text(merged_junit(entries, junit.render))
+    try:
+        html.write_index(out, [Path(d) / "result.json" for e in entries for d in e.dirs
+                               if (Path(d) / "result.json").exists()], title=f"hil batch {out.name}")
+    except Exception as err:       # noqa: BLE001
+        print(f"hil: {out}/index.html not written: {type(err).__name__}: {err}", file=sys.stderr)
     for s in doc["scenarios"]:
         line = f"{s['name']:28s} {s['verdict']:6s} " + " ".join(r["verdict"] for r in s["runs"])
         print(line + "".join(f"\n    FLAKY {c}: {v['verdicts']}" for c, v in s["flaky"].items()))

@@ -34,6 +34,8 @@ $SUDO apt-get install -y -q flex bison bc libelf-dev libssl-dev
 # LAVA's own job validator (hil lava job; the suite validates the emitted jobs with it). Debian
 # and Ubuntu only: elsewhere the LAVA tests skip with that reason.
 $SUDO apt-get install -y -q lava-common || echo "hil set-up: lava-common not available here (LAVA job tests will skip)"
+# the report test renders report.html in headless Chromium (it skips without it; Ubuntu's is a snap)
+$SUDO apt-get install -y -q --no-install-recommends chromium || echo "chromium not installed: the report's browser test will skip"
 if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv .venv
 fi

@@ -58,9 +58,15 @@ def prepare(topology: Topology, needs_probe: bool, accel_override: str | None = 
     t0 = time.monotonic()
     log.info("L1 image: kernel %s%s", topology.l1.kernel, f", series {topology.l1.series}" if topology.l1.series else "")
     kernel = kernel_assets(topology.l1.kernel)
+    if topology.l1.series:      # a series build is minutes of silent make when not cached
+        log.info("series %s: build (make; its log is kept in the cache) or reuse", topology.l1.series)
     series = build_series(topology.l1.series, kernel) if topology.l1.series else None
+    if series is not None:
+        log.info("series %s: %s after %.0f s", series.series, "cached" if series.cached else "built",
+                 time.monotonic() - t0)
     image = build_l1_image(kernel, series)
     t1 = time.monotonic()
+    log.info("L1 image ready after %.0f s", t1 - t0)
     probe = cached_probe() if needs_probe else None
     t2 = time.monotonic()
     requested = accel_override or topology.accel

@@ -105,3 +105,25 @@ def test_cli_rejects_an_empty_batch_and_a_bad_repeat(tmp_path, capsys):
     assert main(["run", "--group", "nope", "--out", str(tmp_path)]) == 2
     assert "no scenario is in group 'nope'" in capsys.readouterr().err
     assert main(["run", "probe-basic", "--repeat", "0"]) == 2
+
+
+def test_cli_batch_writes_the_whole_tree(tmp_path, monkeypatch):
+    """hil run --group smoke --repeat 2 with a fake runner: per-run result, junit and report,
+    then index.json, junit.xml and index.html over the batch."""
+    import hil.runner
+    from hil.cli import main
+    script = {"probe-basic": [result("probe-basic", Verdict.PASS), result("probe-basic", Verdict.PASS)],
+              "probe-counts-small": [result("probe-counts-small", Verdict.PASS),
+                                     result("probe-counts-small", Verdict.FAIL, measured=17)]}
+    fake = FakeRunner(script)
+    fake.__enter__ = lambda: fake
+    monkeypatch.setattr(hil.runner, "Runner", lambda **kw: type("R", (), {
+        "__enter__": lambda self: fake, "__exit__": lambda self, *a: None})())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    assert main(["run", "--group", "smoke", "--repeat", "2", "--out", str(out)]) == 1     # FLAKY
+    index = json.loads((out / "index.json").read_text())
+    assert [s["verdict"] for s in index["scenarios"]] == ["PASS", "FLAKY"]
+    for d in ("probe-basic/r1", "probe-basic/r2", "probe-counts-small/r2"):
+        assert {"result.json", "junit.xml", "report.html"} <= {p.name for p in (out / d).iterdir()}
+    assert (out / "index.html").exists() and (out / "junit.xml").exists()
