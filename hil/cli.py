@@ -151,7 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     try:
         scenario = load_scenario(args.scenario, root=ROOT, overrides=args.set, valid_profiles=PROFILES)
-        predictions = predict_before_boot(scenario, args.accel)   # a question the model cannot answer stops here
+        # a question the model cannot answer stops here (--host: this machine's KVM decides the arch)
+        predictions = predict_before_boot(scenario, "kvm" if args.host else args.accel)
     except ConfigError as e:
         print(f"hil: {e}", file=sys.stderr)
         return 2
@@ -170,7 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     debug_log = _log_to_file(out / "hil-debug.log")
     result = None
     try:
-        with Runner(accel=args.accel) as runner:
+        with Runner(accel=args.accel, host=args.host) as runner:
             result = runner.run(scenario, out, predictions)
     except KeyboardInterrupt as e:
         result = error_result(scenario.name, f"interrupted ({e})")
@@ -217,6 +218,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_run_or_batch(args: argparse.Namespace) -> int:
+    if args.group or len(args.scenario) != 1 or args.repeat != 1 or args.kernel or args.no_wait:
+        from hil.batch import cmd_batch
+        return cmd_batch(args, ROOT)
+    args.scenario = args.scenario[0]
+    return cmd_run(args)
+
+
 def _log_to_file(path: Path) -> logging.Handler:
     """The run's debug log, kept beside result.json whatever the console shows."""
     handler = logging.FileHandler(path)
@@ -261,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_model(argv[1:])
     if argv and argv[0] == "kernel":
         return cmd_kernel(argv[1:])
+    if argv and argv[0] == "lava":            # hil/lava.py: LAVA job definitions and results
+        from hil.lava import main as lava_main
+        return lava_main(argv[1:])
+    if argv and argv[0] == "kut":             # hil/kut.py: kvm-unit-tests by their unittests.cfg names
+        from hil.kut import main as kut_main
+        return kut_main(argv[1:], ROOT)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0, help="debug log on stderr")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress lines, warnings only")
@@ -273,14 +288,21 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("run", help="run a scenario: boot L1, run L2, judge exits against the model",
                        parents=[common])
-    p.add_argument("scenario", help="scenario name (qemu_configs/scenarios/NAME.yaml) or path")
+    p.add_argument("scenario", nargs="*", help="scenario name(s) (qemu_configs/scenarios/NAME.yaml) or path(s)")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None, help="override the topology's accel")
     _json_option(p, "the result document (as OUT/result.json)")
     p.add_argument("--out", metavar="DIR", help="keep result.json, report.html, junit.xml, logs and repro.sh in DIR")
     p.add_argument("--keep", action="store_true", help="keep the temporary output directory even when the run "
                    "passes (without --out or --keep a PASS or SKIP deletes it, and the result names no logs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    p.set_defaults(func=cmd_run)
+    # batch runs (hil/batch.py): several scenarios in one lab session, one output tree
+    p.add_argument("--group", metavar="NAME", help="run every scenario whose groups: has NAME (smoke, nightly, ...)")
+    p.add_argument("--repeat", type=int, default=1, metavar="N", help="run each scenario N times; FLAKY when a case's verdict changes")
+    p.add_argument("--kernel", metavar="SERIES", help="run with topology.l1.series=SERIES (or l1.kernel=debian:...)")
+    p.add_argument("--no-wait", action="store_true", help="exit 2 instead of waiting when another lab holds this machine")
+    p.add_argument("--host", action="store_true", help="bare metal: run the L1 side (agent, L2 QEMU, tracing) on "
+                   "this machine, whose own KVM is under test (root)")
+    p.set_defaults(func=cmd_run_or_batch)
     p = sub.add_parser("list", help="list scenarios with their groups and descriptions", parents=[common])
     p.add_argument("--group", metavar="GROUP", help="only the scenarios of this group")
     _json_option(p)
@@ -311,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_report)
     sub.add_parser("model", help="ask the reference model (see 'hil model --help')")
     sub.add_parser("kernel", help="import and build kernel series (see 'hil kernel --help')")
+    sub.add_parser("lava", help="LAVA job definitions for a lab fleet (see 'hil lava --help')")
+    sub.add_parser("kut", help="run kvm-unit-tests by name as L2 (see 'hil kut --help')")
     args = parser.parse_args(argv)
     _setup_logging(-1 if args.quiet else args.verbose)
     try:

@@ -96,6 +96,8 @@ class Measurement:
     l2_exitcode: int | None = None       # L2 QEMU's exit code (None: hil stopped it)
     # after a direct-mode run: the agent answered, sick L1 console lines, leak detector hits
     l1_health: dict[str, Any] | None = None
+    # a foreign kernel's own report: kvm-unit-tests' status (exit code >> 1) and PASS/FAIL/SKIP lines
+    payload_report: dict[str, Any] = field(default_factory=dict)
 
     def op(self, name: str) -> OpMeasurement | None:
         return next((o for o in self.ops if o.op == name), None)

@@ -53,10 +53,26 @@ def watchdog(seconds: float, what: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+class LabBusy(LabError):
+    """Another hil lab holds this machine and the caller asked not to wait."""
+
+
+_held = 0     # lab_lock depth in this process: a batch holds it around its runs
+
+
 @contextlib.contextmanager
-def lab_lock() -> Iterator[None]:
+def lab_lock(wait: bool = True) -> Iterator[None]:
     """One lab at a time on this machine: TCG timing (the kick race's timeouts) breaks when
-    emulators share the CPUs. A second run waits, and says why."""
+    emulators share the CPUs. A second run waits, and says why (or raises LabBusy when
+    not `wait`). Re-entrant within a process, so a batch keeps the box between its runs."""
+    global _held
+    if _held:
+        _held += 1
+        try:
+            yield
+        finally:
+            _held -= 1
+        return
     path = cache_root() / "lab.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
@@ -64,16 +80,20 @@ def lab_lock() -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            log.warning("another hil lab runs on this machine (%s): waiting for it",
-                        f.read().strip() or "pid unknown")
+            holder = f.read().strip() or "pid unknown"
+            if not wait:
+                raise LabBusy(f"another hil lab runs on this machine ({holder}; lock {path})") from None
+            log.warning("another hil lab runs on this machine (%s): waiting for it", holder)
             fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}")
         f.flush()
+        _held = 1
         try:
             yield
         finally:
+            _held = 0
             f.truncate(0)
             fcntl.flock(f, fcntl.LOCK_UN)
 
@@ -96,6 +116,7 @@ class Runner:
     """Runs scenarios on one lab; L1 sessions are kept per topology until close()."""
     accel: str | None = None
     keep_sessions: bool = True
+    host: bool = False            # hil run --host: the L1 side on this machine (hil.lab.bare_metal)
     _l1: dict[str, _L1] = field(default_factory=dict)
     last_measurement: Measurement | None = None      # of the latest run that got that far
 
@@ -116,6 +137,11 @@ class Runner:
             live.session.close()
             del self._l1[key]
             live = None
+        if live is None and self.host:
+            from hil.lab.bare_metal import HostSession, prepare_host
+            host = HostSession(log_dir)
+            host.start()
+            live = self._l1[key] = _L1(host, prepare_host(scenario.workload.kind == "probe"))  # type: ignore[arg-type]
         if live is None:
             prep = prepare(topo, scenario.workload.kind == "probe", self.accel)
             session = open_l1(topo, prep, log_dir)
@@ -136,7 +162,8 @@ class Runner:
             predictions: dict[str, ScenarioPrediction] | None = None) -> RunResult:
         """Run one scenario, its logs under `out`. Predictions are made first when not given
         (a ConfigError then propagates: bad input, nothing booted)."""
-        predictions = predictions if predictions is not None else predict_before_boot(scenario, self.accel)
+        predictions = predictions if predictions is not None else predict_before_boot(
+            scenario, "kvm" if self.host else self.accel)
         out.mkdir(parents=True, exist_ok=True)
         self.last_measurement = None
         try:

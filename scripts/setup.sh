@@ -1,6 +1,7 @@
 #!/bin/sh
-# Set up a fresh Debian 12/13 or Ubuntu box for hil: system packages (QEMU >= 8 where the
-# distro offers it), then a virtualenv with the pinned Python dependencies. Idempotent.
+# Set up a fresh Debian 12 box for hil (tested there; Debian 13 is expected to work, see the
+# README): system packages (QEMU >= 8 where the distro offers it), then a virtualenv with the
+# pinned Python dependencies. Idempotent.
 set -eu
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -30,6 +31,9 @@ $SUDO apt-get install -y -q $QEMU_SUITE qemu-system-x86 qemu-utils
 $SUDO apt-get install -y -q busybox-static cpio kmod gcc make binutils libc-bin python3 python3-venv python3-dev
 # a whole-kernel series build (kernel_patches/*/series.yaml build: full-kernel)
 $SUDO apt-get install -y -q flex bison bc libelf-dev libssl-dev
+# LAVA's own job validator (hil lava job; the suite validates the emitted jobs with it). Debian
+# and Ubuntu only: elsewhere the LAVA tests skip with that reason.
+$SUDO apt-get install -y -q lava-common || echo "hil set-up: lava-common not available here (LAVA job tests will skip)"
 # the report test renders report.html in headless Chromium (it skips without it; Ubuntu's is a snap)
 $SUDO apt-get install -y -q --no-install-recommends chromium || echo "chromium not installed: the report's browser test will skip"
 if [ ! -x .venv/bin/python ]; then

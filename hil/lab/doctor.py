@@ -7,14 +7,14 @@ import shutil
 from dataclasses import dataclass, replace
 
 from hil.lab.assets.cache import cache_root
-from hil.lab.assets.debian import candidate_version
+from hil.lab.assets.kernel_line import resolve_cached
 from hil.lab.assets.l1_image import PYTHON
 from hil.lab.errors import LabError
 from hil.lab.accel import kvm_device_usable
 from hil.lab.qemu.host import qemu_version
 
 SETUP_HINT = "run the README's set-up command (make setup)"
-DEFAULT_KERNEL = "linux-image-6.1.0-56-amd64"   # the default topology's L1 kernel
+DEFAULT_KERNEL = "debian:linux-image-6.1"   # the default topology's L1 kernel line
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ def checks() -> list[Check]:
         out.append(Check(f"file {path} (copied into L1)", os.path.exists(path), path if os.path.exists(path) else "missing",
                          f"apt-get install {pkg}"))
     try:
-        detail = f"{DEFAULT_KERNEL} {candidate_version(DEFAULT_KERNEL)} known to apt"
+        r = resolve_cached(DEFAULT_KERNEL)
+        detail = f"{DEFAULT_KERNEL} -> {r.package} {r.version} known to apt"
         known = True
     except (LabError, OSError) as e:
         detail, known = str(e), False

@@ -13,6 +13,8 @@ from hil.scenario import L2Config, Scenario
 from hil.scenario.probe_ops import PROBE_OPS
 
 PROBE_DONE = r"hil-probe: event=done"
+# kvm-unit-tests' exit(): outl(code, 0xf4) -> QEMU exits with (code << 1) | 1 (x86/run adds it too)
+KUT_EXIT_DEVICE = ("-device", "isa-debug-exit,iobase=0xf4,iosize=0x4")
 KICK_VECTORS = (0x50, 0x60)      # guest/probe.c: the kicks' vectors (ipi-race: pairs A and B)
 # The probe waits this long after announcing an op that takes interrupts from outside
 # (`event=begin`) before it starts it: the host snapshots its counters meanwhile (it looks
@@ -72,6 +74,6 @@ def build_request(scenario: Scenario, probe: ProbeImage | None) -> tuple[L2Reque
                 Payload(probe.path.read_bytes()))
     assert wl.kernel is not None
     initrd = Path(wl.initrd).read_bytes() if wl.initrd else None
-    return (L2Request(argv=l2_argv(l2, append=wl.append, paths=paths, initrd=initrd is not None),
+    return (L2Request(argv=l2_argv(l2, append=wl.append, paths=paths, initrd=initrd is not None) + list(KUT_EXIT_DEVICE),
                       done_pattern=wl.done_pattern, window=None, **common),
             Payload(Path(wl.kernel).read_bytes(), initrd))

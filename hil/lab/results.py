@@ -2,6 +2,7 @@
 ops, hist buckets become typed kick traces, and a run that cannot be trusted is a LabError."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from hil.lab.agent.protocol import L2Result
@@ -21,6 +22,35 @@ def _tail(text: str, lines: int = 12) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def kut_status(exitcode: int | None, ended_by: str) -> int | None:
+    """kvm-unit-tests' own exit code when L2 QEMU ended through isa-debug-exit ((code << 1) | 1):
+    0 PASS, 77 SKIP, else FAIL. None: L2 did not end that way."""
+    if ended_by != "exit" or exitcode is None or exitcode <= 0 or exitcode % 2 == 0:
+        return None
+    return exitcode >> 1
+
+
+_KUT_LINE = re.compile(r"^(PASS|FAIL|SKIP|XFAIL|XPASS): (.*)$")
+_KUT_CYCLES = re.compile(r"^([a-z][a-z0-9_]*) ([0-9]+)$")     # x86/vmexit.flat: "cpuid 141204" (cycles per exit)
+
+
+def kut_report(serial: str) -> dict[str, Any]:
+    """kvm-unit-tests' own report lines (PASS/FAIL/SKIP/XFAIL/XPASS: text), its SUMMARY, and
+    vmexit.flat's cycles per exit ("name N" lines: TSC cycles; meaningless under TCG)."""
+    lines = []
+    summary = ""
+    cycles: dict[str, int] = {}
+    for raw in serial.splitlines():
+        line = raw.strip()
+        if m := _KUT_LINE.match(line):
+            lines.append({"verdict": m.group(1), "text": m.group(2)})
+        elif line.startswith("SUMMARY:"):
+            summary = line.removeprefix("SUMMARY:").strip()
+        elif m := _KUT_CYCLES.match(line):
+            cycles[m.group(1)] = int(m.group(2))
+    return {"lines": lines, "summary": summary, "cycles": cycles}
+
+
 def check_result(result: L2Result, scenario: Scenario) -> None:
     """Raise LabError when the run cannot be trusted: the lab broke, not the kernel."""
     if result.dropped:
@@ -32,6 +62,8 @@ def check_result(result: L2Result, scenario: Scenario) -> None:
         raise LabError(f"L2 did not finish within its timeout ({scenario.topology.l2.timeout} s)"
                        + (f" (stimuli: {done})" if done else "") + f"; its serial output ends:\n{tail}")
     wl = scenario.workload
+    if kut_status(result.exitcode, result.ended_by) is not None and wl.kind == "kernel":
+        return    # kvm-unit-tests ended itself with its status: its counters went with its QEMU
     if result.ended_by == "exit" and (wl.kind == "probe" or wl.done_pattern):
         raise LabError(f"L2 QEMU exited (code {result.exitcode}) before "
                        f"{'the probe finished' if wl.kind == 'probe' else 'its done pattern appeared'}; "

@@ -27,8 +27,8 @@ from hil.lab.qemu.argv import L2Paths, l1_argv
 from hil.lab.qemu.host import host_cpu_flags, host_cpu_model, qemu_version, version_tuple
 from hil.lab.repro import write_repro
 from hil.lab.request import build_request
-from hil.lab.results import (check_result, counters, exits_by_op, kick_trace, pio_counts, probe_events,
-                             summed)
+from hil.lab.results import (check_result, counters, exits_by_op, kick_trace, kut_report, kut_status, pio_counts,
+                             probe_events, summed)
 from hil.measurement import Measurement
 from hil.scenario import Scenario, Topology
 
@@ -141,7 +141,8 @@ def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, result: L2Resu
         "host": {"kernel": platform.release(), "cpu": host_cpu_model(), "nproc": os.cpu_count()},
         "l0_qemu": qemu_version(),
         "accel": {"accel": prep.accel.accel, "reason": prep.accel.reason},
-        "l1": {"image": prep.image.provenance(), "agent": l1.info, "argv": l1.argv,
+        "l1": {"image": prep.image.provenance() if prep.image else "this machine (hil run --host)",
+               "agent": l1.info, "argv": l1.argv,
                "start": f"restored {l1.snapshot}" if l1.restore else "booted",
                "topology_extends": list(scenario.topology.extends)},
         "l2": {"argv": request.argv, "qemu": result.qemu_version, "injected": result.injected,
@@ -197,7 +198,8 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
     request, payload = build_request(scenario, prep.probe)
     paths = L2Paths()
     uploads = {paths.kernel: payload.kernel, **({paths.initrd: payload.initrd} if payload.initrd else {})}
-    write_repro(out_dir, l1, request.to_json(), uploads)
+    if l1.boot_argv:                       # --host: nothing boots, nothing to reproduce at L1
+        write_repro(out_dir, l1, request.to_json(), uploads)
     console_start = _size(l1.console_log)
     t0 = time.monotonic()
     for path, data in uploads.items():
@@ -227,6 +229,8 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
         provenance={**provenance(scenario, prep, l1, result, request), "host_load": host_load}, timings=timings,
         kick_trace=kick_trace(result), l2_exitcode=result.exitcode,
         l1_health=l1_health,
+        payload_report=({**kut_report(result.serial), "status": kut_status(result.exitcode, result.ended_by)}
+                        if scenario.workload.kind == "kernel" else {}),
         logs={"l1_console": str(l1.console_log), "l2_serial": str(out_dir / "l2-serial.log"),
               "repro": str(out_dir / "repro.sh")},
     )

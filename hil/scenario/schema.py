@@ -101,8 +101,9 @@ def validate_map(value: dict[str, Any], fields: Mapping[str, Field], key: str, s
 STR_LIST = Field("list", default=list, items=Field("str"))
 
 L1_FIELDS: dict[str, Field] = {
-    "kernel": Field("str", default="debian:linux-image-6.1.0-56-amd64",
-                    doc="'debian:<linux-image package>' or a path to a bzImage"),
+    "kernel": Field("str", default="debian:linux-image-6.1",
+                    doc="'debian:linux-image-X.Y' (a kernel line: its newest ABI package at run time), "
+                        "'debian:<ABI package>' or 'debian:<ABI package>=<version>' (pinned)"),
     "series": Field("str", nullable=True, doc="kernel_patches/<series> whose modules replace the stock ones"),
     "machine": Field("str", default="q35", doc="L1 QEMU -machine type"),
     "cpu": Field("str", default="auto", doc="auto: host under kvm, max under tcg (SVM emulated)"),

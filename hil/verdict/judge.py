@@ -189,6 +189,35 @@ def _whole_run_case(m: Measurement, expected: dict[str, Bound]) -> CaseResult:
                       _mismatches(rows, "expected"), rows)
 
 
+KUT_SKIP = 77      # kvm-unit-tests' skip status (scripts/runtime.bash)
+
+
+def _kut_cases(m: Measurement, expected: dict[str, Bound]) -> list[CaseResult]:
+    """kvm-unit-tests' own verdict (its exit status), each FAIL line as a case of its own, and
+    the whole run's exits beside them (judged only where expect.exits gives bounds). KVM's
+    counters went with L2's QEMU, so there is no counters cross-check."""
+    rep = m.payload_report
+    status = int(rep["status"])
+    lines = rep.get("lines", [])
+    tally = {v: sum(1 for line in lines if line["verdict"] == v) for v in ("PASS", "FAIL", "SKIP", "XFAIL", "XPASS")}
+    counts = ", ".join(f"{n} {v}" for v, n in tally.items() if n) or "no report lines"
+    verdict = Verdict.PASS if status == 0 else Verdict.SKIP if status == KUT_SKIP else Verdict.FAIL
+    detail = (f"kvm-unit-tests exit status {status} ({counts}"
+              + (f"; SUMMARY: {rep['summary']}" if rep.get("summary") else "") + ")"
+              + ("; KVM's counters ended with L2's QEMU: no counters cross-check" if not m.counters else ""))
+    cases = [CaseResult("kut-status", verdict, detail, extra={"status": status, "lines": lines, **tally,
+                                                              "cycles": rep.get("cycles", {})})]
+    cases += [CaseResult(f"kut FAIL: {line['text'][:80]}", Verdict.FAIL, line["text"])
+              for line in lines if line["verdict"] == "FAIL"]
+    if expected:
+        cases.append(_whole_run_case(m, expected))
+    else:   # reported, not judged: nothing bounds a foreign test's exits unless the scenario says so
+        cases.append(CaseResult("whole-run", Verdict.PASS, "exits reported, not judged (no expect.exits)",
+                                [ReasonRow(r, Bound(0, None), n, True, judged=False)
+                                 for r, n in sorted(m.exits_all.items())]))
+    return cases
+
+
 COUNTER_CHECKS = (("exits", None), ("io_exits", "IO"), ("halt_exits", "HLT"))
 
 
@@ -240,9 +269,12 @@ def judge(scenario: Scenario, pred: ScenarioPrediction, m: Measurement) -> RunRe
                   for op in pred.ops]
         assert pred.ambient is not None
         cases.append(_glue_case(m, pred.ambient))
+    elif m.payload_report.get("status") is not None:     # kvm-unit-tests ended itself with its status
+        cases += _kut_cases(m, pred.expected_exits)
     else:
         cases.append(_whole_run_case(m, pred.expected_exits))
-    cases.append(_counters_case(m))
+    if m.counters or m.payload_report.get("status") is None:
+        cases.append(_counters_case(m))
     if m.l1_health is not None:
         cases.append(_health_case(m.l1_health))
     return RunResult(scenario.name, Verdict.worst([c.verdict for c in cases]), cases, pred.profile.name, m.arch,

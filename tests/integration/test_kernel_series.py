@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from hil.lab.assets.kernel_line import resolve_cached
+
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,8 +31,10 @@ def test_build_from_clean_cache_then_cache_hit(tmp_path):
     assert "hil_series" in params
     for ko in ("kvm.ko", "kvm-amd.ko", "kvm-intel.ko"):
         vermagic = subprocess.run(["modinfo", "-F", "vermagic", str(modules / ko)], capture_output=True, text=True)
-        assert vermagic.stdout.split()[0] == "6.1.0-56-amd64"
+        assert vermagic.stdout.split()[0] == resolve_cached("debian:linux-image-6.1").release
     prov = json.loads((modules.parent / "provenance.json").read_text())
+    # source, headers and image: the one upload the line resolved to
+    assert prov["source_version"] == prov["headers_version"] == prov["base"]["image_version"]
     assert prov["patches"][0]["file"] == "0001-kvm-name-the-hil-series.patch" and prov["compiler"].startswith("gcc")
 
 

@@ -21,7 +21,7 @@ def test_list_shows_groups_descriptions_and_needs():
     proc = hil("list")
     assert proc.returncode == 0
     line = next(l for l in proc.stdout.splitlines() if l.startswith("probe-basic "))
-    assert "[default, demo]" in line and "Exits of CPUID" in line
+    assert "[default, demo, smoke, nightly]" in line and "Exits of CPUID" in line
     assert "needs kernel series dedicated-cpu" in proc.stdout
     assert "needs --set workload.kernel=..." in proc.stdout
 
@@ -30,7 +30,7 @@ def test_list_shows_groups_descriptions_and_needs():
 def test_list_json_on_stdout(form):
     entries = json.loads(hil("list", *form).stdout)
     basic = next(e for e in entries if e["name"] == "probe-basic")
-    assert basic["groups"] == ["default", "demo"] and basic["topology"] == "nested-svm" and basic["needs"] == []
+    assert basic["groups"] == ["default", "demo", "smoke", "nightly"] and basic["topology"] == "nested-svm" and basic["needs"] == []
 
 
 def test_list_json_to_a_file_and_a_group(tmp_path):

@@ -19,7 +19,11 @@ ALLOWED = {
     "verdict": {"measurement", "scenario", "model"},
     "report": {"verdict", "measurement", "model"},
     "runner": {"lab", "verdict", "scenario", "measurement", "model", "paths"},
-    "cli": {"runner", "report", "verdict", "lab", "scenario", "measurement", "model", "paths"},
+    "batch": {"runner", "report", "verdict", "scenario", "measurement", "model", "paths"},
+    "lava": set(),
+    "kut": {"batch", "runner", "report", "verdict", "lab", "scenario", "measurement", "model", "paths"},
+    "cli": {"batch", "lava", "kut", "runner", "report", "verdict", "lab", "scenario", "measurement", "model",
+            "paths"},
     "pytest_plugin": {"runner", "report", "verdict", "scenario", "measurement", "model", "paths"},
 }
 # third-party packages the agent may use in L1 (the image ships them)

@@ -65,3 +65,18 @@ def test_a_second_lab_waits_for_the_first(cache):
         waited = time.monotonic() - t0
     first.wait(10)
     assert waited > 0.5
+
+
+def test_a_batch_holds_the_lock_across_runs_and_no_wait_exits(cache):
+    from hil.runner import LabBusy
+    with lab_lock():
+        with lab_lock():          # a run inside a batch: re-entrant, no self-deadlock
+            pass
+        code = ("from hil.runner import lab_lock, LabBusy\n"
+                "try:\n    with lab_lock(wait=False): print('got')\nexcept LabBusy as e: print('busy', e)\n")
+        env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(cache))
+        other = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+        assert other.stdout.startswith("busy another hil lab runs on this machine (pid"), other.stdout + other.stderr
+    with lab_lock(wait=False):    # released: free again
+        pass
+    assert LabBusy.__mro__[1].__name__ == "LabError"

@@ -139,6 +139,8 @@ class L2Runner:
             t_up = time.monotonic()
             ended_by = self._watch(machine, req, vm, drivers, t0 + req.timeout)
             t_done = time.monotonic()
+            if ended_by == "done" and not machine.is_running():
+                ended_by = "exit"     # it ended itself right after its last line (kvm-unit-tests' exit())
             # QEMU's own exit code when it ended itself; None when hil stops it below
             exitcode = machine.exitcode if ended_by == "exit" else None
             if req.after_done and machine.is_running():

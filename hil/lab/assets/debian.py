@@ -25,12 +25,24 @@ def check_package(name: str) -> str:
 
 def _run(argv: list[str], cwd: Path | None = None, timeout: float = 300) -> str:
     try:
-        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        # LC_ALL=C: apt translates what we parse ("Candidate:") on a non-English lab box
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                              env=dict(os.environ, LC_ALL="C"))
     except subprocess.TimeoutExpired as e:
         raise LabError(f"command timed out after {timeout:.0f} s: {argv}") from e
     if proc.returncode != 0:
         raise LabError(f"command failed ({proc.returncode}): {argv}\n{proc.stdout}{proc.stderr}")
     return proc.stdout
+
+
+def apt_lists_stamp() -> str | None:
+    """Changes when apt-get update rewrites the Packages lists (this lab's apt keeps no pkgcache.bin)."""
+    from hil.lab.assets.cache import digest
+    try:
+        lists = sorted(p for p in Path("/var/lib/apt/lists").iterdir() if "_Packages" in p.name)
+        return digest([[p.name, p.stat().st_mtime_ns, p.stat().st_size] for p in lists]) if lists else None
+    except OSError:
+        return None
 
 
 def installed_versions(packages: list[str]) -> dict[str, str]:

@@ -16,7 +16,7 @@ import ptrace
 import qemu.qmp
 
 import hil
-from hil.lab.assets import debian
+from hil.lab.assets import debian, kernel_line
 from hil.lab.assets.cache import cached_dir, digest, file_digest, prune, tree_digest
 from hil.lab.assets.cpio import write_cpio
 from hil.lab.errors import CapabilityMissing, LabError
@@ -70,7 +70,7 @@ class L1Image:
     series: dict[str, object] = field(default_factory=dict)   # the kernel series' build provenance
 
     def provenance(self) -> dict[str, object]:
-        return {"kernel_package": self.kernel.package, "kernel_version": self.kernel.version,
+        return {"kernel_spec": self.kernel.spec, "kernel_package": self.kernel.package, "kernel_version": self.kernel.version,
                 "kernel_release": self.kernel.release, "image_key": self.key,
                 "packages": dict(sorted(self.packages.items())), "series": self.series}
 
@@ -123,11 +123,10 @@ def _load_order(root: Path, names: tuple[str, ...]) -> list[Path]:
 
 
 def kernel_assets(spec: str) -> KernelAssets:
-    """'debian:<package>' -> vmlinuz and the kvm module closure from that exact package version."""
-    if not spec.startswith("debian:"):
-        raise LabError(f"unsupported kernel spec {spec!r} (expected 'debian:<linux-image package>')")
-    package = spec.removeprefix("debian:")
-    version = debian.candidate_version(package)
+    """'debian:linux-image-X.Y' (a line: the newest ABI apt has now) or 'debian:<package>[=<version>]'
+    -> vmlinuz and the kvm module closure from that exact package version."""
+    resolved = kernel_line.resolve_cached(spec)
+    package, version = resolved.package, resolved.version
     inputs = {"package": package, "version": version, "modules": MODULE_GROUPS, "recipe": 3}
 
     def build(out: Path) -> None:

@@ -221,7 +221,8 @@ def build(series: Series, release: str, install_headers: bool = True) -> SeriesB
     patches = _patch_files(series)
     check_patches(series, patches)
     # source, headers and image: one upload (the archive's newest source may be a later one)
-    version = pinned_version(base["source_package"], base["image_package"], base["headers_package"])
+    version = pinned_version(base["source_package"], base["image_package"], base["headers_package"],
+                             image_version=base.get("image_version"))
     src = source_tree(base["source_package"], version)
     src_version = headers_version = version
     inputs = {"series": series.name, "source": [base["source_package"], version],
@@ -290,7 +291,7 @@ def build_full_kernel(series: Series) -> SeriesBuild:
     assert base["source_package"] and base["image_package"]
     patches = _patch_files(series)
     check_patches(series, patches)
-    src_version = pinned_version(base["source_package"], base["image_package"])
+    src_version = pinned_version(base["source_package"], base["image_package"], image_version=base.get("image_version"))
     src = source_tree(base["source_package"], src_version, full=True)
     wanted = _config_lines(L1_CONFIG.read_text().splitlines()) + _config_lines(list(series.config_fragment))
     inputs = {"series": series.name, "build": series.build, "source": [base["source_package"], src_version],
@@ -367,5 +368,5 @@ def build_on_tree(series: Series, tree: Path, make_args: list[str]) -> dict[str,
 
 def build_series(name: str, kernel: Any) -> SeriesBuild:
     """The series for exactly this kernel package, as `hil run` needs it (installs nothing)."""
-    series = load_series(name, repo_root()).base_for_image(kernel.package)
+    series = load_series(name, repo_root()).base_for_image(kernel.package).for_kernel(kernel.package, kernel.version)
     return build(series, kernel.release, install_headers=False)

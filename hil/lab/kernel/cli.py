@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hil.lab.assets import kernel_line
 from hil.lab.errors import LabError
 from hil.lab.kernel.build import build, build_on_tree, repo_root
 from hil.lab.kernel.importer import import_series
@@ -101,7 +102,11 @@ def _run(args: argparse.Namespace) -> int:
         prov = build_on_tree(series, args.tree.resolve(), args.make_arg)
         print(f"built: {prov['bzImage']} ({prov['build_seconds']} s); provenance in {args.tree}/hil-provenance.json")
         return 0
-    release = args.release or _release_of(series.base.get("image_package") or "")
+    image = str(series.base.get("image_package") or "")
+    if kernel_line.is_line(image):         # the base follows a line: build for its newest ABI now
+        resolved = kernel_line.resolve_cached(f"debian:{image}")
+        series = series.for_kernel(resolved.package, resolved.version)
+    release = args.release or _release_of(str(series.base.get("image_package") or ""))
     b = build(series, release)
     print(f"{'cache hit' if b.cached else 'built'}: {b.vmlinuz or b.modules} "
           f"({b.provenance.get('build_seconds', '?')} s build)")

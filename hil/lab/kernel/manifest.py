@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from hil.lab.assets import kernel_line
 from hil.lab.errors import LabError
 from hil.scenario.errors import ConfigError
 from hil.scenario.schema import Field, validate_map
@@ -19,8 +20,11 @@ BASE_FIELDS = {
     "name": Field("str", nullable=True, doc="what --base calls it, e.g. 6.12 (default: the kernel version)"),
     "kind": Field("enum", required=True, choices=("debian", "upstream")),
     "source_package": Field("str", nullable=True, doc="debian: e.g. linux-source-6.1"),
-    "headers_package": Field("str", nullable=True, doc="debian: e.g. linux-headers-6.1.0-56-amd64"),
-    "image_package": Field("str", nullable=True, doc="debian: the linux-image the modules must load into"),
+    "headers_package": Field("str", nullable=True, doc="debian: an exact linux-headers package (default: the "
+                                                     "one of the resolved image, same ABI and version)"),
+    "image_package": Field("str", nullable=True, doc="debian: the kernel line the modules load into, e.g. "
+                                                   "linux-image-6.1 (resolved to the newest ABI at build time), "
+                                                   "or an exact ABI package"),
     "version": Field("str", nullable=True, doc="upstream: e.g. v3.6-rc4"),
     "patches_dir": Field("str", nullable=True, doc="folder of the series holding the patches rebased onto "
                                                  "this base (same file names); default: the series folder"),
@@ -81,13 +85,24 @@ class Series:
         raise LabError(f"series {self.name} has no base {name!r} (bases: {', '.join(str(b['name']) for b in self.bases)})")
 
     def base_for_image(self, package: str) -> "Series":
-        """The series on the base whose modules load into this linux-image package."""
+        """The series on the base whose modules load into this (resolved) linux-image package:
+        the base names that package or its line (linux-image-6.1 for linux-image-6.1.0-57-amd64)."""
         for base in self.bases:
-            if base.get("image_package") == package:
+            image = str(base.get("image_package"))
+            if image == package or (kernel_line.is_line(image) and
+                                    kernel_line.line_of(package) == kernel_line.line_of(image)):
                 return replace(self, base=base)
         images = ", ".join(str(b.get("image_package")) for b in self.bases)
         raise LabError(f"series {self.name} is built for {images}; the topology's L1 kernel is {package}: "
-                       f"set l1.kernel to one of those (debian:<package>)")
+                       f"set l1.kernel to one of those (debian:<package or line>)")
+
+    def for_kernel(self, package: str, version: str) -> "Series":
+        """This base pinned to one resolved image upload: source, headers and image agree."""
+        headers = self.base.get("headers_package")
+        if not headers or kernel_line.is_line(str(self.base.get("image_package"))):
+            headers = "linux-headers-" + package.removeprefix("linux-image-")
+        return replace(self, base={**self.base, "image_package": package, "headers_package": headers,
+                                   "image_version": version})
 
 
 def load_series(name_or_dir: str | Path, root: Path, valid_profiles: list[str] | None = None) -> Series:
@@ -104,7 +119,7 @@ def load_series(name_or_dir: str | Path, root: Path, valid_profiles: list[str] |
     names: set[str] = set()
     for i, base in enumerate(bases):
         key = "base" if i == 0 else f"other_bases[{i - 1}]"
-        needs = ("source_package", "headers_package", "image_package") if base["kind"] == "debian" else ("version",)
+        needs = ("source_package", "image_package") if base["kind"] == "debian" else ("version",)
         for need in needs:
             if not base[need]:
                 raise src.error(key, f"missing required key {need!r} for a {base['kind']} base")

@@ -29,19 +29,10 @@ SAFE_EXTRACT = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 AptShow = Callable[[str], str]
 
 
-def _apt_lists_stamp() -> str | None:
-    # apt-get update rewrites the Packages lists (this lab's apt keeps no pkgcache.bin)
-    try:
-        lists = sorted(p for p in Path("/var/lib/apt/lists").iterdir() if "_Packages" in p.name)
-        return digest([[p.name, p.stat().st_mtime_ns, p.stat().st_size] for p in lists]) if lists else None
-    except OSError:
-        return None
-
-
 def apt_cache_show(package: str) -> str:
     """Memoised until apt's package cache changes: each call costs about a second, and every
     run of a patched L1 asks for three packages."""
-    stamp = _apt_lists_stamp()
+    stamp = debian.apt_lists_stamp()
     memo = cache_root() / "apt-show.json"
     known: dict[str, str] = {}
     if stamp and memo.exists():
@@ -75,14 +66,17 @@ def apt_versions(package: str, show: AptShow = apt_cache_show) -> list[str]:
 
 
 def pinned_version(source_package: str, image_package: str, headers_package: str | None = None,
-                   show: AptShow = apt_cache_show) -> str:
+                   show: AptShow = apt_cache_show, image_version: str | None = None) -> str:
     """The version of the image package, which the source (and headers) must have too: the
     module's code, the headers' struct layouts and the kernel it loads into are one upload.
-    Refused, naming the newest the archive has, when the source is not at that version."""
+    Refused, naming the newest the archive has, when the source is not at that version.
+    image_package must be an exact ABI package (a series base's line is resolved first)."""
     image = apt_versions(image_package, show)
     if not image:
         raise LabError(f"Debian package {image_package!r} is not known to apt (run 'apt-get update'?)")
-    want = image[0]
+    want = image_version or image[0]     # the upload the L1 image was resolved to, else the newest
+    if want not in image:
+        raise LabError(f"{image_package}={want} is not in the archive (newest available: {image[0]})")
     for package in filter(None, (source_package, headers_package)):
         have = apt_versions(package, show)
         if want not in have:
