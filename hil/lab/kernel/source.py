@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hil.lab.assets import debian
-from hil.lab.assets.cache import cache_root, cached_dir, digest
+from hil.lab.assets.cache import cache_root, cached_dir
 from hil.lab.errors import LabError
 
 # What an out-of-tree build of kvm.ko/kvm-amd.ko/kvm-intel.ko reads from the source tree
