@@ -66,10 +66,11 @@ PROBE_OPS: dict[str, ProbeOpSpec] = {s.name: s for s in (
                 max_count=1_000, results=("irqs", "transfers", "data_errors")),
     ProbeOpSpec("net-rx", "receive N frames the host sends into L2's virtio-net NIC (split virtqueue, MSI-X)",
                 (("interrupt-in", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="virtio-net",
-                max_count=100_000, results=("irqs", "frames", "in_order", "first_seq", "other", "notifies")),
+                stimulus="frame-sender", max_count=100_000,
+                results=("irqs", "frames", "in_order", "first_seq", "other", "notifies")),
     ProbeOpSpec("net-tx", "send N frames through L2's virtio-net NIC, one at a time",
                 (("pio-user", ()), ("interrupt-in", (("guest_state", "running"),)), ("eoi", _X2APIC)),
-                device="virtio-net", max_count=100_000, results=("irqs", "frames", "notifies")),
+                device="virtio-net", stimulus="frame-counter", max_count=100_000, results=("irqs", "frames", "notifies")),
 )}
 
 
