@@ -97,14 +97,14 @@ def dmesg_tail(lines: int = 20) -> str:
     return "L1's kernel log ends:\n" + "\n".join(r.stdout.splitlines()[-lines:])
 
 
-def proc_interrupts(match: str) -> dict[str, dict[str, int]]:
-    """/proc/interrupts lines whose name contains `match`: irq -> {cpu: count} (cpu "0", "1", ...)."""
-    text = Path("/proc/interrupts").read_text().splitlines()
-    if not text:
+def proc_interrupts(match: str, text: str | None = None) -> dict[str, dict[str, int]]:
+    """/proc/interrupts lines whose name contains `match`: "IRQ NAME" -> {cpu: count} (cpu "0", "1", ...)."""
+    lines = (Path("/proc/interrupts").read_text() if text is None else text).splitlines()
+    if not lines:
         return {}
-    ncpu = len(text[0].split())
+    ncpu = len(lines[0].split())
     out: dict[str, dict[str, int]] = {}
-    for line in text[1:]:
+    for line in lines[1:]:
         if match not in line:
             continue
         parts = line.split()

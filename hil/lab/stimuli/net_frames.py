@@ -24,18 +24,21 @@ ETHERTYPE = 0x88B5
 MAGIC = b"HILP"
 SRC_MAC = bytes.fromhex("020000000001")
 FRAME_LEN = 60
-_HEADER = struct.Struct("<6s6sH4sIQ")
+_ETH = struct.Struct("!6s6sH")          # Ethernet header: network byte order
+_BODY = struct.Struct("<4sIQ")         # the probe's payload: little-endian
 
 
 def probe_frame(seq: int, stamp_ns: int) -> bytes:
-    return _HEADER.pack(b"\xff" * 6, SRC_MAC, ETHERTYPE, MAGIC, seq & 0xFFFFFFFF, stamp_ns).ljust(FRAME_LEN, b"\0")
+    return (_ETH.pack(b"\xff" * 6, SRC_MAC, ETHERTYPE)
+            + _BODY.pack(MAGIC, seq & 0xFFFFFFFF, stamp_ns & (1 << 64) - 1)).ljust(FRAME_LEN, b"\0")
 
 
 def parse_frame(frame: bytes) -> tuple[int, int] | None:
     """(seq, timestamp) of a probe frame, None for anything else."""
-    if len(frame) < _HEADER.size:
+    if len(frame) < _ETH.size + _BODY.size:
         return None
-    _, _, etype, magic, seq, stamp = _HEADER.unpack_from(frame)
+    etype = _ETH.unpack_from(frame)[2]
+    magic, seq, stamp = _BODY.unpack_from(frame, _ETH.size)
     return (seq, stamp) if etype == ETHERTYPE and magic == MAGIC else None
 
 
