@@ -66,7 +66,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic()
     try:
-        scenario = load_scenario(args.scenario, root=ROOT, overrides=args.set, valid_profiles=PROFILES)
+        # --topology NAME is --set topology=NAME, first: later --set topology.KEY=... refine it
+        overrides = ([f"topology={args.topology}"] if args.topology else []) + args.set
+        scenario = load_scenario(args.scenario, root=ROOT, overrides=overrides, valid_profiles=PROFILES)
         predictions = predict_before_boot(scenario, args.accel)   # a question the model cannot answer stops here
     except ConfigError as e:
         print(f"hil: {e}", file=sys.stderr)
@@ -163,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", metavar="DIR", help="keep logs, repro.sh and results in DIR")
     p.add_argument("--keep", action="store_true", help="keep the output directory even when everything passes")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--topology", metavar="NAME", help="run the scenario on another topology (e.g. nested-svm-edu)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("list", help="list scenarios", parents=[common])
     p.set_defaults(func=cmd_list)
