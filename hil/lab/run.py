@@ -87,7 +87,7 @@ def kvm_boot_probe(topology: Topology, image: L1Image, timeout: float = 25.0) ->
 
 def snapshot_path(topology: Topology, image: L1Image, accel: str) -> Path | None:
     """Where the idle-L1 snapshot for this exact image, L1 config and accelerator lives."""
-    if not topology.l1.snapshot:
+    if not topology.l1.snapshot or not all(d.l1_snapshot_safe() for d in device_specs(topology.l2)):
         return None
     version = version_tuple(qemu_version())
     if version is None or version < (8, 2):   # 'file:' migration URIs

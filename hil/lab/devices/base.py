@@ -54,6 +54,10 @@ class DeviceSpec:
         """The L1 image's module group (hil/lab/assets/l1_image.py MODULE_GROUPS) the agent loads."""
         return None
 
+    def l1_snapshot_safe(self) -> bool:
+        """Whether an idle L1 restored from a snapshot still has what L0 gave it for this device."""
+        return True
+
     # -- the agent's side, in L1 --
     def attach(self, run_dir: Path) -> Attached:
         raise NotImplementedError

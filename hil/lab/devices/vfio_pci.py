@@ -40,6 +40,12 @@ class VfioPci(DeviceSpec):
     def module_group(self) -> str | None:
         return "vfio"
 
+    def l1_snapshot_safe(self) -> bool:
+        # QEMU's edu has no migration state: restored, its PCI config space (BAR, memory
+        # decode) is blank while L1 believes it assigned, and L2 reads all-ones ("bad
+        # identification", seen in this lab). L1 boots instead.
+        return False
+
     def attach(self, run_dir: Path) -> Attached:
         if self.model not in MODELS:
             raise LabError(f"unknown vfio-pci model {self.model!r} (known: {', '.join(MODELS)})")
