@@ -106,3 +106,9 @@ def test_frame_counter_counts_probe_frames_on_a_real_socket_pair():
             a.send(probe_frame(i, 1000 + i))
         got = [parse_frame(b.recv(100)) for _ in range(3)]
     assert got == [(0, 1000), (1, 1001), (2, 1002)]
+
+
+def test_host_interrupt_observer_waits_for_a_whole_begin_line():
+    from hil.lab.stimuli.host_interrupts import BEGIN
+    assert BEGIN.findall("hil-probe: event=begin name=dev-") == []      # the guest is still writing it
+    assert BEGIN.findall("hil-probe: event=begin name=dev-msi\n") == ["dev-msi"]
