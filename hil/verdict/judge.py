@@ -136,7 +136,7 @@ def _device_rows(m: Measurement, op: OpPrediction, got: Any) -> list[ReasonRow]:
         sender = m.frames.get("frame-sender", {})
         rows.append(_row("frames sent into the tap", exact(n), int(sender.get("sent", -1))))
         rows.append(_row("frames received by the guest", exact(n), int(rep.get("frames", -1))))
-        rows.append(_row("frames received in order", exact(n), int(rep.get("in_order", -1))))
+        rows.append(_row("frames received in order (1: all)", exact(1), int(rep.get("in_order", -1))))
         rows.append(_row("receive interrupts", Bound(1, n), int(rep.get("irqs", -1))))
     if op.op == "net-tx":
         counter = m.frames.get("frame-counter", {})

@@ -76,10 +76,10 @@ class _Sender(Driver):
                 time.sleep(self.spec.start_delay_s)
                 t0 = time.monotonic()
                 for i in range(self.spec.count):
-                    # paced against the start, so a slow send does not stretch the whole train
-                    delay = t0 + i * self.spec.interval_s - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
+                    # at least interval_s apart: a late send (L1's Python under TCG stalls now
+                    # and then) delays the rest rather than bunching them into a burst
+                    if i:
+                        time.sleep(self.spec.interval_s)
                     s.send(probe_frame(i, time.monotonic_ns()))
                     self.sent += 1
                 self.elapsed_s = time.monotonic() - t0
