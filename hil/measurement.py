@@ -105,6 +105,8 @@ class OpMeasurement:
     samples: dict[str, list[int]] = field(default_factory=dict)
     # samples turned into ns: "lat" (per interrupt), net-rx "isr_interval" and "sender_interval"
     latency: dict[str, LatencyStats] = field(default_factory=dict)
+    # reason -> guest RIP (hex) -> exits: where in the op's code each exit happened
+    rips: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass

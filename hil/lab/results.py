@@ -88,12 +88,16 @@ def exits_by_op(result: L2Result, arch: str, probe: ProbeImage | None, events: l
     """Window exits attributed to the op whose code holds their RIP; the rest is glue."""
     reported = {e["name"]: e for e in events if e.get("event") == "op" and "name" in e}
     per_op: dict[str, dict[str, int]] = {}
+    rips: dict[str, dict[str, dict[str, int]]] = {}
     outside: dict[str, int] = {}
     for entry in result.exits_window:
         name = reason_name(arch, entry["exit_reason"])
         op = probe.op_at(entry["guest_rip"]) if probe else None
         bucket = per_op.setdefault(op, {}) if op else outside
         bucket[name] = bucket.get(name, 0) + entry["hitcount"]
+        if op:
+            at = rips.setdefault(op, {}).setdefault(name, {})
+            at[f"{entry['guest_rip']:#x}"] = at.get(f"{entry['guest_rip']:#x}", 0) + entry["hitcount"]
     ops = []
     samples = samples_by_op(events)
     for name in (probe.op_ranges if probe else ()):
@@ -105,7 +109,7 @@ def exits_by_op(result: L2Result, arch: str, probe: ProbeImage | None, events: l
         ops.append(OpMeasurement(name, count if isinstance(count, int) else None, per_op.get(name, {}),
                                  rep.get("tsc") if rep and isinstance(rep.get("tsc"), int) else None,
                                  {k: v for k, v in (rep or {}).items() if k not in ("event", "name")},
-                                 got, op_latency(got, (rep or {}).get("tsc_khz"))))
+                                 got, op_latency(got, (rep or {}).get("tsc_khz")), rips.get(name, {})))
     return ops, outside
 
 
