@@ -49,5 +49,5 @@ class Observers(Driver):
             p.finish(vm)
 
     def result(self) -> dict[str, Any]:
-        names = {"InterruptCounter": "host_irqs", "MsiInjections": "msi_injections"}
+        names = {"InterruptCounter": "host_irqs", "MsiInjections": "msi_injections", "VhostActivity": "vhost"}
         return {names.get(type(p).__name__, type(p).__name__): p.result() for p in self.parts}
