@@ -6,8 +6,11 @@ bug in hil is an ERROR result carrying the traceback."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
 import signal
+import subprocess
 import threading
 import time
 import traceback
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hil.lab.assets.cache import cache_root
 from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.l1 import L1Session
 from hil.lab.run import Prepared, expected_archs, open_l1, prepare, run_on
@@ -49,6 +53,31 @@ def watchdog(seconds: float, what: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+@contextlib.contextmanager
+def lab_lock() -> Iterator[None]:
+    """One lab at a time on this machine: TCG timing (the kick race's timeouts) breaks when
+    emulators share the CPUs. A second run waits, and says why."""
+    path = cache_root() / "lab.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            log.warning("another hil lab runs on this machine (%s): waiting for it",
+                        f.read().strip() or "pid unknown")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def predict_before_boot(scenario: Scenario, accel: str | None = None) -> dict[str, ScenarioPrediction]:
     """The prediction for every architecture this lab's L1 may have. Raises ConfigError
     (naming the key) when the model cannot answer: nothing has been built or booted yet."""
@@ -75,7 +104,9 @@ class Runner:
         live = self._session(scenario, log_dir)
         return live.session, live.prepared
 
-    def _session(self, scenario: Scenario, log_dir: Path) -> _L1:
+    def _session(self, scenario: Scenario, log_dir: Path, deadline: float | None = None) -> _L1:
+        """The topology's L1: images built (no time limit: builds have their own), then booted
+        or restored under the run's watchdog (`deadline` seconds, the topology timeout)."""
         topo = scenario.topology
         key = repr(topo)      # the whole topology: an override makes another L1
         live = self._l1.get(key)
@@ -91,7 +122,8 @@ class Runner:
             t0 = time.monotonic()
             log.info("L1 %s: %s", topo.name, "restoring its snapshot" if session.restore else "booting")
             try:
-                session.start()
+                with watchdog(deadline or 0, f"L1 of {topo.name}"):
+                    session.start()
             except BaseException:
                 session.close()
                 raise
@@ -108,9 +140,10 @@ class Runner:
         out.mkdir(parents=True, exist_ok=True)
         self.last_measurement = None
         try:
-            with watchdog(scenario.topology.timeout, f"scenario {scenario.name}"):
-                l1 = self._session(scenario, out)
-                m = self.last_measurement = run_on(l1.session, scenario, l1.prepared, out)
+            with lab_lock():
+                l1 = self._session(scenario, out, deadline=scenario.topology.timeout)
+                with watchdog(scenario.topology.timeout, f"scenario {scenario.name}"):
+                    m = self.last_measurement = run_on(l1.session, scenario, l1.prepared, out)
             pred = predictions.get(m.arch)
             if pred is None:
                 return error_result(scenario.name, f"L1 has {m.arch}, predicted for {', '.join(predictions)} only",
@@ -118,8 +151,9 @@ class Runner:
             return judge(scenario, pred, m)
         except CapabilityMissing as e:
             return skip_result(scenario.name, str(e))
-        except (LabError, OSError) as e:
-            return error_result(scenario.name, str(e), logs=_logs(out))
+        except (LabError, OSError, subprocess.SubprocessError) as e:   # the lab broke (a command failed, timed out)
+            return error_result(scenario.name, f"{type(e).__name__}: {e}" if not isinstance(e, LabError) else str(e),
+                                logs=_logs(out))
         except KeyboardInterrupt as e:
             return error_result(scenario.name, f"interrupted ({e})", logs=_logs(out))
         except Exception as e:     # a bug in hil: never a FAIL, never a traceback without a result

@@ -27,8 +27,10 @@ def check_result(result: L2Result, scenario: Scenario) -> None:
         raise LabError(f"tracefs dropped {result.dropped} events: counts are incomplete")
     tail = _tail(result.serial) or "(no serial output)"
     if result.ended_by == "timeout":
-        raise LabError(f"L2 did not finish within its timeout ({scenario.topology.l2.timeout} s); "
-                       f"its serial output ends:\n{tail}")
+        # what hil's own stimuli did says whether the guest waited for something that never came
+        done = "; ".join(f"{kind}: {str(r)[:300]}" for kind, r in result.stimuli.items())
+        raise LabError(f"L2 did not finish within its timeout ({scenario.topology.l2.timeout} s)"
+                       + (f" (stimuli: {done})" if done else "") + f"; its serial output ends:\n{tail}")
     wl = scenario.workload
     if result.ended_by == "exit" and (wl.kind == "probe" or wl.done_pattern):
         raise LabError(f"L2 QEMU exited (code {result.exitcode}) before "

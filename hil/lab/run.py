@@ -17,7 +17,7 @@ import hil
 from hil.lab.agent.protocol import L2Request, L2Result
 from hil.lab.assets.cache import cache_root, digest
 from hil.lab.assets.l1_image import L1Image, build_l1_image, kernel_assets
-from hil.lab.assets.probe import ProbeImage, build_probe
+from hil.lab.assets.probe import ProbeImage, cached_probe
 from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.kernel import build_series
 from hil.lab.l1 import L1Session
@@ -25,7 +25,7 @@ from hil.lab.accel import AccelChoice, choose_accel, kvm_device_usable
 from hil.lab.qemu.argv import L2Paths, l1_argv
 from hil.lab.qemu.host import host_cpu_flags, host_cpu_model, qemu_version, version_tuple
 from hil.lab.repro import write_repro
-from hil.lab.request import Payload, build_request, device_specs
+from hil.lab.request import build_request, device_specs
 from hil.lab.results import (check_result, counters, exits_by_op, kick_trace, pio_counts, probe_events,
                              summed)
 from hil.measurement import Measurement
@@ -61,7 +61,7 @@ def prepare(topology: Topology, needs_probe: bool, accel_override: str | None = 
     series = build_series(topology.l1.series, kernel) if topology.l1.series else None
     image = build_l1_image(kernel, series)
     t1 = time.monotonic()
-    probe = build_probe(cache_root() / "probe") if needs_probe else None
+    probe = cached_probe() if needs_probe else None
     t2 = time.monotonic()
     requested = accel_override or topology.accel
     # Whether KVM boots Linux depends on host, QEMU and L1 kernel, not on our initramfs.

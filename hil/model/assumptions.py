@@ -1,21 +1,81 @@
-"""Every place the model rests on something the research could not verify ([R] in
-shared/research/slave-cpu-series.md), named once so it can be found and changed."""
+"""Every premise the model rests on that no source in docs/model-sources.md settles, named once
+and attached (semantics.py, race.py, profiles.py) to each answer that depends on it."""
 from __future__ import annotations
 
 ASSUMPTIONS: dict[str, str] = {
-    "svm-prevent-run-exit": "On SVM the port closes the kick race like v2's prevent_run (v2/17, VMX "
-                            "preemption timer = 0 -> exit 52) with a self-NMI held by GIF=0 until VMRUN: one "
-                            "'nmi' exit (kernel_patches/dedicated-cpu 0003; measured by kick-race-v2, where "
-                            "prevent-run NMIs equal the kicks that landed in the window).",
-    "v1-timer-expiry": "slave-v1 leaves the LAPIC timer emulated by a host hrtimer on the slave while "
-                       "external-interrupt exiting is off; the research calls this open (§4 timer row). "
-                       "Modelled as 0..1 exits with the interrupt delivered.",
-    "v1-smp-guests": "slave-v1 did not support SMP guests (cover letter, [R]); IPIs under v1 are answered "
-                     "as v2 answers them.",
-    "v1-direct-eoi-absent": "v1 has no direct EOI: every guest EOI traps (v2 adds 19/21) [C/R].",
-    "msi-host-affinity": "Stock: an assigned device's MSI is taken on the pCPU running the vCPU (host IRQ "
-                         "affinity); landing elsewhere adds a kick, hence 1..2 external-interrupt exits.",
-    "pv-eoi-off": "PV-EOI is not used by the guest unless the event says pv_eoi=on (merge version [R]).",
+    "timer-may-expire-before-entry": "A one-shot timer armed with interrupts off may expire while the vCPU is "
+                                     "still out for the TMICT write (a short timer, a slow host): that expiry "
+                                     "then costs no exit of its own and waits for the interrupt window. "
+                                     "Measured on the TCG lab under load (probe hlt op, dedicated-hlt).",
+    # profiles
+    "v1-composition": "slave-v1 is the v1 series as far as the seed (patches 1-14/18): the seed's NMI handler "
+                      "acts on nothing (seed L99-113, 'no need to prevent run' at L107), and nothing routes "
+                      "assigned MSIs to the slave or sends it TLB shootdowns by NMI (17/18, 18/18 not applied).",
+    "v1-numbering": "slave-v1-full reads v1 15-18/18 as the research numbers them ([R]: 16/18 = v2/17 "
+                    "prevent-run, 17/18 = v2/18 MSI routing, 18/18 = v2/21 TLB by NMI); no v1 patch but the "
+                    "seed was available.",
+    "one-vcpu-per-pcpu": "One vCPU per pCPU, pinned, in-kernel irqchip.",
+    "slave-cpu-quiet": "No host interrupt reaches the slave CPU unless an event says so (host-irq, host-ipi, "
+                       "timer under v1 model the ones that do).",
     "ambient-host-interrupts": "Host interrupts (timer tick, IPIs) may hit the vCPU's pCPU at any time in "
                                "profiles without a dedicated CPU: 0..inf external-interrupt exits per window.",
+    # slave series
+    "v1-timer-misdelivered": "v1 keeps the guest's LAPIC timer on a host hrtimer on the slave, whose LAPIC timer "
+                             "interrupt (host vector 0xef) meets external-interrupt exiting off (seed L40-41) and "
+                             "the slave loop's disabled interrupts (seed L129): it goes through the guest IDT, "
+                             "kvm_timer_fn never runs, no injection; the physical ISR bit stays set (no 17/18 "
+                             "physical ack in the seed). The guest sees vector 0xef, not its own timer.",
+    "v1-smp-guests": "v1 did not support SMP guests (cover letter, [R]); IPIs under v1 are answered with v1's "
+                     "kick.",
+    "v1-direct-eoi-absent": "v1 has no direct EOI (v2 adds 19/21): the EOI of a directly delivered interrupt "
+                            "traps.",
+    "v2-direct-mode": "slave-v2's direct mode is on (no virtual interrupt or injected exception in service: "
+                      "v2/14 turns it off in vmx_inject_irq/_nmi/vmx_queue_exception and on in apic_set_eoi); "
+                      "the event's direct=off gives the other state.",
+    "v2-lvtt-vector": "The guest's LVTT vector is 0xef (the host's LOCAL_TIMER_VECTOR) or 0: v2/20 refuses any "
+                      "other on a slave (apic_reg_write -> -EINVAL, a #GP for an x2APIC write) and the timer is "
+                      "never armed in hardware. hil's probe uses vector 0x40 (guest/probe.c TIMER_VECTOR): "
+                      "under slave-v2 that is lvtt_vector=other.",
+    "vcpu-resident": "The vCPU is resident on its slave in guest mode when the direct MSI arrives; bounced to "
+                     "the online CPU, the slave idles with interrupts on and the host takes it (v2/13 remap "
+                     "table) and injects it virtually.",
+    "prevent-run-exit": "v2's prevent-run exit is VMX reason 52 only on CPUs with the preemption timer (v2/17: "
+                        "'On processors that doesn't support preemption timer, VMRESUME will fail'); the port "
+                        "uses a self-IPI there (0004, EXTERNAL_INTERRUPT), and on SVM a self-NMI held by GIF=0 "
+                        "until VMRUN: one 'nmi' exit (0003; measured by kick-race-v2).",
+    "misdelivery": "A host interrupt meeting external-interrupt exiting off is taken through the guest IDT at "
+                   "the host's vector: no exit, the host's handler never runs, the physical ISR bit stays set "
+                   "until the guest's EOI reaches the physical APIC (reproduced by the nested probe, "
+                   "nested-svm-probe.md Q2).",
+    "pv-eoi-refused": "The guest asked for PV-EOI but the profile refuses it (v2/14 kvm_lapic_enable_pv_eoi "
+                      "returns 1 for a slave vCPU; v1's 3.5 base predates PV-EOI, v3.6-rc1 ae7a2a3f): the EOI "
+                      "traps.",
+    # stock and port
+    "msi-host-affinity-2012": "3.6 legacy assignment: the host IRQ lands on any CPU and wakes the IRQ thread; "
+                              "the thread's kick can follow the vCPU's re-entry, hence 1..2 external-interrupt "
+                              "exits.",
+    "msi-host-affinity": "Today (VFIO + irqfd, kvm_arch_set_irq_inatomic in hard-irq context): exactly one exit: "
+                         "the MSI's own if it lands on the vCPU's pCPU (the kick from there sends no IPI), else "
+                         "the kick's reschedule IPI.",
+    "msi-port-kick": "The port: an MSI landing on the vCPU's pCPU exits as 'interrupt'; one landing elsewhere "
+                     "kicks by NMI (0003 kvm_dedicated_kick in kvm_vcpu_kick): exactly one of the two.",
+    "hv-timer": "Today's VMX backs the guest LAPIC timer with the VMX preemption timer (6.12 lapic.c "
+                "kvm_can_use_hv_timer) unless the guest may MWAIT without exiting or the timer is posted "
+                "(pi_inject_timer, off by default without nohz_full: 6.12 x86.c:9374); it counts in HLT (C1). "
+                "The CPU (or L0) offers the preemption timer.",
+    "halt-poll-miss": "The wake-up comes after halt polling gave up (halt_poll_ns): a wake-up found by polling "
+                      "counts halt_successful_poll, not halt_wakeup.",
+    "guest-if": "The guest has interrupts enabled when the interrupt arrives: no interrupt-window exit.",
+    "edge-triggered": "Edge-triggered interrupts only (MSI, LAPIC timer, fixed IPIs): no IOAPIC EOI broadcast, "
+                      "no EOI_INDUCED (45) under APICv, no unaccelerated EOI under AVIC.",
+    "apicv-no-ipiv": "APICv without IPI virtualisation: the sender's ICR write exits (x2APIC MSR_WRITE, xAPIC "
+                     "APIC_WRITE); the target gets a posted interrupt with no exit.",
+    "avic-is-x2avic": "stock-svm-avic is x2AVIC (Zen 4, Linux >= 6.0): classic AVIC is inhibited in x2APIC mode "
+                      "and every x2APIC access is an 'msr' exit.",
+    "ipi-both-vcpus": "ipi sums the sender's and the target's exits into one prediction.",
+    "userspace-exits-tracepoint": "userspace_exits is no KVM stat: the lab counts the kvm_userspace_exit "
+                                  "tracepoint.",
+    "signal-kick-process": "A signal reaches a running vCPU thread through kick_process's reschedule IPI, not "
+                           "kvm_vcpu_kick: the port's NMI kick does not apply.",
+    "ple-window": "The spin outlasts the pause-loop window (ple_window / pause_filter_count) exactly once.",
 }

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 from hil.model.errors import ModelError
-from hil.model.predict import _effect, profile as get_profile
+from hil.model.predict import _effect, check_arch, profile as get_profile
 from hil.model.types import ZERO, Operation
 
 
@@ -34,10 +34,15 @@ class HostCosts:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def event_latency(op: Operation, profile_name: str, costs: HostCosts, apic: str = "x2apic") -> int:
+def event_latency(op: Operation, profile_name: str, costs: HostCosts, apic: str = "x2apic",
+                  arch: str | None = None) -> int:
     """Cycles from the event to the guest having handled it, one occurrence (upper bounds
-    of noisy exits ignored: ambient noise is not the event's cost)."""
-    e = _effect(get_profile(profile_name).name, op.event, tuple(sorted(op.params)), apic)
+    of noisy exits ignored: ambient noise is not the event's cost). arch: the profile's first
+    architecture unless given."""
+    p = get_profile(profile_name)
+    arch = arch or p.arches[0]
+    check_arch(p, arch)
+    e = _effect(p.name, arch, op.event, op.params, apic)
     cycles = sum(b.low for b in e.exits.values()) * costs.exit_entry
     cycles += e.bounces.low * costs.bounce + e.guest_interrupts.low * costs.guest_handler
     cycles += e.counters.get("userspace_exits", ZERO).low * costs.userspace

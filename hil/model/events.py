@@ -7,6 +7,7 @@ from hil.model.errors import ModelError, unknown
 
 APIC = ("x2apic", "xapic")
 STATE = ("running", "halted")
+DIRECT = ("on", "off")      # slave-v2's direct mode: off while a virtual interrupt is in service
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class EventSpec:
             out["apic"] = apic
         for k, v in given.items():
             if k not in self.params:
+                if not self.params:
+                    raise ModelError(f"event {self.name} takes no parameters, got {k}={v}")
                 raise unknown(f"parameter of event {self.name}", k, self.params)
             if v not in self.params[k]:
                 raise ModelError(f"event {self.name}: {k}={v!r} is not one of {', '.join(self.params[k])}")
@@ -32,29 +35,40 @@ class EventSpec:
 EVENTS: dict[str, EventSpec] = {e.name: e for e in (
     EventSpec("cpuid", "guest executes CPUID"),
     EventSpec("hlt", "guest executes HLT with interrupts enabled; woken by the next event"),
+    EventSpec("mwait", "guest executes MWAIT (KVM emulates it as a no-op while MWAIT exits)"),
+    EventSpec("pause-spin", "guest spins on PAUSE past the pause-loop window (PLE / pause filter)"),
     EventSpec("pio-kernel", "port I/O to a device KVM emulates in the kernel (e.g. PIC ELCR 0x4d0)"),
     EventSpec("pio-user", "port I/O to a device QEMU emulates (KVM_EXIT_IO)"),
     EventSpec("mmio-user", "MMIO to a device QEMU emulates (KVM_EXIT_MMIO), steady state after the first access"),
-    EventSpec("msr", "guest reads or writes an MSR KVM intercepts and handles in the kernel",
-              {"access": ("read", "write"), "msr": ("apic-base", "tsc-deadline", "other")}),
-    EventSpec("msi-assigned", "an assigned (passed-through) device raises an MSI for this vCPU",
-              {"guest_state": STATE}, deterministic=False),
-    EventSpec("ipi", "this vCPU sends a fixed IPI to another vCPU of the guest",
+    EventSpec("msr", "guest reads or writes an MSR (x2apic-tmict/-tmcct: the x2APIC timer registers; "
+              "cstate-residency: a core C-state residency counter, read)",
+              {"access": ("read", "write"),
+               "msr": ("apic-base", "tsc-deadline", "other", "x2apic-tmict", "x2apic-tmcct", "cstate-residency")}),
+    EventSpec("msi-assigned", "an assigned (passed-through) device raises an MSI for this vCPU (direct: slave-v2's "
+              "direct mode when it arrives)", {"guest_state": STATE, "direct": DIRECT}, deterministic=False),
+    EventSpec("ipi", "this vCPU sends a fixed IPI to another vCPU of the guest (both vCPUs' exits, summed)",
               {"apic": APIC, "target_state": STATE}, deterministic=False),
     EventSpec("kick", "the host kicks the vCPU (a request from the I/O thread, irqfd, another vCPU)",
               {"guest_state": ("running", "halted", "outside")}, deterministic=False),
     EventSpec("interrupt-in", "an interrupt for this vCPU from outside it (an emulated device's MSI from "
               "QEMU's I/O thread, another vCPU's IPI): a kick, then a virtual injection",
               {"guest_state": ("running", "halted", "outside")}, deterministic=False),
-    EventSpec("timer", "guest arms its LAPIC one-shot timer (TMICT) and the timer expires",
+    EventSpec("timer", "guest arms its LAPIC timer (TMICT, or the TSC-deadline MSR) and the timer expires "
+              "(lvtt_vector: the guest's LVTT vector, 0xef = the host's LOCAL_TIMER_VECTOR; direct: slave-v2's "
+              "direct mode)",
               {"apic": APIC, "guest_state": ("halted", "running"), "mode": ("oneshot", "tsc-deadline"),
-               "armed_with": ("interrupts-on", "interrupts-off")}, deterministic=False),
+               "armed_with": ("interrupts-on", "interrupts-off"), "lvtt_vector": ("0xef", "other"),
+               "direct": DIRECT}, deterministic=False),
     EventSpec("nmi", "a host NMI arrives on the pCPU while the guest runs"),
     EventSpec("page-fault", "first guest touch of a page not yet mapped in EPT/NPT"),
-    EventSpec("eoi", "guest writes EOI for an interrupt it received",
+    EventSpec("eoi", "guest writes EOI for an interrupt it received (source=direct: one the slave series "
+              "delivered without an exit)",
               {"apic": APIC, "source": ("virtual", "direct"), "pv_eoi": ("off", "on")}),
     EventSpec("host-ipi", "the host sends a housekeeping IPI (TLB shootdown, call-function) to the vCPU's pCPU",
               {"kind": ("tlb", "call-function")}, deterministic=False),
+    EventSpec("host-irq", "a host interrupt the host meant for itself (its timer tick, a stray IPI, a device IRQ "
+              "not remapped) reaches the vCPU's pCPU while the guest is in guest mode",
+              {"guest_state": STATE, "direct": DIRECT}, deterministic=False),
     EventSpec("signal", "a signal to the vCPU thread (QEMU's SIG_IPI, pause)", {"guest_state": STATE},
               deterministic=False),
 )}

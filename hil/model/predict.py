@@ -1,9 +1,10 @@
 """predict: operations x counts -> exits by reason, counters, guest interrupts, bounces.
-Closed form: each event's per-occurrence effect times its count, plus the profile's ambient
-noise, so a million events cost no more than one."""
+Closed form: operations are first summed per (event, parameters), then each distinct one's
+per-occurrence effect is scaled by its total, plus the profile's ambient noise; a million
+single-count operations cost one dictionary update each."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from functools import lru_cache
 
 from hil.model import names
@@ -13,6 +14,8 @@ from hil.model.profiles import PROFILES, Profile
 from hil.model.semantics import Effect, ambient, effect
 from hil.model.types import ZERO, Bound, Operation, Prediction
 
+APIC_MODES = ("x2apic", "xapic")
+
 
 def profile(name: str) -> Profile:
     if name not in PROFILES:
@@ -20,18 +23,31 @@ def profile(name: str) -> Profile:
     return PROFILES[name]
 
 
-@lru_cache(maxsize=4096)
-def _effect(profile_name: str, event: str, params: tuple[tuple[str, str], ...], apic: str) -> Effect:
-    spec = event_spec(event)
-    return effect(PROFILES[profile_name], event, spec.resolve(dict(params), apic))
-
-
-def predict(ops: Sequence[Operation], profile_name: str, arch: str, *, apic: str = "x2apic") -> Prediction:
-    p = profile(profile_name)
+def check_arch(p: Profile, arch: str) -> None:
     if arch not in p.arches:
-        raise unknown(f"architecture for profile {p.name}", arch, p.arches)
-    if apic not in ("x2apic", "xapic"):
-        raise unknown("APIC mode", apic, ("x2apic", "xapic"))
+        raise ModelError(f"profile {p.name} does not exist on {arch!r}; its architectures: {', '.join(p.arches)}")
+
+
+@lru_cache(maxsize=8192)
+def _effect(profile_name: str, arch: str, event: str, params: tuple[tuple[str, str], ...], apic: str) -> Effect:
+    spec = event_spec(event)
+    return effect(PROFILES[profile_name], arch, event, spec.resolve(dict(params), apic))
+
+
+def _totals(ops: Iterable[Operation]) -> dict[tuple[str, tuple[tuple[str, str], ...]], int]:
+    totals: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+    get = totals.get
+    for op in ops:
+        key = (op.event, op.params)
+        totals[key] = get(key, 0) + op.count
+    return totals
+
+
+def predict(ops: Iterable[Operation], profile_name: str, arch: str, *, apic: str = "x2apic") -> Prediction:
+    p = profile(profile_name)
+    check_arch(p, arch)
+    if apic not in APIC_MODES:
+        raise unknown("APIC mode", apic, APIC_MODES)
     pred = Prediction(p.name, arch)
     assumptions: set[str] = set()
     exits: dict[str, Bound] = {}
@@ -40,22 +56,19 @@ def predict(ops: Sequence[Operation], profile_name: str, arch: str, *, apic: str
     def fold(e: Effect, k: int) -> None:
         for r, b in e.exits.items():
             exits[r] = exits.get(r, ZERO) + b * k
-            handled.setdefault(r, e.handled_on.get(r, "dedicated"))
+            handled.setdefault(r, e.handled_on[r])
         for c, b in e.counters.items():
             name = names.counter(c, p.era)
             pred.counters[name] = pred.counters.get(name, ZERO) + b * k
         pred.guest_interrupts = pred.guest_interrupts + e.guest_interrupts * k
+        pred.misdelivered = pred.misdelivered + e.misdelivered * k
         pred.bounces = pred.bounces + e.bounces * k
         pred.delivered = pred.delivered and (e.delivered or k == 0)
         assumptions.update(e.assumptions)
 
-    for op in ops:
-        if op.count < 0:
-            raise ModelError(f"count of {op.event} must be >= 0, got {op.count}")
-        fold(_effect(p.name, op.event, tuple(sorted(op.params)), apic), op.count)
+    for (event, params), k in _totals(ops).items():
+        fold(_effect(p.name, arch, event, params, apic), k)
     fold(ambient(p), 1)
-    if "PREEMPT" in exits and arch == "svm":
-        assumptions.add("svm-prevent-run-exit")
     total = ZERO
     for r, b in exits.items():
         name = names.reason(arch, r, p.era)
@@ -64,8 +77,7 @@ def predict(ops: Sequence[Operation], profile_name: str, arch: str, *, apic: str
         pred.handled_on[name] = where if p.dedicated_cpu or where != "dedicated" else "vcpu-cpu"
         total = total + b
         if r in names.COUNTED_EXITS:
-            c = names.counter(names.COUNTED_EXITS[r], p.era)
-            pred.counters[c] = pred.counters.get(c, ZERO) + b
+            pred.counters[names.counter(names.COUNTED_EXITS[r], p.era)] = b   # one reason per stat
     pred.counters["exits"] = total
     pred.assumptions = sorted(assumptions)
     return pred

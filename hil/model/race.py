@@ -14,17 +14,18 @@ A kick sets the request, then signals the vCPU if cmpxchg(mode: IN_GUEST_MODE ->
 succeeds (v2 also signals when it finds EXITING_GUEST_MODE). The signal is a reschedule
 IPI (stock: masked until entry, then an immediate external-interrupt exit) or an NMI
 (slave series: taken at once, even with interrupts off; v1's handler does nothing; v2's sets
-prevent_run, making the entry exit at once, reason PREEMPT).
+prevent_run, making the entry exit at once, reason PREEMPT; on the slave series that exit also
+sends the vCPU back to the online CPU: v2/17 kvm_arch_vcpu_run_prevented sets `interrupted`).
 Step 6 is why the seed's loss is sticky: its kick signals only a vCPU it finds IN_GUEST_MODE,
 so after one lost kick every later kick is lost too until something else makes the vCPU exit
 (measured on the dedicated-cpu port: kernel_patches/dedicated-cpu, qemu_configs kick-race-v1).
 """
 from __future__ import annotations
 
-import heapq
 import random
 from dataclasses import dataclass
 
+from hil.model.errors import ModelError
 from hil.model.profiles import Profile
 from hil.model.types import Bound
 
@@ -52,28 +53,33 @@ class KickOutcome:
     seen: bool                  # the request is acted on
     exit_reason: str | None     # abstract reason of the exit it causes, if any
     delay_steps: int | None     # steps until it is acted on (None: lost until an unrelated exit)
+    bounce: bool = False        # its exit returns the vCPU to the online CPU (slave series)
+    assumptions: tuple[str, ...] = ()
 
 
 def kick_at(p: Profile, step: int, later_exits: bool | None = None) -> KickOutcome:
     """One interleaving: the kick's request and signal land just before `step` runs.
-    later_exits: whether some unrelated exit will come (default: the profile's HLT or
-    external-interrupt exiting makes one come sooner or later)."""
+    later_exits: whether some unrelated exit will come. By default it will when HLT or
+    external interrupts exit, or when EOIs trap (no direct EOI: every interrupt the guest takes
+    exits at its EOI, as in v1, seed L109-112); then seen=True with delay_steps None means
+    "delayed until that exit", not lost."""
     at = STEPS[step]
     if step <= 2:            # the request check still lies ahead: the entry is abandoned, no exit
         return KickOutcome(at, True, None, 0)
     if STEPS[step] == "exiting":   # an earlier kick is already taking the vCPU out: seen on the way
         return KickOutcome(at, True, None, 0)
-    unrelated = later_exits if later_exits is not None else (p.hlt_exiting or p.ext_int_exiting == "on")
+    unrelated = later_exits if later_exits is not None else (
+        p.hlt_exiting or p.ext_int_exiting == "on" or not p.direct_eoi_x2apic)
     if STEPS[step] == "in-guest-stuck":   # only v2's kick signals a vCPU it finds EXITING
         if signals(p, step):
-            return KickOutcome(at, True, "NMI" if p.kick != "ipi" else "EXTINT", 1)
+            return KickOutcome(at, True, "NMI", 1)
         return KickOutcome(at, unrelated, None, None)
     if p.kick == "ipi":      # stock: the IPI stays pending with interrupts off, exits right after entry
         return KickOutcome(at, True, "EXTINT", 1)
     if step == 4:            # slave series, in guest: NMI exit
         return KickOutcome(at, True, "NMI", 1)
     if p.prevent_run:        # v2/17: the NMI handler arms an immediate exit of the coming entry
-        return KickOutcome(at, True, "PREEMPT", 1)
+        return KickOutcome(at, True, "PREEMPT", 1, p.bounce_to_online, ("prevent-run-exit",))
     # The seed: the NMI was taken in the host and acted on nothing; the request waits.
     return KickOutcome(at, unrelated, None, None)
 
@@ -95,42 +101,38 @@ class RaceStats:
 
 def simulate(p: Profile, kicks: int, seed: int = 0, entry_steps: int = 4, guest_ticks: int = 20,
              rescue_every: int | None = None) -> RaceStats:
-    """Many kicks at random times against a vCPU that keeps re-entering (it exits only for the
-    kicks it sees, and every `rescue_every` time units for an unrelated reason): a
-    discrete-event run over a heap of timestamped events. A lost kick leaves the vCPU in step 6
-    until the next exit."""
+    """Many kicks at random times against a vCPU that keeps re-entering: each cycle is
+    `entry_steps` time units on the entry path (one per step before in-guest) and `guest_ticks`
+    in the guest. The vCPU exits only for the kicks it sees, and every `rescue_every` time
+    units (at 0, r, 2r, ...) for an unrelated reason. A lost kick leaves it in step 6 until the
+    next exit. events counts the kicks and the rescues."""
+    if entry_steps != STEP_IN_GUEST:
+        raise ModelError(f"entry_steps is one time unit per entry step: {STEP_IN_GUEST}, got {entry_steps}")
     rng = random.Random(seed)
     cycle = entry_steps + guest_ticks
     horizon = kicks * cycle
-    queue: list[tuple[float, int, str]] = []
-    for i in range(kicks):
-        heapq.heappush(queue, (rng.uniform(0, horizon), i, "kick"))
-    if rescue_every:
-        for j in range(int(horizon // rescue_every) + 1):
-            heapq.heappush(queue, (j * rescue_every, kicks + j, "rescue"))
+    times = sorted(rng.random() * horizon for _ in range(kicks))
+    rescues = int(horizon // rescue_every) + 1 if rescue_every else 0
+    stuck_step = STEPS.index("in-guest-stuck")
     lost = window = stuck_kicks = 0
-    stuck = False
+    stuck_at: float | None = None          # the time of the loss that left the vCPU stuck
     exits: dict[str, int] = {}
-    events = 0
-    while queue:
-        t, _, kind = heapq.heappop(queue)
-        events += 1
-        if kind == "rescue":
-            stuck = False
-            continue
+    for t in times:
+        if stuck_at is not None and rescue_every and t // rescue_every > stuck_at // rescue_every:
+            stuck_at = None                # a rescue exit came in between
         phase = int(t) % cycle
-        step = STEPS.index("in-guest-stuck") if stuck else (min(phase, entry_steps) if phase < entry_steps else 4)
+        step = stuck_step if stuck_at is not None else min(phase, STEP_IN_GUEST)
         window += step == STEP_WINDOW
-        stuck_kicks += stuck
+        stuck_kicks += step == stuck_step
         out = kick_at(p, step, later_exits=False)
         if not out.seen:
             lost += 1
-            stuck = True
+            stuck_at = t
         elif out.exit_reason:
-            stuck = False
+            stuck_at = None
         if out.exit_reason:
             exits[out.exit_reason] = exits.get(out.exit_reason, 0) + 1
-    return RaceStats(kicks, lost, exits, events, window, stuck_kicks)
+    return RaceStats(kicks, lost, exits, kicks + rescues, window, stuck_kicks)
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,7 @@ def kick_bounds(p: Profile, k: KickLandings) -> KickBounds:
         # a lost kick shows as late unless an unrelated exit delivered it first
         KickCheck("late", "late kicks (lost: landed in the window, or found the vCPU stuck at EXITING)",
                   Bound(max(0, lost_low - k.unrelated_exits), lost_high)),
-        KickCheck("taken", "interrupts taken", Bound(k.sent - k.late, k.sent)),
+        KickCheck("taken", "interrupts taken", Bound(max(0, k.sent - k.late), k.sent)),
         # a kick is an NMI: the stock path (a reschedule IPI to a vCPU in guest mode) never runs
         KickCheck("stock_kicks", "kicks of vCPU 0 by reschedule IPI (whole run)", Bound.exactly(0)),
     ]

@@ -1,15 +1,22 @@
-"""What one occurrence of an event does under a profile, in abstract exit reasons.
-Sources: shared/research/slave-cpu-series.md §4 (table rows named in each branch) and §7;
-the lab's own measurements for SVM (nested-svm-probe.md)."""
+"""What one occurrence of an event does under a profile on an architecture, in abstract exit
+reasons. Each branch names its primary source (docs/model-sources.md has the quotes): the seed
+(shared/seed/000_dd26aa0ae430ceeb.txt, "seed Lnn"), the v2 patches ("v2/nn", YuxinZ/VMCPUIsolate
+@a4dab325), Linux 3.6 and Linux 6.12 KVM (file:function), the port (kernel_patches/dedicated-cpu)
+and the lab's measurements. Every unverified premise is an assumption (assumptions.py) attached
+to the cell that rests on it."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hil.model.errors import ModelError
 from hil.model.profiles import Profile
 from hil.model.types import NOISE, ONE, ZERO, Bound
 
-# Abstract reasons: EXTINT NMI IRQ_WINDOW CPUID HLT IO MSR_READ MSR_WRITE APIC_ACCESS
-# EPT_VIOLATION EPT_MISCONFIG PREEMPT (see names.py for each arch's tracepoint name).
+# Abstract reasons (names.py maps them per arch): EXTINT NMI IRQ_WINDOW CPUID HLT MWAIT PAUSE IO
+# MSR_READ MSR_WRITE APIC_ACCESS APIC_WRITE AVIC_INCOMPLETE_IPI EPT_VIOLATION EPT_MISCONFIG
+# HV_TIMER (the guest's LAPIC timer on the VMX preemption timer) PREEMPT (prevent-run, race.py only).
+Q = dict[str, str]
 
 
 @dataclass
@@ -19,6 +26,7 @@ class Effect:
     guest_interrupts: Bound = ZERO
     bounces: Bound = ZERO
     delivered: bool = True
+    misdelivered: Bound = ZERO
     handled_on: dict[str, str] = field(default_factory=dict)
     assumptions: tuple[str, ...] = ()
 
@@ -31,140 +39,358 @@ class Effect:
         self.counters[counter] = self.counters.get(counter, ZERO) + n
         return self
 
+    def assume(self, *names: str) -> "Effect":
+        self.assumptions += tuple(n for n in names if n not in self.assumptions)
+        return self
 
-def _apic_write(p: Profile, apic: str, e: Effect, register: str) -> None:
-    """A guest write to a LAPIC register KVM emulates: x2APIC -> MSR write, xAPIC -> APIC page
-    access (§4 'Timer', 'Guest IPI' rows; SVM without AVIC takes an NPF on the APIC page)."""
-    if p.apicv and register in ("eoi",):
-        return                                  # APICv/AVIC virtualise EOI (§7 APICv row)
+
+def _in_guest(p: Profile, state: str) -> bool:
+    """A halted vCPU stays in guest mode when its HLT does not exit; else its thread blocks."""
+    return state == "running" or (state == "halted" and not p.hlt_exiting)
+
+
+def _woken(p: Profile, e: Effect) -> None:
+    """kvm_vcpu_kick -> kvm_vcpu_wake_up counts halt_wakeup (3.6 kvm_main.c kvm_vcpu_kick;
+    6.12 kvm_main.c:3910); today a wake-up caught by halt polling counts halt_successful_poll."""
+    e.count("halt_wakeup")
+    if p.era == "modern":
+        e.assume("halt-poll-miss")
+
+
+def _hv_timer(p: Profile, arch: str) -> bool:
+    """6.12 lapic.c kvm_can_use_hv_timer: VMX only (set_hv_timer), not with MWAIT in the guest."""
+    return arch == "vmx" and p.era == "modern" and p.mwait_exiting
+
+
+def _apic_write(p: Profile, arch: str, apic: str, e: Effect, virtualised: bool = False) -> None:
+    """A guest write to a LAPIC register KVM emulates. No APIC virtualisation: x2APIC -> MSR
+    write, xAPIC -> APIC page access (an NPF on SVM). APICv: EOI virtualised, ICR only with
+    IPIv (6.12 vmx.c vmx_update_msr_bitmap_x2apic), other xAPIC writes trap as APIC_WRITE (56);
+    AVIC: EOI and ICR accelerated, TMICT/LVTT trap as avic_unaccelerated_access (6.12 svm/avic.c
+    is_avic_unaccelerated_access_trap)."""
+    if not p.apicv:
+        _trapped_write(apic, e)
+        return
+    if arch == "svm" and apic == "x2apic":
+        e.assume("avic-is-x2avic")
+    if virtualised:                             # EOI, and ICR with IPIv / AVIC
+        e.assume("edge-triggered")
+    elif arch == "svm" or apic == "xapic":
+        e.exit("APIC_WRITE")
+    else:
+        e.exit("MSR_WRITE")
+
+
+def _trapped_write(apic: str, e: Effect) -> None:
+    """Without APIC virtualisation every emulated LAPIC write exits: an x2APIC MSR write, or an
+    access to the xAPIC page (an NPF on SVM)."""
     e.exit("MSR_WRITE" if apic == "x2apic" else "APIC_ACCESS")
 
 
-def _virtual_injection(p: Profile, e: Effect, guest_if: bool = True) -> None:
-    e.count("irq_injections")
+def _virtual_injection(p: Profile, e: Effect) -> None:
+    """KVM injects at the next entry: irq_injections counts vmx_inject_irq/svm_inject_irq only
+    (6.12 vmx.c:4984, svm.c:3815); APICv/AVIC deliver through RVI/the vAPIC page instead."""
+    if not p.apicv:
+        e.count("irq_injections")
     e.guest_interrupts = e.guest_interrupts + ONE
-    if not guest_if:
-        e.exit("IRQ_WINDOW")
+    e.assume("guest-if")
 
 
 def _kick(p: Profile, state: str, e: Effect) -> None:
-    """kvm_vcpu_kick (§4 'Kick' row): a reschedule IPI (stock) or an NMI (slave series) to a
-    vCPU in guest mode; a vCPU blocked in halt is woken instead."""
-    in_guest = state == "running" or (state == "halted" and not p.hlt_exiting)
-    if state == "outside" or not in_guest:
-        if state == "halted":
-            e.count("halt_wakeup")
+    """kvm_vcpu_kick: wake a blocked vCPU, else signal one in guest mode: a reschedule IPI
+    (stock), an NMI (seed L135-139, v2/14, the port's 0003 kvm_dedicated_kick hook)."""
+    if state == "outside":
         return
-    if p.kick == "ipi":
+    if not _in_guest(p, state):
+        _woken(p, e)
+    elif p.kick == "ipi":
         e.exit("EXTINT", where="host")
     else:
         e.exit("NMI")
 
 
-def effect(p: Profile, event: str, q: dict[str, str]) -> Effect:
+def _deliver(p: Profile, state: str, e: Effect) -> None:
+    """An interrupt for the vCPU from elsewhere: posted under APICv/AVIC (no exit for a vCPU in
+    guest mode: 6.12 vmx.c kvm_vcpu_trigger_posted_interrupt), else a kick then an injection."""
+    if p.apicv:
+        if state == "halted" and p.hlt_exiting:
+            _woken(p, e)
+        e.guest_interrupts = e.guest_interrupts + ONE
+        e.assume("guest-if")
+    else:
+        _kick(p, state, e)
+        _virtual_injection(p, e)
+
+
+def _check_direct(p: Profile, q: Q) -> bool:
+    """slave-v2's direct mode (v2/14 vmx_set_direct_interrupt): off from a virtual injection
+    until apic_set_eoi. Only v2 toggles it; asking direct=off elsewhere is an error."""
+    if q["direct"] == "off" and p.ext_int_exiting != "toggled":
+        raise ModelError(f"direct=off: profile {p.name} has no direct mode to turn off "
+                         "(only slave-v2 toggles external-interrupt exiting)")
+    return p.ext_int_exiting == "off" or (p.ext_int_exiting == "toggled" and q["direct"] == "on")
+
+
+def _cpuid(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    e.exit("CPUID")                             # VMX: unconditional; SVM: KVM always intercepts (lab: N -> N)
+
+
+def _hlt(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    if p.hlt_exiting:                           # seed L38-39 (v1 11/18); port 0002/0004; KVM_CAP_X86_DISABLE_EXITS
+        e.exit("HLT")
+
+
+def _mwait(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    if p.mwait_exiting:                         # 6.12 vmx.c:4537, svm.c:1289 (kvm_mwait_in_guest)
+        e.exit("MWAIT")
+
+
+def _pause(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    if p.pause_exiting:                         # 6.12 vmx.c:4645, svm.c:1338 (kvm_pause_in_guest)
+        e.exit("PAUSE").assume("ple-window")
+
+
+def _pio_kernel(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    e.exit("IO")
+
+
+def _userspace(p: Profile, e: Effect) -> None:
+    e.count("userspace_exits").assume("userspace-exits-tracepoint")
+    if p.bounce_to_online:                      # v2/06: EXIT_TO_USER returns to the online CPU
+        e.bounces = ONE
+
+
+def _pio_user(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    e.exit("IO", where="online" if p.bounce_to_online else "host")
+    _userspace(p, e)
+
+
+def _mmio_user(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    e.exit("EPT_MISCONFIG", where="online" if p.bounce_to_online else "host").count("mmio_exits")
+    _userspace(p, e)
+
+
+def _msr(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    msr, read = q["msr"], q["access"] == "read"
+    plain = "MSR_READ" if read else "MSR_WRITE"
+    if msr in ("x2apic-tmict", "x2apic-tmcct"):
+        if p.timer_passthrough:                 # v2/20: 0x838/0x839 pass in the slave bitmap (direct mode)
+            e.assume("v2-direct-mode")
+            return
+        if p.apicv and arch == "vmx":           # x2APIC+APICv: reads pass except TMCCT; writes trap
+            if read and msr == "x2apic-tmict":
+                return
+        elif p.apicv:                           # x2AVIC: TMICT read from the backing page; else unaccelerated
+            e.assume("avic-is-x2avic")
+            if read and msr == "x2apic-tmict":
+                return
+            plain = "APIC_WRITE"
+    elif msr == "cstate-residency":
+        if not read:
+            raise ModelError("msr=cstate-residency is read-only: use access=read")
+        if arch == "vmx" and not p.cstate_exiting:
+            return                              # 6.12 vmx.c:7582 passes MSR_CORE_C*_RES reads through
+    e.exit(plain)                               # apic-base, tsc-deadline, other: intercepted everywhere
+
+
+def _msi_assigned(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    direct = _check_direct(p, q)
+    state = q["guest_state"]
+    if p.direct_msi:                            # v1 17/18, v2/18: retargeted to the slave, guest vector
+        e.assume("vcpu-resident")
+        if direct:
+            e.guest_interrupts = ONE            # through the guest IDT: no exit, no counter
+            if p.ext_int_exiting == "toggled":
+                e.assume("v2-direct-mode")
+        else:                                   # v2/14: exiting back on; v2/09: interrupted -> LOOP_ONLINE
+            e.exit("EXTINT", where="online")
+            e.bounces = ONE
+            _virtual_injection(p, e)            # host's remap table -> assigned-dev thread -> injection
+        return
+    if p.posted_interrupts:                     # VT-d PI / AVIC IOMMU: posted, no exit in guest mode
+        if not _in_guest(p, state):
+            _woken(p, e)
+        e.guest_interrupts = ONE
+        e.assume("guest-if")
+        return
+    if p.dedicated_cpu:                         # the seed: no routing (17/18 absent), the host's thread kicks by NMI
+        _kick(p, state, e)
+    elif _in_guest(p, state):
+        if p.era == "2012":                     # 3.6 assigned-dev: threaded handler runs after re-entry
+            e.exit("EXTINT", Bound(1, 2), where="host").assume("msi-host-affinity-2012")
+        elif p.kick == "ipi":                   # irqfd in hardirq: exit where it lands, or the kick's IPI
+            e.exit("EXTINT", where="host").assume("msi-host-affinity")
+        else:                                   # the port: a kick from another CPU is an NMI (0003)
+            e.exit("EXTINT", Bound(0, 1), where="host").exit("NMI", Bound(0, 1)).assume("msi-port-kick")
+    else:
+        _woken(p, e)
+    _virtual_injection(p, e)
+
+
+def _ipi(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    target, apic = q["target_state"], q["apic"]
+    e.assume("ipi-both-vcpus")
+    if p.apicv:
+        _apic_write(p, arch, apic, e, p.ipiv)
+        if not p.ipiv:
+            e.assume("apicv-no-ipiv")
+        if arch == "svm" and p.ipiv and not _in_guest(p, target):
+            e.exit("AVIC_INCOMPLETE_IPI")       # AVIC_IPI_FAILURE_TARGET_NOT_RUNNING (6.12 svm/avic.c)
+        _deliver(p, target, e)
+        return
+    _trapped_write(apic, e)
+    _kick(p, target, e)
+    _virtual_injection(p, e)
+    if p.ext_int_exiting == "off":                  # only v1 keeps it off for good
+        e.assume("v1-smp-guests")
+
+
+def _kick_event(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    _kick(p, q["guest_state"], e)
+
+
+def _interrupt_in(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    _deliver(p, q["guest_state"], e)
+
+
+def _timer(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    direct = _check_direct(p, q)
+    state, apic = q["guest_state"], q["apic"]
+    if q["mode"] == "tsc-deadline":
+        e.exit("MSR_WRITE")                     # intercepted in every profile (v2/20 mirrors it on the exit)
+    elif not (p.timer_passthrough and apic == "x2apic" and direct):
+        _apic_write(p, arch, apic, e)           # v2/19-20: TMICT passes only in the slave bitmap
+    if p.timer_passthrough:                     # v2/20: the slave's physical LAPIC timer
+        e.assume("v2-lvtt-vector")
+        if q["lvtt_vector"] == "other":         # LVTT write refused (-EINVAL): never armed
+            e.delivered = False
+            return
+        if direct:
+            e.guest_interrupts = ONE            # vector 0xef through the guest IDT: no window to wait for
+            e.assume("v2-direct-mode")
+            return
+        else:                                   # exit 1, slave_lapic_timer_fn -> kvm_timer_fn; v2/09 bounce
+            e.exit("EXTINT", where="online")
+            e.bounces = ONE
+            _virtual_injection(p, e)
+    elif p.ext_int_exiting == "off":            # seed L40-41: the hrtimer's host interrupt goes into the guest
+        e.misdelivered = ONE
+        e.delivered = False
+        e.assume("v1-timer-misdelivered")
+        return
+    else:
+        if _in_guest(p, state):
+            # armed with interrupts off, a short timer on a slow host can expire while the vCPU is
+            # still out for the TMICT write: no exit then, KVM injects at entry (measured on the
+            # TCG lab under load: 4 timers, 1 interrupt exit and 3 irq-window exits)
+            once = Bound(0, 1) if q["armed_with"] == "interrupts-off" else ONE
+            if q["armed_with"] == "interrupts-off":
+                e.assume("timer-may-expire-before-entry")
+            if _hv_timer(p, arch):
+                e.exit("HV_TIMER", once)        # 6.12 vmx.c handle_fastpath_preemption_timer
+            else:
+                e.exit("EXTINT", once, where="host")   # hrtimer on the vCPU's pCPU (3.6 timer.c, 6.12 lapic.c)
+        elif p.era == "modern":                 # 6.12 apic_timer_expired -> kvm_vcpu_kick -> wake_up
+            _woken(p, e)
+        if arch == "vmx" and p.era == "modern":
+            e.assume("hv-timer")
+        _virtual_injection(p, e)
+    if q["armed_with"] == "interrupts-off" and not p.apicv:
+        # armed before sti: a slow host can let it expire first, and KVM then waits for the
+        # interrupt window (one irq-window exit at the sti); APICv/AVIC deliver at sti unaided
+        e.exit("IRQ_WINDOW", Bound(0, 1))
+
+
+def _nmi(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    e.exit("NMI")                               # NMI exiting stays on everywhere (seed leaves it; v2/14 too)
+
+
+def _page_fault(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    e.exit("EPT_VIOLATION", where="online" if p.bounce_to_online else "dedicated").count("pf_fixed")
+    if p.bounce_to_online:                      # v2/07: recorded on the slave, resolved online
+        e.bounces = ONE
+
+
+def _eoi(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    direct, apic = q["source"] == "direct", q["apic"]
+    if direct and p.ext_int_exiting == "on":
+        raise ModelError(f"eoi source=direct: profile {p.name} delivers no interrupt without an exit "
+                         "(only the slave profiles do)")
+    e.assume("edge-triggered")
+    if q["pv_eoi"] == "on" and not direct:
+        if p.pv_eoi:
+            return                              # PV-EOI (3.6 ae7a2a3f): no exit when nothing else is pending
+        e.assume("pv-eoi-refused")              # v2/14 refuses the MSR for a slave vCPU; v1's base predates it
+    if direct and p.direct_eoi_x2apic and apic == "x2apic":
+        e.assume("v2-direct-mode")              # v2/19: 0x80b passes in the slave bitmap
+        return
+    _apic_write(p, arch, apic, e, virtualised=True)
+    if direct and not p.direct_eoi_x2apic:
+        e.assume("v1-direct-eoi-absent")
+
+
+def _host_ipi(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    if not p.dedicated_cpu:
+        e.exit("EXTINT", where="host")
+    elif q["kind"] == "call-function":
+        e.delivered = False                     # a slave is not online: generic IPIs do not target it
+    elif p.tlb_by_nmi:
+        e.exit("NMI")                           # v2/21 (v1 18/18)
+    else:                                       # the seed: a fixed-vector IPI into the guest IDT
+        e.misdelivered = ONE
+        e.delivered = False
+        e.assume("misdelivery")
+
+
+def _host_irq(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    direct = _check_direct(p, q)
+    if direct:                                  # seed L12-16: exit on external interrupts is disabled
+        e.misdelivered = ONE
+        e.delivered = False
+        e.assume("misdelivery")
+        if p.ext_int_exiting == "toggled":
+            e.assume("v2-direct-mode")
+    elif p.dedicated_cpu:                       # v2, direct mode off: exit 1, interrupted -> online (v2/09)
+        e.exit("EXTINT", where="online")
+        e.bounces = ONE
+    elif _in_guest(p, q["guest_state"]):
+        e.exit("EXTINT", where="host")
+    # a blocked vCPU's thread is off the CPU: the host takes its interrupt with no exit
+
+
+def _signal(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    state = q["guest_state"]
+    if p.bounce_to_online:                      # v2/06: the online thread's wait breaks -> kvm_vcpu_kick
+        _kick(p, state, e)
+    elif _in_guest(p, state):                   # signal_wake_up -> kick_process: a reschedule IPI
+        e.exit("EXTINT", where="host")
+        if p.kick != "ipi":
+            e.assume("signal-kick-process")
+    # a blocked thread is woken by signal_wake_up itself: no halt_wakeup (that is kvm_vcpu_wake_up's)
+    e.count("signal_exits")
+    _userspace(p, e)
+
+
+SEMANTICS: dict[str, Callable[[Profile, str, Q, Effect], None]] = {
+    "cpuid": _cpuid, "hlt": _hlt, "mwait": _mwait, "pause-spin": _pause, "pio-kernel": _pio_kernel,
+    "pio-user": _pio_user, "mmio-user": _mmio_user, "msr": _msr, "msi-assigned": _msi_assigned, "ipi": _ipi,
+    "kick": _kick_event, "interrupt-in": _interrupt_in, "timer": _timer, "nmi": _nmi,
+    "page-fault": _page_fault, "eoi": _eoi, "host-ipi": _host_ipi, "host-irq": _host_irq, "signal": _signal,
+}
+
+
+def effect(p: Profile, arch: str, event: str, q: Q) -> Effect:
     e = Effect()
-    if event == "cpuid":                        # every profile intercepts CPUID
-        e.exit("CPUID")
-    elif event == "hlt":                        # §4 'HLT in guest'
-        if p.hlt_exiting:
-            e.exit("HLT")                        # halt_exits follows from the exit (names.COUNTED_EXITS)
-    elif event == "pio-kernel":                 # §4 'I/O port / MMIO', in-kernel device
-        e.exit("IO")
-    elif event == "pio-user":                   # userspace device: bounces on the slave series
-        e.exit("IO", where="online" if p.bounce_to_online else "host").count("userspace_exits")
-        if p.bounce_to_online:
-            e.bounces = ONE
-    elif event == "mmio-user":
-        e.exit("EPT_MISCONFIG", where="online" if p.bounce_to_online else "host")
-        e.count("mmio_exits").count("userspace_exits")
-        if p.bounce_to_online:
-            e.bounces = ONE
-    elif event == "msr":
-        e.exit("MSR_READ" if q["access"] == "read" else "MSR_WRITE")
-    elif event == "msi-assigned":               # §4 'Assigned-device MSI'
-        if p.direct_msi and p.ext_int_exiting != "on":
-            e.guest_interrupts = ONE            # straight through the guest IDT: no exit, no counter
-        elif p.posted_interrupts:
-            e.guest_interrupts = ONE            # VT-d PI / AVIC: posted, no exit when running
-            if q["guest_state"] == "halted":
-                e.count("halt_wakeup")
-        else:
-            running = q["guest_state"] == "running" or not p.hlt_exiting
-            if running:
-                e.exit("EXTINT", Bound(1, 2), where="host")
-                e.assumptions += ("msi-host-affinity",)
-            else:
-                e.count("halt_wakeup")
-            _virtual_injection(p, e)
-    elif event == "ipi":                        # §4 'Guest IPI'
-        if not p.apicv:
-            _apic_write(p, q["apic"], e, "icr")
-        _kick(p, q["target_state"], e)
-        _virtual_injection(p, e)
-        if p.kick != "ipi" and not p.prevent_run:
-            e.assumptions += ("v1-smp-guests",)
-    elif event == "kick":
-        _kick(p, q["guest_state"], e)
-    elif event == "interrupt-in":
-        _kick(p, q["guest_state"], e)
-        _virtual_injection(p, e)
-    elif event == "timer":                      # §4 'Timer'
-        if q["mode"] == "tsc-deadline":
-            e.exit("MSR_WRITE")                 # TSC-deadline MSR write exits in every profile
-        elif not (p.timer_passthrough and q["apic"] == "x2apic"):
-            _apic_write(p, q["apic"], e, "tmict")
-        if p.timer_passthrough:
-            e.guest_interrupts = ONE            # expiry through the guest IDT (v2/20)
-        elif p.dedicated_cpu:
-            e.exit("EXTINT", Bound(0, 1))       # v1: open question
-            e.assumptions += ("v1-timer-expiry",)
-            _virtual_injection(p, e)
-        else:
-            in_guest = q["guest_state"] == "running" or not p.hlt_exiting
-            if in_guest:                        # hrtimer fires on the vCPU's pCPU
-                e.exit("EXTINT", where="host")
-            else:
-                e.count("halt_wakeup")
-            _virtual_injection(p, e)
-        if q["armed_with"] == "interrupts-off" and not p.timer_passthrough:
-            # armed before sti: a slow host can let it expire first, and KVM then waits for the
-            # interrupt window (one irq-window exit at the sti)
-            e.exit("IRQ_WINDOW", Bound(0, 1))
-    elif event == "nmi":                        # §4 'NMI': NMI exiting stays on everywhere
-        e.exit("NMI")
-    elif event == "page-fault":                 # §4 'EPT violation'
-        e.exit("EPT_VIOLATION", where="online" if p.bounce_to_online else "dedicated").count("pf_fixed")
-        if p.bounce_to_online:
-            e.bounces = ONE
-    elif event == "eoi":                        # §4 'Guest EOI'
-        direct = q["source"] == "direct"
-        if q["pv_eoi"] == "on" and p.pv_eoi and not direct:
-            pass                                # PV-EOI: no exit when no further IRQ is pending
-        elif direct and p.direct_eoi_x2apic and q["apic"] == "x2apic":
-            pass                                # v2/19: x2APIC EOI straight to the physical APIC
-        else:
-            _apic_write(p, q["apic"], e, "eoi")
-            if not p.direct_eoi_x2apic and p.dedicated_cpu:
-                e.assumptions += ("v1-direct-eoi-absent",)
-    elif event == "host-ipi":                   # §4 'Host housekeeping IPIs'
-        if not p.dedicated_cpu:
-            e.exit("EXTINT", where="host")
-        elif q["kind"] == "tlb" and p.tlb_by_nmi:
-            e.exit("NMI")
-        else:
-            e.delivered = False                 # a slave CPU is not online: generic IPIs do not target it
-    elif event == "signal":                     # §4 'Signal to vCPU thread'
-        _kick(p, q["guest_state"], e)
-        e.count("signal_exits").count("userspace_exits")
-        if p.bounce_to_online:
-            e.bounces = ONE
+    SEMANTICS[event](p, arch, q, e)
     return e
 
 
 def ambient(p: Profile) -> Effect:
     """Exits nobody asked for: host interrupts on a pCPU the host still uses."""
-    e = Effect()
-    if not p.dedicated_cpu:
+    e = Effect().assume("one-vcpu-per-pcpu", *p.assumptions)
+    if p.dedicated_cpu:
+        e.assume("slave-cpu-quiet")
+    else:
         e.exit("EXTINT", NOISE, where="host")
-        e.assumptions += ("ambient-host-interrupts",)
+        e.assume("ambient-host-interrupts")
     return e

@@ -8,15 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from hil.scenario.errors import ConfigError
+from hil.scenario.errors import ConfigError, printable
 from hil.scenario.schema import (BOUND_FIELDS, DEVICE_FIELDS, SCENARIO_FIELDS, TOPOLOGY_FIELDS, Field, suggest,
                                  validate_map)
 from hil.scenario.config import (OP_DEVICE_KINDS, Device, Expect, L1Config, L2Config, ProbeOp, Scenario, Topology,
                                  VfioPciDevice, VirtioNetDevice, Workload)
 from hil.scenario.probe_ops import PROBE_OPS
-from hil.scenario.yamlsrc import Located, load_yaml
+from hil.scenario.yamlsrc import Located, load_yaml, parse_value
 
 CONFIGS = "qemu_configs"
 
@@ -25,8 +23,15 @@ def find_config(name_or_path: str | Path, kind: str, root: Path) -> Path:
     """A bare name means root/qemu_configs/<kind>/<name>.yaml; anything else is a path."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or "/" in str(name_or_path):
-        return p if p.is_absolute() else (Path.cwd() / p if (Path.cwd() / p).exists() else root / p)
+        return p if p.is_absolute() else (Path.cwd() / p if _is_file(Path.cwd() / p) else root / p)
     return root / CONFIGS / kind / f"{name_or_path}.yaml"
+
+
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except OSError:             # a name too long for the file system, a path through a file, ...
+        return False
 
 
 def list_scenarios(root: Path) -> list[str]:
@@ -45,13 +50,9 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError("--set", None, text, "expected KEY=VALUE")
     key, raw = text.split("=", 1)
-    if not key:
+    if not key or any(not part for part in key.split(".")):
         raise ConfigError("--set", None, text, "empty key")
-    try:
-        value = yaml.safe_load(raw) if raw else ""
-    except yaml.YAMLError as e:
-        raise ConfigError("--set", None, text, f"cannot parse value {raw!r}: {e}") from e
-    return key.split("."), value
+    return key.split("."), parse_value(raw, text)
 
 
 def apply_override(src: Located, fields: dict[str, Field], parts: list[str], value: Any, text: str) -> None:
@@ -130,11 +131,45 @@ def pci_machine(machine: str) -> bool:
     return name in ("q35", "pc") or name.startswith("pc-") or (name == "microvm" and "pcie=on" in opts.split(","))
 
 
-def _check_path(value: str | None, key: str, src: Located, root: Path) -> None:
-    if value and not value.startswith("debian:"):
-        p = Path(value)
-        if not (p if p.is_absolute() else root / p).exists():
-            raise src.error(key, f"file not found: {value}")
+MULTIBOOT_MAGICS = (b"\x02\xb0\xad\x1b", b"\xd6\x50\x52\xe8")   # multiboot 1 and 2, little-endian
+
+
+def _kernel_kind(head: bytes) -> str | None:
+    """What boots: an ELF (PVH or multiboot), a Linux bzImage (boot protocol) or a multiboot image."""
+    if head.startswith(b"\x7fELF"):
+        return "elf"
+    if head[0x202:0x206] == b"HdrS":
+        return "linux"
+    if any(head.find(m, 0, 8192) >= 0 and head.find(m, 0, 8192) % 4 == 0 for m in MULTIBOOT_MAGICS):
+        return "multiboot"
+    return None
+
+
+def _check_path(value: str | None, key: str, src: Located, root: Path, kernel: bool = False) -> None:
+    """A path in a config: a readable regular file, and a bootable kernel where one is meant."""
+    if not value or value.startswith("debian:"):
+        return
+    p = Path(value) if Path(value).is_absolute() else root / value
+    value = printable(value)
+    if not _is_file(p):
+        raise src.error(key, f"file not found: {value}" if not _exists(p) else f"not a regular file: {value}")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8192)
+    except OSError as e:
+        raise src.error(key, f"cannot read {value}: {e.strerror}") from e
+    if kernel and _kernel_kind(head) is None:
+        raise src.error(key, f"{value} is not a bootable kernel (no ELF, Linux boot protocol or multiboot header)")
+
+
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except OSError:
+        return False
+
+
+SERIES_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass
@@ -189,13 +224,13 @@ def _extend(src: Located, data: dict[str, Any], prefix: str, root: Path, seen: t
         return merged
     key = f"{prefix}extends"
     if not isinstance(parent_ref, str) or not parent_ref:
-        raise src.error(key, f"expected a topology name or path, got {parent_ref!r}")
+        raise src.error(key, f"expected a topology name or path, got {printable(repr(parent_ref))}")
     path = find_config(parent_ref, "topologies", root)
-    if not path.is_file():
-        raise src.error(key, f"no such topology: {_display(path, root)}")
+    if not _is_file(path):
+        raise src.error(key, f"no such topology: {printable(_display(path, root))}")
     ident = str(path.resolve())
     if ident in seen:
-        raise src.error(key, f"extends itself: {' -> '.join(_display(Path(p), root) for p in seen + (ident,))}")
+        raise src.error(key, "extends itself: " + printable(" -> ".join(_display(Path(p), root) for p in seen + (ident,)), 400))
     if len(seen) >= MAX_EXTENDS:
         raise src.error(key, f"more than {MAX_EXTENDS} topologies extend one another")
     psrc = load_yaml(path, _display(path, root))
@@ -226,8 +261,10 @@ def _topology(src: Located, name: str, source: Path | None, root: Path, prefix: 
     _normalise_onoff(data)
     v = validate_map(data, TOPOLOGY_FIELDS, prefix.rstrip("."), src)
     l1, l2 = v["l1"], v["l2"]
-    _check_path(l1["kernel"], f"{prefix}l1.kernel", src, root)
-    if l1["series"] and not (root / "kernel_patches" / l1["series"] / "series.yaml").is_file():
+    _check_path(l1["kernel"], f"{prefix}l1.kernel", src, root, kernel=True)
+    if l1["series"] and not SERIES_NAME.fullmatch(l1["series"]):
+        raise src.error(f"{prefix}l1.series", f"{printable(repr(l1['series']))} is not a series name (kernel_patches/<name>)")
+    if l1["series"] and not _is_file(root / "kernel_patches" / l1["series"] / "series.yaml"):
         raise src.error(f"{prefix}l1.series", f"no series kernel_patches/{l1['series']}/series.yaml")
     if l2["dedicated"] != "off" and not l1["series"]:
         raise src.error(f"{prefix}l2.dedicated", "dedicated mode needs a kernel series that has it "
@@ -264,8 +301,8 @@ def _origins(src: Located, prefix: str = "") -> dict[str, str]:
 
 def load_topology(path_or_name: str | Path, *, root: Path, overrides: Sequence[str] = ()) -> Topology:
     path = find_config(path_or_name, "topologies", root)
-    if not path.is_file():
-        raise ConfigError(str(path_or_name), None, "", f"no such topology file {_display(path, root)}")
+    if not _is_file(path):
+        raise ConfigError(str(path_or_name), None, "", f"no such topology file {printable(_display(path, root))}")
     src = load_yaml(path, _display(path, root))
     if not isinstance(src.data, dict):
         raise src.error("", "expected a mapping at the top")
@@ -358,8 +395,8 @@ def _topology_for(src: Located, overrides: list[tuple[list[str], Any, str]], roo
         raise src.error("", "missing required key 'topology'")
     if isinstance(ref, str):
         tpath = find_config(ref, "topologies", root)
-        if not tpath.is_file():
-            raise src.error("topology", f"no such topology: {_display(tpath, root)} "
+        if not _is_file(tpath):
+            raise src.error("topology", f"no such topology: {printable(_display(tpath, root))} "
                             f"(known: {', '.join(list_topologies(root)) or 'none'})")
         tsrc = load_yaml(tpath, _display(tpath, root))
         if not isinstance(tsrc.data, dict):
@@ -371,7 +408,7 @@ def _topology_for(src: Located, overrides: list[tuple[list[str], Any, str]], roo
         merged.data = {"topology": merged.data}   # inline keys keep their "topology." prefix
         tpath, name, prefix = None, f"{path.stem if path else 'scenario'}-inline", "topology."
     else:
-        raise src.error("topology", f"expected a topology name or mapping, got {ref!r}")
+        raise src.error("topology", f"expected a topology name or mapping, got {printable(repr(ref))}")
     for parts, value, text in overrides:
         if parts[0] == "topology" and len(parts) > 1:
             if prefix:
@@ -395,9 +432,9 @@ def list_topologies(root: Path) -> list[str]:
 def load_scenario(path_or_name: str | Path, *, root: Path, overrides: Sequence[str] = (),
                   valid_profiles: Iterable[str] | None = None) -> Scenario:
     path = find_config(path_or_name, "scenarios", root)
-    if not path.is_file():
+    if not _is_file(path):
         known = ", ".join(list_scenarios(root)) or "none"
-        raise ConfigError(str(path_or_name) or "''", None, "", f"no such scenario file {path} (known: {known})")
+        raise ConfigError(str(path_or_name) or "''", None, "", f"no such scenario file {printable(str(path))} (known: {known})")
     loaded = load_yaml(path, _display(path, root))
     src = _ScenarioSource(loaded.data, loaded.file, loaded.lines, loaded.overridden, source_path=path)
     if not isinstance(src.data, dict):
@@ -421,7 +458,7 @@ def load_scenario(path_or_name: str | Path, *, root: Path, overrides: Sequence[s
             raise src.error("workload.ops", "only for workload kind 'probe'")
         if not wl["kernel"]:
             raise src.error("workload", "missing required key 'kernel' for workload kind 'kernel'")
-        _check_path(wl["kernel"], "workload.kernel", src, root)
+        _check_path(wl["kernel"], "workload.kernel", src, root, kernel=True)
         _check_path(wl["initrd"], "workload.initrd", src, root)
     if wl["done_pattern"] is not None:
         try:

@@ -67,6 +67,9 @@ def validate(value: Any, f: Field, key: str, src: Located) -> Any:
         if not isinstance(value, list):
             raise src.error(key, f"expected a list, got {_type_name(value)} {value!r}")
         assert f.items is not None
+        for i, v in enumerate(value):
+            if v is None and not f.items.nullable:
+                raise src.error(f"{key}[{i}]", "empty list item")
         return [validate(v, f.items, f"{key}[{i}]", src) for i, v in enumerate(value)]
     if kind == "map":
         if not isinstance(value, dict):
@@ -104,17 +107,17 @@ L1_FIELDS: dict[str, Field] = {
     "machine": Field("str", default="q35"),
     "cpu": Field("str", default="auto", doc="auto: host under kvm, max under tcg (SVM emulated)"),
     "smp": Field("int", default=2, min=1, max=64),
-    "memory": Field("int", default=1024, min=256, doc="MiB"),
+    "memory": Field("int", default=1024, min=256, max=16_384, doc="MiB (this machine has 24 GiB; TCG L1s are small)"),
     "append": Field("str", default="", doc="extra L1 kernel command line"),
     "qemu_params": STR_LIST,
-    "boot_timeout": Field("int", default=180, min=1, doc="seconds until the L1 agent must answer"),
+    "boot_timeout": Field("int", default=180, min=1, max=86_400, doc="seconds until the L1 agent must answer"),
     "snapshot": Field("bool", default=True, doc="restore a saved idle L1 instead of booting (QEMU >= 8.2)"),
 }
 L2_FIELDS: dict[str, Field] = {
     "machine": Field("str", default="microvm"),
     "cpu": Field("str", default="host"),
     "smp": Field("int", default=1, min=1, max=16),
-    "memory": Field("int", default=64, min=16, doc="MiB"),
+    "memory": Field("int", default=64, min=16, max=16_000, doc="MiB, within L1's memory"),
     # YAML 1.1 reads a bare on/off as a boolean: true/false are accepted as on/off.
     "kernel_irqchip": Field("enum", default="on", choices=("on", "split", "off")),
     "cpu_pm": Field("bool", default=False, doc="QEMU -overcommit cpu-pm=on (KVM_CAP_X86_DISABLE_EXITS)"),
@@ -123,7 +126,7 @@ L2_FIELDS: dict[str, Field] = {
     "pin": Field("list", default=list, items=Field("int", min=0, max=63),
                  doc="L1 CPU for each vCPU thread, in vCPU order (e.g. [1, 0]); empty: not pinned"),
     "qemu_params": STR_LIST,
-    "timeout": Field("int", default=180, min=1, doc="seconds for one L2 run"),
+    "timeout": Field("int", default=180, min=1, max=86_400, doc="seconds for one L2 run"),
     # each item is checked against DEVICE_FIELDS[its kind] by the loader
     "devices": Field("list", default=list, items=Field("any"), doc="PCI devices L2 gets (a list of {kind: ...})"),
 }
@@ -145,7 +148,8 @@ TOPOLOGY_FIELDS: dict[str, Field] = {
     "extends": Field("str", nullable=True, doc="a topology (name or path) whose keys this one starts from"),
     "description": Field("str", default=""),
     "accel": Field("enum", default="auto", choices=("auto", "kvm", "tcg")),
-    "timeout": Field("int", default=600, min=1),
+    "timeout": Field("int", default=600, min=1, max=86_400,
+                     doc="seconds for L1's boot and, separately, for one scenario's run on it (builds not counted)"),
     "l1": Field("map", default=dict, fields=L1_FIELDS),
     "l2": Field("map", default=dict, fields=L2_FIELDS),
 }

@@ -184,7 +184,9 @@ def _kick_case(scenario: Scenario, pred: ScenarioPrediction, m: Measurement, op:
     if pred.profile.kick != "ipi" and not trace.series_traced:
         return CaseResult(op.op, Verdict.ERROR, "no kvm_dedicated_* tracepoints: L1 does not run the "
                           "dedicated-cpu series' modules")
-    irqs, late = int(rep.get("irqs", -1)), int(rep.get("late", 0))
+    if not isinstance(rep.get("irqs"), int) or rep["irqs"] < 0:
+        return CaseResult(op.op, Verdict.ERROR, f"the probe did not report the interrupts {op.op} took")
+    irqs, late = rep["irqs"], max(0, int(rep.get("late", 0)))
     nmi, msr, intr, window = (names.reason(arch, r) for r in ("NMI", "MSR_WRITE", "EXTINT", "IRQ_WINDOW"))
     # exits that could deliver a lost kick's interrupt (irq-window exits come only with IF=0, in the handler)
     unrelated = sum(n for r, n in got.exits.items() if r not in (nmi, msr, window))

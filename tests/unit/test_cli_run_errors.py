@@ -35,3 +35,28 @@ def test_missing_foreign_kernel_named():
     assert proc.returncode == 2
     assert "qemu_configs/scenarios/foreign-kernel.yaml:" in proc.stderr
     assert "workload.kernel: file not found" in proc.stderr
+
+
+def test_a_profile_the_model_cannot_answer_exits_2_before_anything_boots(tmp_path):
+    """Predictions come first: nothing is built or booted, and it says which key."""
+    import time
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "hil.cli", "run", "probe-basic", "--accel", "tcg", "--set",
+                           "profile=stock-vmx", "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True,
+                          text=True, env={**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert proc.returncode == 2 and time.monotonic() - t0 < 10
+    assert proc.stderr.strip().endswith("--set profile=stock-vmx: the model cannot answer for 'stock-vmx' on svm: "
+                                        "profile stock-vmx models vmx only, and this lab's L1 has svm")
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+def test_help_documents_the_exit_codes_and_version():
+    assert "0 PASS" in hil("--help").stdout and "2 ERROR" in hil("--help").stdout
+    assert hil("--version").stdout.startswith("hil ")
+
+
+def test_an_unwritable_out_dir_is_bad_input_not_a_traceback(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("")
+    proc = hil("run", "probe-basic", "--accel", "tcg", "--out", str(f / "sub"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "cannot write there" in proc.stderr

@@ -1,16 +1,21 @@
 """A content-addressed cache: an entry's directory name is the hash of every input that made it."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+MEMO_MAX_BYTES = 1 << 20
 
 
 def cache_root() -> Path:
@@ -56,7 +61,10 @@ def cached_dir(kind: str, inputs: Any, build: Callable[[Path], None]) -> tuple[P
     key = digest(inputs)
     final = cache_root() / kind / key
     with _locked(cache_root() / kind / f".{key}.lock"):
-        if (final / "inputs.json").exists():
+        marker = final / "inputs.json"
+        if marker.exists():
+            with contextlib.suppress(OSError):
+                os.utime(marker)     # recently used: prune keeps it (it is about to be used)
             return final, True
         for stale in final.parent.glob(f".{key}.*"):    # a build killed outright (SIGKILL) left it
             if stale.is_dir():
@@ -64,18 +72,101 @@ def cached_dir(kind: str, inputs: Any, build: Callable[[Path], None]) -> tuple[P
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
         try:
             build(tmp)
-            (tmp / "inputs.json").write_text(json.dumps(inputs, indent=2, sort_keys=True))
+            _write_synced(tmp / "inputs.json", json.dumps(inputs, indent=2, sort_keys=True))
             if final.exists():
-                shutil.rmtree(final)
+                _entomb(final)
             tmp.rename(final)
+            _fsync_dir(final.parent)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return final, False
 
 
+def _entomb(entry: Path) -> None:
+    """Remove an entry so that no moment shows it half-deleted: rename it out of sight in one
+    step (a name starting with '.', which no lookup matches), then delete that."""
+    tomb = entry.with_name(f".{entry.name}.dead.{os.getpid()}.{time.monotonic_ns()}")
+    try:
+        entry.rename(tomb)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(tomb, ignore_errors=True)
+
+
 def prune(kind: str, keep: int) -> None:
-    """Drop all but the `keep` most recently built entries of a kind (images are ~100 MB)."""
-    entries = [p for p in (cache_root() / kind).glob("*") if (p / "inputs.json").exists()]
-    for old in sorted(entries, key=lambda p: (p / "inputs.json").stat().st_mtime)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    """Drop all but the `keep` most recently built or used entries of a kind (images are
+    ~100 MB). An entry is renamed away before it is deleted, so a prune killed halfway never
+    leaves an entry that looks complete but has lost files; tombstones a killed prune left
+    behind are swept here."""
+    top = cache_root() / kind
+    for tomb in top.glob(".*.dead.*"):
+        shutil.rmtree(tomb, ignore_errors=True)
+    entries = []
+    for p in top.glob("*"):
+        with contextlib.suppress(OSError):
+            entries.append(((p / "inputs.json").stat().st_mtime, p))
+    for _, old in sorted(entries)[:-keep] if keep > 0 else sorted(entries):
+        _entomb(old)
+
+
+# -- small JSON memos (the accelerator choice, apt's candidate versions) ---------------------
+def read_json_memo(path: Path) -> Any | None:
+    """A memo's content, or None when it is missing, not a regular file, too large, truncated
+    or otherwise not JSON: a memo is only a cache, so a bad one is a miss, never an error."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, MEMO_MAX_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(data) > MEMO_MAX_BYTES:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:      # JSONDecodeError, or bytes that are not UTF-8
+        return None
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Replace `path` with obj as JSON so that every reader sees the old or the new file whole:
+    written to a temporary file beside it, fsynced, renamed over it, the directory fsynced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):    # a writer killed mid-way left it
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > 600:
+                stale.unlink()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

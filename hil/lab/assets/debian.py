@@ -1,16 +1,29 @@
 """Debian packages as build inputs: exact versions, downloads and extraction (argv only)."""
 from __future__ import annotations
 
-import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 from hil.lab.errors import LabError
 
+# Debian policy 5.6.1 and 5.6.12: a name cannot start with '-' (apt would read an option).
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+_VERSION = re.compile(r"[0-9][0-9A-Za-z.+~:-]*")
 
-def _run(argv: list[str], cwd: Path | None = None) -> str:
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+
+def check_package(name: str) -> str:
+    if not isinstance(name, str) or not _PACKAGE.fullmatch(name):
+        raise LabError(f"{name!r} is not a Debian package name (lower-case letters, digits, + - .)")
+    return name
+
+
+def _run(argv: list[str], cwd: Path | None = None, timeout: float = 300) -> str:
+    try:
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise LabError(f"command timed out after {timeout:.0f} s: {argv}") from e
     if proc.returncode != 0:
         raise LabError(f"command failed ({proc.returncode}): {argv}\n{proc.stdout}{proc.stderr}")
     return proc.stdout
@@ -36,7 +49,8 @@ def owning_packages(paths: list[str]) -> dict[str, str]:
 def candidate_version(package: str) -> str:
     """The version apt would download now (so a new upload changes the cache key). Memoised
     until apt's package cache changes, since asking apt costs a few tenths of a second."""
-    from hil.lab.assets.cache import cache_root
+    from hil.lab.assets.cache import cache_root, read_json_memo, write_json_atomic
+    check_package(package)
     try:
         st = os.stat("/var/cache/apt/pkgcache.bin")
         stamp = f"{st.st_mtime_ns}-{st.st_size}"
@@ -44,35 +58,40 @@ def candidate_version(package: str) -> str:
         stamp = None
     memo = cache_root() / "apt-candidates.json"
     known: dict[str, str] = {}
-    if stamp and memo.exists():
-        data = json.loads(memo.read_text())
-        if data.get("stamp") == stamp:
-            known = data["versions"]
-    if package in known:
+    if stamp:
+        data = read_json_memo(memo)          # missing, truncated or foreign: a miss
+        if isinstance(data, dict) and data.get("stamp") == stamp and isinstance(data.get("versions"), dict):
+            known = {k: v for k, v in data["versions"].items() if isinstance(k, str) and isinstance(v, str)}
+    if package in known and _VERSION.fullmatch(known[package]):
         return known[package]
     version = _ask_candidate(package)
     if stamp:
         known[package] = version
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        memo.write_text(json.dumps({"stamp": stamp, "versions": known}))
+        try:
+            write_json_atomic(memo, {"stamp": stamp, "versions": known})
+        except OSError:
+            pass      # a read-only or full cache: only the next run pays for asking apt again
     return version
 
 
 def _ask_candidate(package: str) -> str:
-    out = _run(["apt-cache", "policy", package])
+    out = _run(["apt-cache", "policy", package], timeout=120)
     for line in out.splitlines():
         line = line.strip()
         if line.startswith("Candidate:"):
             version = line.split(":", 1)[1].strip()
-            if version and version != "(none)":
+            if version and version != "(none)" and _VERSION.fullmatch(version):
                 return version
     raise LabError(f"Debian package {package!r} is not known to apt (run 'apt-get update'?)")
 
 
 def download(package: str, version: str, dest: Path) -> Path:
     """Download package=version into dest and return the .deb path."""
+    check_package(package)
+    if not _VERSION.fullmatch(version):
+        raise LabError(f"{version!r} is not a Debian version")
     dest.mkdir(parents=True, exist_ok=True)
-    _run(["apt-get", "download", f"{package}={version}"], cwd=dest)
+    _run(["apt-get", "download", f"{package}={version}"], cwd=dest, timeout=3600)
     debs = sorted(dest.glob(f"{package}_*.deb"))
     if not debs:
         raise LabError(f"apt-get download {package}={version} produced no .deb in {dest}")
@@ -81,4 +100,4 @@ def download(package: str, version: str, dest: Path) -> Path:
 
 def extract(deb: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    _run(["dpkg-deb", "-x", str(deb), str(dest)])
+    _run(["dpkg-deb", "-x", str(deb), str(dest)], timeout=1800)

@@ -92,7 +92,7 @@ def _stage_module(ko: Path, out_dir: Path) -> Path:
         tmp = dst.with_suffix(".ko.raw")
         tmp.write_bytes(lzma.decompress(ko.read_bytes()))
         ko = tmp
-    subprocess.run(["strip", "--strip-debug", "-o", str(dst), str(ko)], check=True)
+    subprocess.run(["strip", "--strip-debug", "-o", str(dst), str(ko)], check=True, timeout=120)
     if ko.suffix == ".raw":
         ko.unlink()
     return dst
@@ -119,7 +119,7 @@ def _load_order(root: Path, names: tuple[str, ...], optional: bool = False) -> l
         if name not in index:
             raise LabError(f"kernel module {name} not found under {root}")
         deps = subprocess.run(["modinfo", "-F", "depends", str(index[name])], capture_output=True,
-                              text=True, check=True).stdout.strip()
+                              text=True, check=True, timeout=60).stdout.strip()
         for dep in filter(None, deps.split(",")):
             visit(dep)
         order.append(index[name])
@@ -162,7 +162,7 @@ def kernel_assets(spec: str) -> KernelAssets:
 def _ldd(paths: list[str]) -> set[str]:
     libs: set[str] = set()
     for p in paths:
-        out = subprocess.run(["ldd", p], capture_output=True, text=True).stdout
+        out = subprocess.run(["ldd", p], capture_output=True, text=True, timeout=60).stdout
         for m in re.finditer(r"(/\S+) \(0x", out):
             libs.add(m.group(1))
     return libs
@@ -221,12 +221,12 @@ def _compile(root: Path) -> None:
     # Precompiled bytecode: compiling the stdlib at every L1 boot under TCG would cost seconds.
     for d in (root / str(PYTHON_LIB).lstrip("/"), root / "opt/hil/lib"):
         subprocess.run([PYTHON, "-m", "compileall", "-q", "-j0", "-d", "/" + str(d.relative_to(root)), str(d)],
-                       check=True, capture_output=True)
+                       check=True, capture_output=True, timeout=300)
 
 
 def _stage_busybox(root: Path) -> None:
     _copy_host(BUSYBOX, root)
-    out = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True, timeout=60).stdout
     for applet in out.split():
         link = root / "bin" / applet
         if not link.exists():
@@ -282,7 +282,7 @@ def build_l1_image(kernel: KernelAssets, series_build: SeriesBuild | None = None
         init.chmod(0o755)
         (root / "etc/hil").mkdir()
         (root / "etc/hil/image.json").write_text(json.dumps(inputs, indent=1, sort_keys=True))
-        version = subprocess.run([QEMU, "--version"], capture_output=True, text=True, check=True).stdout
+        version = subprocess.run([QEMU, "--version"], capture_output=True, text=True, check=True, timeout=60).stdout
         (root / "etc/hil/qemu-version").write_text(version.splitlines()[0] + "\n")
         write_cpio(root, out / "initrd.cpio")
         shutil.rmtree(root)

@@ -130,7 +130,8 @@ def build_probe(out_dir: Path, guest_dir: Path = GUEST_DIR) -> ProbeImage:
     out_dir.mkdir(parents=True, exist_ok=True)
     argv = ["make", "-C", str(guest_dir), f"OUT={out_dir}"]
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+                              timeout=600)
     except OSError as e:
         raise ProbeBuildError(f"cannot run make: {e}", argv, "", None) from e
     if proc.returncode != 0:
@@ -147,6 +148,15 @@ def build_probe(out_dir: Path, guest_dir: Path = GUEST_DIR) -> ProbeImage:
         if not (start <= s < e <= end):
             raise ProbeBuildError(f"op {op} range {s:#x}-{e:#x} outside window", argv, proc.stdout, proc.returncode)
     return image
+
+
+def cached_probe(guest_dir: Path = GUEST_DIR) -> ProbeImage:
+    """The probe built from exactly these sources, shared by every checkout and run: keyed by
+    the sources' digest (not make's mtimes), built under the cache's lock and renamed into place."""
+    from hil.lab.assets.cache import cached_dir
+    path, _ = cached_dir("probe", {"sources": source_digest(guest_dir)},
+                         lambda out: build_probe(out, guest_dir))
+    return _image_from_elf(path / "probe.elf", path / "probe-pvh.elf" if (path / "probe-pvh.elf").is_file() else None)
 
 
 def format_cmdline(ops: list[tuple[str, int]], **extra: object) -> str:

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from hil.lab.errors import LabError
@@ -12,9 +16,36 @@ from hil.lab.kernel.importer import import_series
 from hil.lab.kernel.manifest import load_series
 from hil.scenario.errors import ConfigError
 
+EXIT_CODES = """exit codes:
+  0  success
+  2  error: bad input (a manifest, a series name, an mbox or folder that does not match)
+     or a failure of the build or of hil itself; never a traceback
+  (hil kernel has no verdicts: it never exits 1, which hil run keeps for FAIL)"""
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGHUP: unwind (subprocess.run kills its child, temporary dirs are removed)."""
+
+
+@contextmanager
+def _signals_unwind() -> Iterator[None]:
+    def stop(signum: int, frame: object) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+    if threading.current_thread() is not threading.main_thread():    # only the main thread may
+        yield
+        return
+    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="hil kernel", description=__doc__)
+    """Exit 0 on success and 2 on any error, bad input or failure alike (see EXIT_CODES)."""
+    ap = argparse.ArgumentParser(prog="hil kernel", description=__doc__, epilog=EXIT_CODES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="series in kernel_patches/")
     p = sub.add_parser("show", help="a series' manifest, validated")
@@ -28,44 +59,53 @@ def main(argv: list[str]) -> int:
     p.add_argument("--release", default=None, help="target kernel release (default: from the base's image package)")
     p.add_argument("--tree", type=Path, help="upstream-based series: your prepared kernel tree (patched in place)")
     p.add_argument("--make-arg", action="append", default=[], help="extra make argument, e.g. CC=gcc-4.7")
-    args = ap.parse_args(argv)
-    root = repo_root()
+    args = ap.parse_args(argv)     # a usage error exits 2 (argparse)
     try:
-        if args.cmd == "list":
-            for m in sorted((root / "kernel_patches").glob("*/series.yaml")):
-                s = load_series(m.parent.name, root)
-                bases = ",".join(str(b["name"]) for b in s.bases)
-                print(f"{s.name:16s} {s.profile:12s} {len(s.patches):3d} patches  on {bases:10s} {s.description}")
-            return 0
-        series = load_series(args.series, root)
-        if args.cmd == "show":
-            print(json.dumps({"name": series.name, "bases": series.bases, "profile": series.profile,
-                              "patches": [p.subject for p in series.patches]}, indent=2))
-            return 0
-        if args.cmd == "import":
-            print(f"stored {import_series(series, args.source)}")
-            return 0
-        if args.cmd == "build":
-            series = series.on_base(args.base)
-        if series.base["kind"] == "upstream" or args.tree is not None:
-            if args.tree is None:
-                print(f"hil kernel: series {series.name} is based on {series.base['version']}: build it on your "
-                      f"own tree with --tree PATH (see kernel_patches/{series.name}/README.md)", file=sys.stderr)
-                return 2
-            prov = build_on_tree(series, args.tree.resolve(), args.make_arg)
-            print(f"built: {prov['bzImage']} ({prov['build_seconds']} s); provenance in {args.tree}/hil-provenance.json")
-            return 0
-        release = args.release or _release_of(series.base.get("image_package") or "")
-        b = build(series, release)
-        print(f"{'cache hit' if b.cached else 'built'}: {b.vmlinuz or b.modules} "
-              f"({b.provenance.get('build_seconds', '?')} s build)")
+        with _signals_unwind():
+            return _run(args)
+    except (ConfigError, LabError) as e:
+        print(f"hil kernel: {e}", file=sys.stderr)
+    except OSError as e:
+        print(f"hil kernel: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+    except (Interrupted, KeyboardInterrupt) as e:
+        print(f"hil kernel: interrupted ({e or 'SIGINT'})", file=sys.stderr)
+    except Exception as e:   # noqa: BLE001 -- the contract: any failure is exit 2 with a message
+        print(f"hil kernel: internal error (a bug in hil, please report it): {type(e).__name__}: {e}",
+              file=sys.stderr)
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    root = repo_root()
+    if args.cmd == "list":
+        for m in sorted((root / "kernel_patches").glob("*/series.yaml")):
+            s = load_series(m.parent.name, root)
+            bases = ",".join(str(b["name"]) for b in s.bases)
+            print(f"{s.name:16s} {s.profile:12s} {len(s.patches):3d} patches  on {bases:10s} {s.description}")
         return 0
-    except ConfigError as e:
-        print(f"hil kernel: {e}", file=sys.stderr)
-        return 2
-    except LabError as e:
-        print(f"hil kernel: {e}", file=sys.stderr)
-        return 1
+    series = load_series(args.series, root)
+    if args.cmd == "show":
+        print(json.dumps({"name": series.name, "bases": series.bases, "profile": series.profile,
+                          "patches": [p.subject for p in series.patches]}, indent=2))
+        return 0
+    if args.cmd == "import":
+        print(f"stored {import_series(series, args.source)}")
+        return 0
+    if args.cmd == "build":
+        series = series.on_base(args.base)
+    if series.base["kind"] == "upstream" or args.tree is not None:
+        if args.tree is None:
+            print(f"hil kernel: series {series.name} is based on {series.base['version']}: build it on your "
+                  f"own tree with --tree PATH (see kernel_patches/{series.name}/README.md)", file=sys.stderr)
+            return 2
+        prov = build_on_tree(series, args.tree.resolve(), args.make_arg)
+        print(f"built: {prov['bzImage']} ({prov['build_seconds']} s); provenance in {args.tree}/hil-provenance.json")
+        return 0
+    release = args.release or _release_of(series.base.get("image_package") or "")
+    b = build(series, release)
+    print(f"{'cache hit' if b.cached else 'built'}: {b.vmlinuz or b.modules} "
+          f"({b.provenance.get('build_seconds', '?')} s build)")
+    return 0
 
 
 def _release_of(image_package: str) -> str:

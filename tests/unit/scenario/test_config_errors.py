@@ -111,7 +111,7 @@ def test_unknown_profile_when_profiles_given(root):
     ("workload.ops.0.count=three", "--set workload.ops.0.count=three: expected an integer, got str 'three'"),
     ("workload.ops.4.count=1", "--set workload.ops.4.count=1: no list item '4' (the list has 1)"),
     ("topology.l1.memroy=2048", "--set topology.l1.memroy=2048: unknown key 'memroy' (did you mean 'memory'?)"),
-    ("topology.l1.memory=12", "--set topology.l1.memory=12: 12 is out of range [256, inf]"),
+    ("topology.l1.memory=12", "--set topology.l1.memory=12: 12 is out of range [256, 16384]"),
     ("workload", "--set workload: expected KEY=VALUE"),
 ])
 def test_bad_overrides_name_the_override(root, override, expected):
