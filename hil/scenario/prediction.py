@@ -37,7 +37,9 @@ def resolve_profile(profile: str, arch: str) -> str:
 
 
 def model_operations(op: str, count: int) -> list[Operation]:
-    return [Operation(event, count, params) for event, params in spec(op).events]
+    s = spec(op)
+    return ([Operation(event, count, params) for event, params in s.events]
+            + [Operation(event, 1 if count else 0, params) for event, params in s.once])
 
 
 def predict_op(op: str, count: int, profile: str, arch: str) -> Prediction:
