@@ -30,10 +30,11 @@ class ProbeOpSpec:
     max_count: int = MAX_COUNT
     # integer fields of the probe's `event=op` line besides count and tsc
     results: tuple[str, ...] = ()
-    # what the model's events repeat for: "count" (each iteration), or "irqs" (each interrupt
-    # the probe reports taking: net-rx's NIC may coalesce frames into one interrupt, so the
-    # verdict predicts for the interrupts taken, and checks the frames on their own)
-    events_per: Literal["count", "irqs"] = "count"
+    # what each model event repeats for, where not each iteration: event -> the result field
+    # counting it ("irqs": net-rx's NIC may coalesce frames into one interrupt; "notifies": the
+    # device may ask not to be notified). The verdict predicts them from the probe's own counts
+    # and checks the frames on their own.
+    per: tuple[tuple[str, str], ...] = ()
     # model events once per op run: the device ops open with sti after an interrupts-off set-up
     once: tuple[ModelStep, ...] = ()
 
@@ -74,7 +75,7 @@ PROBE_OPS: dict[str, ProbeOpSpec] = {s.name: s for s in (
                 max_count=1_000, results=("irqs", "transfers", "data_errors"), once=_STI),
     ProbeOpSpec("net-rx", "receive N frames the host sends into L2's virtio-net NIC (split virtqueue, MSI-X)",
                 (("interrupt-in", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="virtio-net",
-                stimulus="frame-sender", max_count=100_000, events_per="irqs", once=_STI,
+                stimulus="frame-sender", max_count=100_000, per=(("interrupt-in", "irqs"), ("eoi", "irqs")), once=_STI,
                 results=("irqs", "frames", "in_order", "first_seq", "other", "notifies")),
     ProbeOpSpec("net-tx", "send N frames through L2's virtio-net NIC, one at a time",
                 # the notify (ioeventfd: an MMIO exit, no userspace exit), the backend's TX
@@ -82,7 +83,7 @@ PROBE_OPS: dict[str, ProbeOpSpec] = {s.name: s for s in (
                 (("virtio-notify", (("ioeventfd", "on"),)), ("interrupt-in", (("guest_state", "returning"),)),
                  ("eoi", _X2APIC)),
                 device="virtio-net", stimulus="frame-counter", max_count=100_000, results=("irqs", "frames", "notifies"),
-                once=_STI),
+                per=(("virtio-notify", "notifies"), ("interrupt-in", "irqs"), ("eoi", "irqs")), once=_STI),
 )}
 
 

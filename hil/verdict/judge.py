@@ -11,7 +11,7 @@ from hil.measurement import Measurement
 from hil.model import Bound, Prediction, compare, names
 from hil.model.race import KickBounds, KickLandings, kick_bounds
 from hil.scenario import Scenario
-from hil.scenario.prediction import OpPrediction, ScenarioPrediction, predict_op
+from hil.scenario.prediction import OpPrediction, ScenarioPrediction, predict_op_reported
 
 
 class Verdict(str, enum.Enum):
@@ -150,9 +150,9 @@ def _exits_case(m: Measurement, op: OpPrediction, judged: set[str] | None) -> Ca
     if error:
         return error
     exits = op.exits
-    if op.spec.events_per == "irqs":
-        # the model's events per interrupt taken, known only now (still the model's bounds)
-        exits = predict_op(op.op, max(0, int(got.reported.get("irqs", 0))), exits.profile, exits.arch)
+    if op.spec.per:
+        # events per interrupt taken or notify made, known only now (still the model's bounds)
+        exits = predict_op_reported(op.op, got.reported, exits.profile, exits.arch)
     rows = compare_exits(exits, got.exits, judged)
     if op.spec.device:
         rows += _device_rows(m, op, got)
