@@ -22,8 +22,8 @@ class ProbeOpSpec:
     # how the verdict judges it: "exits" compares the op's exits per reason with the model's
     # prediction; "kicks" holds the kick-race bounds (hil.model.race) against where kicks landed
     judge: Literal["exits", "kicks"] = "exits"
-    # an interrupt source outside the guest that hil drives while the op runs (hil/lab/stimuli),
-    # or None when the guest makes everything itself
+    # an interrupt source outside the guest that hil drives while the op runs (hil/lab/stimuli:
+    # io-thread-msi, frame-sender, frame-counter), or None when the guest makes everything itself
     stimulus: str | None = None
     min_vcpus: int = 1                 # L2 vCPUs the op needs (a second one sends IPIs)
     device: str | None = None          # the PCI device L2 must have: edu | virtio-net
