@@ -112,3 +112,31 @@ def test_host_interrupt_observer_waits_for_a_whole_begin_line():
     from hil.lab.stimuli.host_interrupts import BEGIN
     assert BEGIN.findall("hil-probe: event=begin name=dev-") == []      # the guest is still writing it
     assert BEGIN.findall("hil-probe: event=begin name=dev-msi\n") == ["dev-msi"]
+
+
+def test_a_missing_capability_in_l1_travels_as_such_and_becomes_a_skip():
+    from hil.lab.agent.service import Agent
+    from hil.lab.errors import CapabilityMissing
+    from hil.lab.l1 import AgentChannel
+
+    agent = object.__new__(Agent)          # no /run/hil on the test host
+
+    def no_tap(args):
+        raise CapabilityMissing("L1 has no /dev/net/tun")
+    agent.handlers = {"run_l2": no_tap}
+    reply = agent.handle({"id": 7, "cmd": "run_l2", "args": {}})
+    assert reply == {"id": 7, "ok": False, "error": "L1 has no /dev/net/tun", "kind": "capability"}
+
+    class Sock:
+        def settimeout(self, t): pass
+        def sendall(self, data): pass
+    chan = object.__new__(AgentChannel)
+    chan.sock, chan.next_id = Sock(), 7
+    chan.read_message = lambda timeout: reply
+    with pytest.raises(CapabilityMissing, match="L1: L1 has no /dev/net/tun"):
+        chan.request("run_l2", {}, 1.0)
+    reply["kind"] = "lab"
+    chan.next_id = 7
+    with pytest.raises(LabError) as e:
+        chan.request("run_l2", {}, 1.0)
+    assert not isinstance(e.value, CapabilityMissing)
