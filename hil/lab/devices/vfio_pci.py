@@ -54,13 +54,18 @@ class VfioPci(DeviceSpec):
                                     f"(L1 command line: {Path('/proc/cmdline').read_text().strip()})")
         load_modules("vfio", FIX)
         bdf = find_device(MODELS[self.model][1])
-        undo = bind_vfio(bdf)
-        group = (PCI_DEVICES / bdf / "iommu_group").resolve().name
-        if not Path(f"/dev/vfio/{group}").exists():
-            raise LabError(f"{bdf} is bound to vfio-pci but /dev/vfio/{group} does not exist\n{dmesg_tail()}")
-        return Attached(["-device", f"vfio-pci,host={bdf}"],
-                        {"bdf": bdf, "iommu_group": group, "model": self.model},
-                        Observers([InterruptCounter("vfio"), MsiInjections()]), [undo])
+        att = Attached(["-device", f"vfio-pci,host={bdf}"], {"bdf": bdf, "model": self.model},
+                       Observers([InterruptCounter("vfio"), MsiInjections()]))
+        try:
+            att.undo.append(bind_vfio(bdf))
+            group = (PCI_DEVICES / bdf / "iommu_group").resolve().name
+            att.info["iommu_group"] = group
+            if not Path(f"/dev/vfio/{group}").exists():
+                raise LabError(f"{bdf} is bound to vfio-pci but /dev/vfio/{group} does not exist\n{dmesg_tail()}")
+        except BaseException:
+            att.teardown()                  # a half-done set-up is undone here: the run never gets it
+            raise
+        return att
 
 
 def find_device(vendor_device: str) -> str:

@@ -45,11 +45,20 @@ class VirtioNet(DeviceSpec):
         if self.vhost and not Path("/dev/vhost-net").exists():
             raise CapabilityMissing(f"L1 has no /dev/vhost-net (vhost_net module not loaded?): {FIX}")
         try:
-            from pyroute2 import IPRoute      # shipped in the L1 image; imported only here
+            import pyroute2  # noqa: F401  (shipped in the L1 image; imported only here)
         except ImportError as e:
             raise CapabilityMissing(f"pyroute2 is not in L1's image ({e}): {FIX}") from e
         att = Attached(self.l2_argv(), {"tap": self.tap, "vhost": self.vhost},
                        Observers([MsiInjections(), VhostActivity(self.vhost)]))
+        try:
+            self._create(att)
+        except BaseException:
+            att.teardown()                  # a half-done set-up is undone here: the run never gets it
+            raise
+        return att
+
+    def _create(self, att: Attached) -> None:
+        from pyroute2 import IPRoute
         with IPRoute() as ipr:
             for name in (self.tap, BRIDGE):      # left over by a run that was killed
                 for idx in ipr.link_lookup(ifname=name):
@@ -70,7 +79,6 @@ class VirtioNet(DeviceSpec):
                 ipr.link("set", index=br, state="up")
                 att.info["bridge"] = BRIDGE
             ipr.link("set", index=tap, state="up")
-        return att
 
 
 def _delete(name: str) -> None:
