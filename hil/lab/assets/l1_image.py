@@ -43,7 +43,7 @@ FIRMWARE_DIRS = ("/usr/share/qemu", "/usr/share/seabios")
 # vendor module that matches L1's CPU; the agent loads a device's group when L2 gets that
 # device (hil/lab/devices: vfio for an assigned PCI device, net for a tap and vhost-net).
 MODULE_GROUPS = {"common": ("virtio-pci", "virtio-console"), "svm": ("kvm-amd",), "vmx": ("kvm-intel",),
-                 "vfio": ("vfio", "vfio_iommu_type1", "vfio_virqfd", "vfio-pci"), "net": ("tun", "vhost_net")}
+                 "vfio": ("vfio", "vfio_iommu_type1", "vfio_virqfd", "vfio-pci"), "net": ("tun", "vhost_net", "bridge")}
 DEVICE_GROUPS = ("vfio", "net")
 PYTHON_PRUNE = {"test", "idlelib", "tkinter", "lib2to3", "ensurepip", "turtledemo", "pydoc_data",
                 "site-packages", "dist-packages", "__pycache__", "distutils"}

@@ -71,6 +71,8 @@ class VirtioNet(DeviceSpec):
             tap = ipr.link_lookup(ifname=self.tap)[0]
             _no_ipv6(self.tap)           # no router solicitations into the guest's receive ring
             if self.bridge:
+                if not Path("/sys/module/bridge").is_dir():
+                    raise CapabilityMissing(f"L1's kernel has no bridge support (module bridge not loaded): {FIX}")
                 ipr.link("add", ifname=BRIDGE, kind="bridge")
                 att.undo.append(lambda: _delete(BRIDGE))
                 br = ipr.link_lookup(ifname=BRIDGE)[0]
