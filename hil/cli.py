@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import hil
 
@@ -30,9 +31,9 @@ def _terminate(signum: int, frame: object) -> None:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from hil.lab.doctor import checks
     results = checks()
-    if args.json:
-        print(json.dumps([r.__dict__ for r in results], indent=2))
-    else:
+    if args.json is not None:
+        emit_json(args.json, [r.__dict__ for r in results])
+    if args.json != "-":
         for r in results:
             mark = "ok  " if r.ok else ("MISS" if r.required else "warn")
             line = f"[{mark}] {r.name}: {r.detail}"
@@ -41,9 +42,82 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from hil.scenario import list_scenarios
-    for name in list_scenarios(ROOT):
-        print(name)
+    from hil.scenario.catalog import catalog
+    entries = [e for e in catalog(ROOT) if args.group is None or args.group in e.groups]
+    if args.group is not None and not entries:
+        from hil.scenario.catalog import groups
+        print(f"hil: no scenario in group {args.group!r} (groups: {', '.join(sorted(groups(ROOT)))})",
+              file=sys.stderr)
+        return 2
+    if args.json is not None:
+        emit_json(args.json, [e.to_dict() for e in entries])
+        if args.json == "-":
+            return 0
+    width = max(len(e.name) for e in entries)
+    for e in entries:
+        print(f"{e.name.ljust(width)}  [{', '.join(e.groups)}]  {e.description}")
+        for need in e.needs:
+            print(f"{''.ljust(width)}  needs {need}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from hil.scenario.catalog import keys
+    rows = keys()
+    if args.json is not None:
+        emit_json(args.json, rows)
+        if args.json == "-":
+            return 0
+    scope = None
+    for r in rows:
+        if r["scope"] != scope:
+            scope = r["scope"]
+            print(f"{scope} keys" + (" (a topology file, or topology: in a scenario)" if scope == "topology" else ""))
+        default = "required" if r["required"] else f"default {json.dumps(r['default'])}"
+        limits = f"; {r['limits']}" if r["limits"] else ""
+        print(f"  {r['key']}  ({r['type']}, {default}{limits})")
+        print(f"      {r['description']}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from hil.report.compare import Tolerance, compare, load_side, render_html, render_text
+    from hil.report.json import ResultFileError, write_text
+    try:
+        tolerance = Tolerance.parse(args.tolerance) if args.tolerance is not None else None
+        a, b = load_side(Path(args.a)), load_side(Path(args.b))
+    except (ValueError, ResultFileError) as e:
+        print(f"hil: {e}", file=sys.stderr)
+        return 2
+    c = compare(a, b, tolerance, (args.a, args.b))
+    try:
+        if args.json is not None:
+            emit_json(args.json, c.to_dict())
+        if args.html is not None:
+            write_text(Path(args.html), render_html(c))
+    except OSError as e:
+        print(f"hil: cannot write the comparison: {e}", file=sys.stderr)
+        return 2
+    print(render_text(c, args.all), file=sys.stderr if args.json == "-" else sys.stdout)
+    return c.exit_code
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """report.html again for each result (beside it), and index.html over several."""
+    from hil.report import html
+    from hil.report.json import ResultFileError, load
+    files: list[Path] = []
+    for p in map(Path, args.results):
+        files += sorted(p.rglob("result.json")) if p.is_dir() else [p]
+    try:
+        for f in files:
+            html.write(f.with_name("report.html"), load(f))
+            print(f.with_name("report.html"))
+        if args.index is not None:
+            print(html.write_index(Path(args.index), files))
+    except (ResultFileError, OSError) as e:
+        print(f"hil: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -57,9 +131,19 @@ def cmd_kernel(rest: list[str]) -> int:
     return kernel_main(rest)
 
 
+def emit_json(dest: str, obj: Any) -> None:
+    """--json FILE in every subcommand: the document to FILE, or to stdout for '-'."""
+    text = json.dumps(obj, indent=2, default=str)
+    if dest == "-":
+        print(text)
+        return
+    from hil.report.json import write_text
+    write_text(Path(dest), text + "\n")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from hil.model import PROFILES
-    from hil.report import json as json_report, junit, text
+    from hil.report import html, json as json_report, junit, text
     from hil.runner import Runner, predict_before_boot
     from hil.scenario import ConfigError, load_scenario
     from hil.verdict import error_result
@@ -74,12 +158,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"hil: {e}", file=sys.stderr)
         return 2
     explicit_out = args.out is not None
+    to_stdout = args.json == "-"
     try:
         out = Path(args.out) if explicit_out else Path(tempfile.mkdtemp(prefix=f"hil-{scenario.name}-"))
         out.mkdir(parents=True, exist_ok=True)
         os.chmod(out, 0o700) if not explicit_out else None
-        json_path = Path(args.json) if args.json else out / "result.json"
-        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path = Path(args.json) if args.json and not to_stdout else None
+        if json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         print(f"hil: --out/--json: cannot write there: {e}", file=sys.stderr)
         return 2
@@ -93,26 +179,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if result is None:       # only a BaseException other than KeyboardInterrupt gets here
             result = error_result(scenario.name, "hil was stopped before the run ended")
-        elapsed = time.monotonic() - t0
-        try:
-            json_report.write(json_path, result, elapsed_seconds=round(elapsed, 2))
-            if json_path != out / "result.json":
-                json_report.write(out / "result.json", result, elapsed_seconds=round(elapsed, 2))
-            (out / "junit.xml").write_text(junit.render(result))
-        except OSError as e:
-            print(f"hil: cannot write the result: {e}", file=sys.stderr)
-            result = error_result(scenario.name, f"cannot write the result: {e}")
         logging.getLogger().removeHandler(debug_log)
         debug_log.close()
-    print(text.render(result))
+    elapsed = round(time.monotonic() - t0, 2)
+    # The output directory is kept when asked (--out, --keep) or when something went wrong; a
+    # temporary one of a PASS or SKIP is deleted, and then no written result names its files.
     keep = explicit_out or args.keep or result.exit_code in (1, 2)
     if keep:
-        print(f"logs, repro.sh and result.json: {out}")
-    else:
-        shutil.rmtree(out, ignore_errors=True)
-        if args.json:
-            print(f"result: {json_path}")
-    print(f"elapsed {elapsed:.1f} s")
+        result.logs = {**result.logs, "debug": str(out / "hil-debug.log")}
+    try:
+        doc = json_report.document(result, elapsed_seconds=elapsed)
+        if keep:
+            json_report.write_text(out / "result.json", json.dumps(doc, indent=2, default=str))
+            (out / "junit.xml").write_text(junit.render(doc))
+            try:
+                html.write(out / "report.html", doc)
+            except Exception as e:      # a plotting bug must not lose the run's verdict
+                logging.getLogger(__name__).warning("report.html not written: %s: %s", type(e).__name__, e,
+                                                    exc_info=e if not isinstance(e, OSError) else None)
+        else:
+            shutil.rmtree(out, ignore_errors=True)
+            doc = json_report.document(result, elapsed_seconds=elapsed)
+        if json_path is not None:
+            json_report.write_text(json_path, json.dumps(doc, indent=2, default=str))
+    except OSError as e:
+        print(f"hil: cannot write the result: {e}", file=sys.stderr)
+        result = error_result(scenario.name, f"cannot write the result: {e}")
+        doc = json_report.document(result, elapsed_seconds=elapsed)
+    _stop_display()
+    human = sys.stderr if to_stdout else sys.stdout
+    print(text.render(result), file=human)
+    if keep:
+        print(f"report: {out / 'report.html'}  (result.json, junit.xml, logs and repro.sh beside it)", file=human)
+    elif json_path is not None:
+        print(f"result: {json_path}", file=human)
+    print(f"elapsed {elapsed:.1f} s", file=human)
+    if to_stdout:
+        print(json.dumps(doc, indent=2, default=str))
     return result.exit_code
 
 
@@ -127,17 +230,30 @@ def _log_to_file(path: Path) -> logging.Handler:
     return handler
 
 
+_DISPLAY: Any = None
+
+
 def _setup_logging(verbosity: int) -> None:
-    """stderr: stage lines (INFO) by default, -v debug, -q warnings only; timestamps always."""
-    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(level)
-    handler.setFormatter(logging.Formatter("%(asctime)s hil: %(message)s", "%H:%M:%S"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    for noisy in ("qemu", "asyncio"):      # qemu.qmp logs every QMP message at DEBUG
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    """stderr: stage lines (INFO) by default, -v debug, -q warnings only (hil/report/progress.py)."""
+    global _DISPLAY
+    from hil.report import progress
+    _DISPLAY = progress.setup(verbosity)
+
+
+def _stop_display() -> None:
+    """End the live status line before printing results (lines logged later still print)."""
+    global _DISPLAY
+    if _DISPLAY is not None and _DISPLAY.rich:
+        _DISPLAY.stop()
+        from hil.report import progress
+        _DISPLAY = progress.setup(-1)
+
+
+def _json_option(p: argparse.ArgumentParser, what: str = "the output") -> None:
+    """--json FILE means the same in every subcommand: write the JSON document to FILE; '-' or
+    a bare --json writes it to stdout (the human text then goes to stderr or is left out)."""
+    p.add_argument("--json", metavar="FILE", nargs="?", const="-", default=None,
+                   help=f"write {what} as JSON to FILE ('-' or no FILE: stdout)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,24 +271,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"hil {hil.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("doctor", help="check every capability the lab needs", parents=[common])
-    p.add_argument("--json", action="store_true")
+    _json_option(p)
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("run", help="run a scenario: boot L1, run L2, judge exits against the model",
                        parents=[common])
     p.add_argument("scenario", help="scenario name (qemu_configs/scenarios/NAME.yaml) or path")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None, help="override the topology's accel")
-    p.add_argument("--json", metavar="PATH", help="also write the JSON result here (always OUT/result.json)")
-    p.add_argument("--out", metavar="DIR", help="keep logs, repro.sh and results in DIR")
-    p.add_argument("--keep", action="store_true", help="keep the output directory even when everything passes")
+    _json_option(p, "the result document (as OUT/result.json)")
+    p.add_argument("--out", metavar="DIR", help="keep result.json, report.html, junit.xml, logs and repro.sh in DIR")
+    p.add_argument("--keep", action="store_true", help="keep the temporary output directory even when the run "
+                   "passes (without --out or --keep a PASS or SKIP deletes it, and the result names no logs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--topology", metavar="NAME", help="run the scenario on another topology (e.g. nested-svm-edu)")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("list", help="list scenarios", parents=[common])
+    p = sub.add_parser("list", help="list scenarios with their groups and descriptions", parents=[common])
+    p.add_argument("--group", metavar="GROUP", help="only the scenarios of this group")
+    _json_option(p)
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser("schema", help="every scenario and topology key: type, default, limits, description",
+                       parents=[common])
+    _json_option(p)
+    p.set_defaults(func=cmd_schema)
+    p = sub.add_parser("compare", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="compare two results (or two directories of them) per case and reason",
+                       description="Per scenario, case and reason: A's and B's measured exits and the delta.\n"
+                       "Marks: changed-exact (the model predicts one exact count and the measured count\n"
+                       "changed), outside-bounds (B leaves B's predicted bound), over-tolerance (|B-A| above\n"
+                       "--tolerance), prediction-changed (the inputs differ: a count, a profile).\n"
+                       "Exit 0: same; 1: changed-exact or over-tolerance (git bisect run: bad); 2: a scenario\n"
+                       "could not be compared (on one side only, or ERROR/SKIP) or bad input.")
+    p.add_argument("a", help="result.json, or a directory searched for result.json files")
+    p.add_argument("b", help="the same, for the other side")
+    p.add_argument("--tolerance", metavar="N|P%", help="allowed |B-A| per reason: a count or a percentage of A")
+    p.add_argument("--all", action="store_true", help="list unchanged counts too")
+    _json_option(p, "the comparison")
+    p.add_argument("--html", metavar="FILE", help="write the comparison as an HTML page")
+    p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("report", help="write report.html again for results, and an index over them",
+                       parents=[common])
+    p.add_argument("results", nargs="+", help="result.json files or directories holding them")
+    p.add_argument("--index", metavar="DIR", help="also write DIR/index.html linking every report")
+    p.set_defaults(func=cmd_report)
     sub.add_parser("model", help="ask the reference model (see 'hil model --help')")
     sub.add_parser("kernel", help="import and build kernel series (see 'hil kernel --help')")
     args = parser.parse_args(argv)
     _setup_logging(-1 if args.quiet else args.verbose)
+    try:
+        return _dispatch(args)
+    finally:
+        global _DISPLAY
+        if _DISPLAY is not None:
+            _DISPLAY.stop()
+            _DISPLAY = None
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     try:
@@ -180,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hil: interrupted", file=sys.stderr)
         return 2
+    except BrokenPipeError:            # `hil list | head`: handled in entry()
+        raise
     except Exception:                  # a bug in hil is an ERROR, never exit 1 (FAIL)
         import traceback
         print(f"hil: internal error (a bug in hil):\n{traceback.format_exc()}", file=sys.stderr)

@@ -30,6 +30,8 @@ $SUDO apt-get install -y -q $QEMU_SUITE qemu-system-x86 qemu-utils
 $SUDO apt-get install -y -q busybox-static cpio kmod gcc make binutils libc-bin python3 python3-venv python3-dev
 # a whole-kernel series build (kernel_patches/*/series.yaml build: full-kernel)
 $SUDO apt-get install -y -q flex bison bc libelf-dev libssl-dev
+# the report test renders report.html in headless Chromium (it skips without it; Ubuntu's is a snap)
+$SUDO apt-get install -y -q --no-install-recommends chromium || echo "chromium not installed: the report's browser test will skip"
 if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv .venv
 fi

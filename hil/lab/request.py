@@ -57,6 +57,10 @@ def stimuli(scenario: Scenario) -> list[StimulusSpec]:
     """The interrupt sources hil drives for the scenario's probe ops (hil/lab/stimuli)."""
     wl = scenario.workload
     out: list[StimulusSpec] = []
+    if any(PROBE_OPS[o.op].judge == "kicks" or PROBE_OPS[o.op].device for o in wl.ops):
+        # first: drivers see the serial output in order, and its snapshot at an op's begin line
+        # must come before a source (the MSIs) that the same look at the output sets off
+        out.append(HostInterruptsPerOp())
     for o in wl.ops:
         source = PROBE_OPS[o.op].stimulus
         if source == "io-thread-msi":
@@ -71,8 +75,6 @@ def stimuli(scenario: Scenario) -> list[StimulusSpec]:
             out.append(FrameCounter(ifname=_tap(scenario)))
         elif source is not None:
             raise AssertionError(f"probe op {o.op}: no driver for stimulus {source}")
-    if any(PROBE_OPS[o.op].judge == "kicks" or PROBE_OPS[o.op].device for o in wl.ops):
-        out.append(HostInterruptsPerOp())
     return out
 
 

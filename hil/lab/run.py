@@ -58,9 +58,15 @@ def prepare(topology: Topology, needs_probe: bool, accel_override: str | None = 
     t0 = time.monotonic()
     log.info("L1 image: kernel %s%s", topology.l1.kernel, f", series {topology.l1.series}" if topology.l1.series else "")
     kernel = kernel_assets(topology.l1.kernel)
+    if topology.l1.series:      # a series build is minutes of silent make when not cached
+        log.info("series %s: build (make; its log is kept in the cache) or reuse", topology.l1.series)
     series = build_series(topology.l1.series, kernel) if topology.l1.series else None
+    if series is not None:
+        log.info("series %s: %s after %.0f s", series.series, "cached" if series.cached else "built",
+                 time.monotonic() - t0)
     image = build_l1_image(kernel, series)
     t1 = time.monotonic()
+    log.info("L1 image ready after %.0f s", t1 - t0)
     probe = cached_probe() if needs_probe else None
     t2 = time.monotonic()
     requested = accel_override or topology.accel
@@ -182,8 +188,10 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
         l1.put_file(path, data)
     t1 = time.monotonic()
     log.info("L2: %s on %s", scenario.name, arch)
+    load_before = os.getloadavg()[0]
     raw = l1.request("run_l2", request.to_json(), timeout=request.timeout + 60.0)
     t2 = time.monotonic()
+    host_load = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2), "nproc": os.cpu_count()}
     try:
         result = L2Result.from_json(raw)
     except (TypeError, ValueError) as e:
@@ -199,7 +207,7 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
         pio=pio_counts(result.pio),
         userspace_exits={str(e["reason"]): e["hitcount"] for e in result.userspace_exits},
         counters=counters(result.stats), probe_events=events, ended_by=result.ended_by,
-        provenance=provenance(scenario, prep, l1, result, request), timings=timings,
+        provenance={**provenance(scenario, prep, l1, result, request), "host_load": host_load}, timings=timings,
         kick_trace=kick_trace(result), l2_exitcode=result.exitcode, devices=result.devices,
         frames={k: v for k, v in result.stimuli.items() if k in ("frame-sender", "frame-counter")},
         logs={"l1_console": str(l1.console_log), "l2_serial": str(out_dir / "l2-serial.log"),

@@ -204,6 +204,13 @@ def _kick_case(scenario: Scenario, pred: ScenarioPrediction, m: Measurement, op:
             for c in bounds.checks]
     bad = any(not r.ok for r in rows)
     extra = {"count": op.count, "kick_trace": asdict(trace), "reported": rep, "unrelated_exits": unrelated}
+    timed = [r for r in rows if not r.ok and r.reason.startswith(("late kicks", "interrupts taken"))]
+    load = m.provenance.get("host_load") or {}
+    if timed and max(load.get("before", 0), load.get("after", 0)) > (load.get("nproc") or 1):
+        # a kick counts as late by the clock: on an overloaded host that says nothing of the kernel
+        return CaseResult(op.op, Verdict.ERROR, f"inconclusive: {_mismatches(timed)} while the host's load was "
+                          f"{load.get('before')}..{load.get('after')} on {load.get('nproc')} CPUs (run one lab "
+                          "at a time, on a quiet host)", rows, extra)
     if bounds.evidence and not bad and getattr(trace, bounds.evidence) == 0:
         return CaseResult(op.op, Verdict.ERROR, "no kick landed in the window" +
                           (" with its request still pending" if bounds.evidence == "window_pending" else "") +

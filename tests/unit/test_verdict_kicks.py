@@ -5,7 +5,7 @@ from tests.unit.fakes import measurement, scenario, verdict
 
 
 def race(scenario, *, window, pending, late, guest_nmis, self_nmis, stuck_kicks=0, irqs=None, intr=0,
-         stock_ipis=0, host_resched=0):
+         stock_ipis=0, host_resched=0, load=None):
     sc = scenario_(scenario)
     n = sc.workload.ops[0].count
     irqs = n - late if irqs is None else irqs
@@ -19,7 +19,10 @@ def race(scenario, *, window, pending, late, guest_nmis, self_nmis, stuck_kicks=
                       stock_kicks={"in-guest": stock_ipis},
                       host_interrupts_per_op={"ipi-race": {"reschedule": {"1": host_resched},
                                                            "local_timer": {"0": 99}}})
-    return verdict(sc, measurement([op], exits_all={"nmi": guest_nmis, "msr": irqs, "io": 10}, kick_trace=trace))
+    prov = {"host_load": {"before": load[0], "after": load[1], "nproc": 2}} if load else {}
+    m = measurement([op], exits_all={"nmi": guest_nmis, "msr": irqs, "io": 10}, kick_trace=trace)
+    m.provenance = prov
+    return verdict(sc, m)
 
 
 def scenario_(name):
@@ -84,3 +87,13 @@ def test_io_thread_kicks_stock_one_interrupt_exit_each():
     op.exits["interrupt"] = 15                      # a kick that made no exit: not stock behaviour
     m.kick_trace.io_thread_msis = [1] * 16
     assert verdict(sc, m).verdict.value == "FAIL"
+
+
+def test_late_kicks_on_an_overloaded_host_are_inconclusive_not_a_fail():
+    quiet = race("kick-race-v2", window=9, pending=4, late=3, guest_nmis=500, self_nmis=9)
+    assert quiet.verdict.value == "FAIL"
+    loaded = race("kick-race-v2", window=9, pending=4, late=3, guest_nmis=500, self_nmis=9, load=(5.2, 4.9))
+    assert loaded.verdict.value == "ERROR" and "inconclusive" in case(loaded).detail
+    # a count the clock does not decide still fails under load
+    bad = race("kick-race-v2", window=9, pending=4, late=0, guest_nmis=500, self_nmis=8, load=(5.2, 4.9))
+    assert bad.verdict.value == "FAIL"

@@ -1,12 +1,16 @@
 """Debian packages as build inputs: exact versions, downloads and extraction (argv only)."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 from hil.lab.errors import LabError
+
+log = logging.getLogger(__name__)
 
 # Debian policy 5.6.1 and 5.6.12: a name cannot start with '-' (apt would read an option).
 _PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
@@ -91,7 +95,10 @@ def download(package: str, version: str, dest: Path) -> Path:
     if not _VERSION.fullmatch(version):
         raise LabError(f"{version!r} is not a Debian version")
     dest.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    log.info("apt-get download %s=%s", package, version)
     _run(["apt-get", "download", f"{package}={version}"], cwd=dest, timeout=3600)
+    log.info("downloaded %s=%s in %.0f s", package, version, time.monotonic() - t0)
     debs = sorted(dest.glob(f"{package}_*.deb"))
     if not debs:
         raise LabError(f"apt-get download {package}={version} produced no .deb in {dest}")

@@ -85,3 +85,13 @@ def test_kick_trace_without_the_series_says_so():
     from hil.lab.results import kick_trace
     t = kick_trace(_result(hists={"accepted_irqs": [{"apicid": 0, "vec": 0x50, "hitcount": 2}]}))
     assert t.accepted == 2 and not t.series_traced and t.found == [] and t.host_interrupts("kicks", 1) is None
+
+
+def test_the_host_interrupt_observer_looks_before_the_msis_it_must_count():
+    """Drivers see the serial output in list order: the observer's begin snapshot must come
+    before the I/O-thread MSIs that the same begin line sets off."""
+    from hil.lab.request import stimuli
+    from hil.lab.stimuli import HostInterruptsPerOp, IoThreadMsi
+    from tests.unit.fakes import scenario
+    kinds = [type(s) for s in stimuli(scenario("kicks-io-thread"))]
+    assert kinds == [HostInterruptsPerOp, IoThreadMsi]
