@@ -295,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the temporary output directory even when the run "
                    "passes (without --out or --keep a PASS or SKIP deletes it, and the result names no logs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--topology", metavar="NAME", help="run the scenario on another topology (e.g. nested-svm-edu)")
     # batch runs (hil/batch.py): several scenarios in one lab session, one output tree
     p.add_argument("--group", metavar="NAME", help="run every scenario whose groups: has NAME (smoke, nightly, ...)")
     p.add_argument("--repeat", type=int, default=1, metavar="N", help="run each scenario N times; FLAKY when a case's verdict changes")
@@ -336,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("lava", help="LAVA job definitions for a lab fleet (see 'hil lava --help')")
     sub.add_parser("kut", help="run kvm-unit-tests by name as L2 (see 'hil kut --help')")
     args = parser.parse_args(argv)
+    if getattr(args, "topology", None):   # --topology NAME is --set topology=NAME, first: later --set topology.KEY refine it
+        args.set = [f"topology={args.topology}"] + args.set
     _setup_logging(-1 if args.quiet else args.verbose)
     try:
         return _dispatch(args)

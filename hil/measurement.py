@@ -69,6 +69,37 @@ class KickTrace:
         return {kind: cpus.get(str(cpu), 0) for kind, cpus in per_op.items()}
 
 
+@dataclass(frozen=True)
+class LatencyStats:
+    """A distribution of per-interrupt times in ns: order statistics and a log2 histogram."""
+    n: int
+    min: float
+    p50: float
+    p99: float
+    max: float
+    mean: float
+    histogram: list[dict[str, float]]     # non-empty buckets: {"lo_ns", "hi_ns", "count"}, lo <= v < hi
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile of sorted values (q in 0..100): a value that was measured."""
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def latency_stats(values_ns: list[float]) -> LatencyStats | None:
+    if not values_ns:
+        return None
+    v = sorted(values_ns)
+    buckets: dict[int, int] = {}
+    for x in v:
+        b = max(0, int(x)).bit_length()           # bucket b holds [2^(b-1), 2^b)
+        buckets[b] = buckets.get(b, 0) + 1
+    hist = [{"lo_ns": float(1 << (b - 1)) if b else 0.0, "hi_ns": float(1 << b), "count": n}
+            for b, n in sorted(buckets.items())]
+    return LatencyStats(len(v), v[0], percentile(v, 50), percentile(v, 99), v[-1], sum(v) / len(v), hist)
+
+
 @dataclass
 class OpMeasurement:
     op: str
@@ -76,6 +107,14 @@ class OpMeasurement:
     exits: dict[str, int]        # reason name -> exits at RIPs inside this op's code
     tsc: int | None = None
     reported: dict[str, Any] = field(default_factory=dict)   # the probe's own line, e.g. hlts=
+    # the probe's event=samples lines, by kind, as printed (guest/devices.c): dev ops and
+    # net-tx "lat" (TSC request -> ISR entry), net-rx "isr" (TSC at each ISR from the op's
+    # start) and "sender" (the sender's ns stamps from the first frame's)
+    samples: dict[str, list[int]] = field(default_factory=dict)
+    # samples turned into ns: "lat" (per interrupt), net-rx "isr_interval" and "sender_interval"
+    latency: dict[str, LatencyStats] = field(default_factory=dict)
+    # reason -> guest RIP (hex) -> exits: where in the op's code each exit happened
+    rips: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -98,6 +137,10 @@ class Measurement:
     l1_health: dict[str, Any] | None = None
     # a foreign kernel's own report: kvm-unit-tests' status (exit code >> 1) and PASS/FAIL/SKIP lines
     payload_report: dict[str, Any] = field(default_factory=dict)
+    # L2's devices (hil/lab/devices): kind -> {"info": what L1 set up, "host": L1-side counts}
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # frames on the tap (hil/lab/stimuli/net_frames.py): "frame-sender" / "frame-counter" -> result
+    frames: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def op(self, name: str) -> OpMeasurement | None:
         return next((o for o in self.ops if o.op == name), None)

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from hil.lab.errors import LabError
+from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.qemu.machine import Machine, private_dir
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ class AgentChannel:
             if msg.get("id") != rid:
                 continue
             if not msg.get("ok"):
+                if msg.get("kind") == "capability":
+                    raise CapabilityMissing(f"L1: {msg.get('error')}")
                 raise LabError(f"L1 agent {cmd} failed: {msg.get('error')}\n{msg.get('traceback', '')}")
             return msg["result"]
 

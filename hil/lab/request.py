@@ -6,10 +6,12 @@ from pathlib import Path
 
 from hil.lab.agent.protocol import L2Request, VcpuIoctl
 from hil.lab.assets.probe import ProbeImage, format_cmdline
+from hil.lab.devices import DeviceSpec, VfioPci, VirtioNet
 from hil.lab.kernel.abi import DEDICATED_MODES, KVM_SET_DEDICATED
 from hil.lab.qemu.argv import L2Paths, l2_argv
-from hil.lab.stimuli import HostInterruptsPerOp, IoThreadMsi, StimulusSpec
+from hil.lab.stimuli import FrameCounter, FrameSender, HostInterruptsPerOp, IoThreadMsi, StimulusSpec
 from hil.scenario import L2Config, Scenario
+from hil.scenario.config import VfioPciDevice, VirtioNetDevice
 from hil.scenario.probe_ops import PROBE_OPS
 
 PROBE_DONE = r"hil-probe: event=done"
@@ -40,11 +42,28 @@ def dedicate(l2: L2Config) -> list[VcpuIoctl]:
     return [VcpuIoctl(i, KVM_SET_DEDICATED, DEDICATED_MODES[l2.dedicated]) for i in range(l2.smp)]
 
 
+def device_specs(l2: L2Config) -> list[DeviceSpec]:
+    """The topology's L2 devices as the lab's specs (hil/lab/devices)."""
+    out: list[DeviceSpec] = []
+    for d in l2.devices:
+        if isinstance(d, VfioPciDevice):
+            out.append(VfioPci(model=d.model))
+        elif isinstance(d, VirtioNetDevice):
+            out.append(VirtioNet(vhost=d.vhost, bridge=d.bridge))
+        else:
+            raise AssertionError(f"no lab spec for device {d!r}")
+    return out
+
+
+def _tap(scenario: Scenario) -> str:
+    return next(d.tap for d in device_specs(scenario.topology.l2) if isinstance(d, VirtioNet))
+
+
 def stimuli(scenario: Scenario) -> list[StimulusSpec]:
     """The interrupt sources hil drives for the scenario's probe ops (hil/lab/stimuli)."""
     wl = scenario.workload
     out: list[StimulusSpec] = []
-    if any(PROBE_OPS[o.op].judge == "kicks" for o in wl.ops):
+    if any(PROBE_OPS[o.op].judge == "kicks" or PROBE_OPS[o.op].device for o in wl.ops):
         # first: drivers see the serial output in order, and its snapshot at an op's begin line
         # must come before a source (the MSIs) that the same look at the output sets off
         out.append(HostInterruptsPerOp())
@@ -54,6 +73,12 @@ def stimuli(scenario: Scenario) -> list[StimulusSpec]:
             out.append(IoThreadMsi(after=rf"hil-probe: event=begin name={o.op}\b", count=o.count,
                                    interval_s=wl.kick_interval_ms / 1000,
                                    start_delay_s=BEGIN_WAIT_US / 1e6 + START_MARGIN_S, data=KICK_VECTORS[0]))
+        elif source == "frame-sender":
+            # the guest starts waiting for frames as it announces net-rx (no settle wait)
+            out.append(FrameSender(ifname=_tap(scenario), after=rf"hil-probe: event=begin name={o.op}\b",
+                                   count=o.count, interval_s=wl.frame_interval_us / 1e6))
+        elif source == "frame-counter":
+            out.append(FrameCounter(ifname=_tap(scenario)))
         elif source is not None:
             raise AssertionError(f"probe op {o.op}: no driver for stimulus {source}")
     return out
@@ -68,12 +93,13 @@ def build_request(scenario: Scenario, probe: ProbeImage | None) -> tuple[L2Reque
     if wl.kind == "probe":
         assert probe is not None
         append = format_cmdline([(o.op, o.count) for o in wl.ops], hlt_timer_us=wl.hlt_timer_us,
-                                race_timeout_us=wl.race_timeout_us, begin_wait_us=BEGIN_WAIT_US)
+                                race_timeout_us=wl.race_timeout_us, begin_wait_us=BEGIN_WAIT_US,
+                                dev_timeout_us=wl.dev_timeout_us)
         return (L2Request(argv=l2_argv(l2, append=append, paths=paths), done_pattern=PROBE_DONE,
-                          window=probe.window, stimuli=stimuli(scenario), **common),
+                          window=probe.window, stimuli=stimuli(scenario), devices=device_specs(l2), **common),
                 Payload(probe.path.read_bytes()))
     assert wl.kernel is not None
     initrd = Path(wl.initrd).read_bytes() if wl.initrd else None
     return (L2Request(argv=l2_argv(l2, append=wl.append, paths=paths, initrd=initrd is not None) + list(KUT_EXIT_DEVICE),
-                      done_pattern=wl.done_pattern, window=None, **common),
+                      done_pattern=wl.done_pattern, window=None, devices=device_specs(l2), **common),
             Payload(Path(wl.kernel).read_bytes(), initrd))

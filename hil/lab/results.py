@@ -9,7 +9,7 @@ from hil.lab.agent.protocol import L2Result
 from hil.lab.assets.probe import ProbeImage, parse_probe_line
 from hil.lab.errors import LabError
 from hil.lab.request import KICK_VECTORS
-from hil.measurement import KickFinding, KickTrace, NmiLanding, OpMeasurement
+from hil.measurement import KickFinding, KickTrace, LatencyStats, NmiLanding, OpMeasurement, latency_stats
 from hil.model import reason_name
 from hil.scenario import Scenario
 
@@ -83,26 +83,67 @@ def probe_events(serial: str) -> list[dict[str, Any]]:
     return [e for e in (parse_probe_line(l) for l in serial.splitlines()) if e]
 
 
+def samples_by_op(events: list[dict[str, Any]]) -> dict[str, dict[str, list[int]]]:
+    """op -> kind -> values, from the probe's event=samples lines (64 a line, `first` the index)."""
+    out: dict[str, dict[str, list[int]]] = {}
+    for e in events:
+        if e.get("event") != "samples" or "name" not in e or "kind" not in e or not isinstance(e.get("v"), tuple):
+            continue
+        values = out.setdefault(e["name"], {}).setdefault(e["kind"], [])
+        if e.get("first", len(values)) != len(values):
+            raise LabError(f"probe samples of {e['name']}/{e['kind']}: line starts at {e.get('first')}, "
+                           f"{len(values)} read so far (a lost serial line)")
+        values.extend(e["v"])
+    return out
+
+
+def _intervals(values: list[int]) -> list[int]:
+    return [b - a for a, b in zip(values, values[1:])]
+
+
+def op_latency(samples: dict[str, list[int]], tsc_khz: int | None) -> dict[str, LatencyStats]:
+    """The op's samples in ns: TSC counts through the probe's calibrated tsc_khz."""
+    out: dict[str, LatencyStats] = {}
+    if not tsc_khz:
+        return out
+    to_ns = 1e6 / tsc_khz
+    series = {"lat": [v * to_ns for v in samples.get("lat", [])],
+              "isr_interval": [v * to_ns for v in _intervals(samples.get("isr", []))],
+              "sender_interval": [float(v) for v in _intervals(samples.get("sender", []))]}
+    for kind, values in series.items():
+        stats = latency_stats(values)
+        if stats is not None:
+            out[kind] = stats
+    return out
+
+
 def exits_by_op(result: L2Result, arch: str, probe: ProbeImage | None, events: list[dict[str, Any]]
                 ) -> tuple[list[OpMeasurement], dict[str, int]]:
     """Window exits attributed to the op whose code holds their RIP; the rest is glue."""
     reported = {e["name"]: e for e in events if e.get("event") == "op" and "name" in e}
     per_op: dict[str, dict[str, int]] = {}
+    rips: dict[str, dict[str, dict[str, int]]] = {}
     outside: dict[str, int] = {}
     for entry in result.exits_window:
         name = reason_name(arch, entry["exit_reason"])
         op = probe.op_at(entry["guest_rip"]) if probe else None
         bucket = per_op.setdefault(op, {}) if op else outside
         bucket[name] = bucket.get(name, 0) + entry["hitcount"]
+        if op:
+            at = rips.setdefault(op, {}).setdefault(name, {})
+            at[f"{entry['guest_rip']:#x}"] = at.get(f"{entry['guest_rip']:#x}", 0) + entry["hitcount"]
     ops = []
+    samples = samples_by_op(events)
     for name in (probe.op_ranges if probe else ()):
         rep = reported.get(name)
         if rep is None and name not in per_op:
             continue
         count = rep.get("count") if rep else None
+        got = samples.get(name, {})
         ops.append(OpMeasurement(name, count if isinstance(count, int) else None, per_op.get(name, {}),
                                  rep.get("tsc") if rep and isinstance(rep.get("tsc"), int) else None,
-                                 {k: v for k, v in (rep or {}).items() if k not in ("event", "name")}))
+                                 {k: v for k, v in (rep or {}).items() if k not in ("event", "name")},
+                                 got, op_latency(got, (rep or {}).get("tsc_khz")), rips.get(name, {})))
     return ops, outside
 
 

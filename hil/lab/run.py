@@ -26,7 +26,7 @@ from hil.lab.accel import AccelChoice, choose_accel, kvm_device_usable
 from hil.lab.qemu.argv import L2Paths, l1_argv
 from hil.lab.qemu.host import host_cpu_flags, host_cpu_model, qemu_version, version_tuple
 from hil.lab.repro import write_repro
-from hil.lab.request import build_request
+from hil.lab.request import build_request, device_specs
 from hil.lab.results import (check_result, counters, exits_by_op, kick_trace, kut_report, kut_status, pio_counts,
                              probe_events, summed)
 from hil.measurement import Measurement
@@ -94,19 +94,31 @@ def kvm_boot_probe(topology: Topology, image: L1Image, timeout: float = 25.0) ->
 
 def snapshot_path(topology: Topology, image: L1Image, accel: str) -> Path | None:
     """Where the idle-L1 snapshot for this exact image, L1 config and accelerator lives."""
-    if not topology.l1.snapshot:
+    if not topology.l1.snapshot or not all(d.l1_snapshot_safe() for d in device_specs(topology.l2)):
         return None
     version = version_tuple(qemu_version())
     if version is None or version < (8, 2):   # 'file:' migration URIs
         return None
-    key = digest({"image": image.key, "l1": asdict(topology.l1), "accel": accel, "qemu": qemu_version()})
+    key = digest({"image": image.key, "l1": asdict(topology.l1), "accel": accel, "qemu": qemu_version(),
+                  **({"l0_devices": l0_device_args(topology)} if topology.l2.devices else {})})
     return cache_root() / "l1-snapshot" / f"{key}.state"
 
 
+def l0_device_args(topology: Topology) -> dict[str, list[str]]:
+    """What L2's devices need of L0: -machine options, QEMU devices, L1 command line words."""
+    specs = device_specs(topology.l2)
+    return {"machine_options": list(dict.fromkeys(o for d in specs for o in d.l0_machine_options())),
+            "devices": [a for d in specs for a in d.l0_argv()],
+            "append": list(dict.fromkeys(w for d in specs for w in d.l1_append()))}
+
+
 def l1_builder(topology: Topology, image: L1Image, accel: str) -> Callable[..., list[str]]:
+    dev = l0_device_args(topology)
+
     def build(console_log: Path, agent_socket: Path) -> list[str]:
         return l1_argv(topology.l1, accel=accel, kernel=image.kernel.vmlinuz, initrd=image.initrd,
-                       console_log=console_log, agent_socket=agent_socket)
+                       console_log=console_log, agent_socket=agent_socket, extra_append=dev["append"],
+                       machine_options=dev["machine_options"], devices=dev["devices"])
     return build
 
 
@@ -145,7 +157,8 @@ def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, result: L2Resu
                "agent": l1.info, "argv": l1.argv,
                "start": f"restored {l1.snapshot}" if l1.restore else "booted",
                "topology_extends": list(scenario.topology.extends)},
-        "l2": {"argv": request.argv, "qemu": result.qemu_version, "injected": result.injected,
+        "l2": {"argv": result.argv or request.argv, "qemu": result.qemu_version, "injected": result.injected,
+               "devices": {k: v.get("info", {}) for k, v in result.devices.items()},
                "payload": ({"probe": str(prep.probe.path), "sha256": prep.probe.sha256}
                            if prep.probe else {"kernel": scenario.workload.kernel})},
         "kernel_series": scenario.topology.l1.series,
@@ -227,7 +240,8 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
         userspace_exits={str(e["reason"]): e["hitcount"] for e in result.userspace_exits},
         counters=counters(result.stats), probe_events=events, ended_by=result.ended_by,
         provenance={**provenance(scenario, prep, l1, result, request), "host_load": host_load}, timings=timings,
-        kick_trace=kick_trace(result), l2_exitcode=result.exitcode,
+        kick_trace=kick_trace(result), l2_exitcode=result.exitcode, devices=result.devices,
+        frames={k: v for k, v in result.stimuli.items() if k in ("frame-sender", "frame-counter")},
         l1_health=l1_health,
         payload_report=({**kut_report(result.serial), "status": kut_status(result.exitcode, result.ended_by)}
                         if scenario.workload.kind == "kernel" else {}),

@@ -51,8 +51,14 @@ EVENTS: dict[str, EventSpec] = {e.name: e for e in (
     EventSpec("kick", "the host kicks the vCPU (a request from the I/O thread, irqfd, another vCPU)",
               {"guest_state": ("running", "halted", "outside")}, deterministic=False),
     EventSpec("interrupt-in", "an interrupt for this vCPU from outside it (an emulated device's MSI from "
-              "QEMU's I/O thread, another vCPU's IPI): a kick, then a virtual injection",
-              {"guest_state": ("running", "halted", "outside")}, deterministic=False),
+              "QEMU's I/O thread, another vCPU's IPI): a kick, then a virtual injection (returning: it "
+              "answers the vCPU's own exit, e.g. a virtio notify, and races the vCPU's way back in)",
+              {"guest_state": ("running", "halted", "outside", "returning")}, deterministic=False),
+    EventSpec("virtio-notify", "the guest notifies a virtio queue by an MMIO write to its notify register "
+              "(ioeventfd=on: KVM signals the backend's eventfd in the kernel; off: QEMU handles the MMIO)",
+              {"ioeventfd": ("on", "off")}),
+    EventSpec("interrupts-on", "the guest enables interrupts (sti) while an interrupt may be pending from its "
+              "interrupts-off set-up: at most one interrupt-window exit", deterministic=False),
     EventSpec("timer", "guest arms its LAPIC timer (TMICT, or the TSC-deadline MSR) and the timer expires "
               "(lvtt_vector: the guest's LVTT vector, 0xef = the host's LOCAL_TIMER_VECTOR; direct: slave-v2's "
               "direct mode)",

@@ -101,6 +101,9 @@ def _kick(p: Profile, state: str, e: Effect) -> None:
     (stock), an NMI (seed L135-139, v2/14, the port's 0003 kvm_dedicated_kick hook)."""
     if state == "outside":
         return
+    if state == "returning":                    # lab:virtio-tx-interrupt: back in guest mode or not yet
+        e.exit("EXTINT", Bound(0, 1), where="host") if p.kick == "ipi" else e.exit("NMI", Bound(0, 1))
+        return
     if not _in_guest(p, state):
         _woken(p, e)
     elif p.kick == "ipi":
@@ -169,6 +172,27 @@ def _pio_user(p: Profile, arch: str, q: Q, e: Effect) -> None:
 def _mmio_user(p: Profile, arch: str, q: Q, e: Effect) -> None:
     e.exit("EPT_MISCONFIG", where="online" if p.bounce_to_online else "host").count("mmio_exits")
     _userspace(p, e)
+
+
+def _virtio_notify(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    """An MMIO write to a page with no memslot: an NPF (SVM) / EPT misconfig (VMX) exit.
+    ioeventfd on: 6.12 x86.c vcpu_mmio_write -> kvm_io_bus_write -> eventfd.c ioeventfd_write
+    signals the backend in the kernel, no userspace exit (lab:virtio-notify: N notifies, N npf,
+    no io or userspace exit, QEMU's backend and vhost-net alike); off: QEMU's MMIO handler."""
+    if q["ioeventfd"] == "off":
+        _mmio_user(p, arch, q, e)
+    else:
+        e.exit("EPT_MISCONFIG")
+
+
+def _interrupts_on(p: Profile, arch: str, q: Q, e: Effect) -> None:
+    """sti with an interrupt pending that arrived while interrupts were off: KVM cannot inject
+    and opens the window (6.12 svm.c svm_enable_irq_window: V_IRQ + VINTR intercept; vmx.c
+    enable_irq_window), one exit once the sti's shadow ends (lab:sti-window: the vintr exit sat
+    on the instruction after the device ops' sti). APICv/AVIC evaluate the pending interrupt at
+    the sti themselves (RVI / the vAPIC's IRR): no exit."""
+    if not p.apicv:
+        e.exit("IRQ_WINDOW", Bound(0, 1))
 
 
 def _msr(p: Profile, arch: str, q: Q, e: Effect) -> None:
@@ -383,6 +407,7 @@ SEMANTICS: dict[str, Callable[[Profile, str, Q, Effect], None]] = {
     "pio-user": _pio_user, "mmio-user": _mmio_user, "msr": _msr, "msi-assigned": _msi_assigned, "ipi": _ipi,
     "kick": _kick_event, "interrupt-in": _interrupt_in, "timer": _timer, "nmi": _nmi,
     "page-fault": _page_fault, "eoi": _eoi, "host-ipi": _host_ipi, "host-irq": _host_irq, "signal": _signal,
+    "virtio-notify": _virtio_notify, "interrupts-on": _interrupts_on,
 }
 
 

@@ -23,6 +23,27 @@ class L1Config:
 
 
 @dataclass(frozen=True)
+class VfioPciDevice:
+    """An emulated PCI device L0 gives L1, which L1 assigns to L2 through VFIO."""
+    model: str                          # edu (QEMU's educational device, PCI 1234:11e8)
+    kind: str = "vfio-pci"
+
+
+@dataclass(frozen=True)
+class VirtioNetDevice:
+    """A virtio-net NIC in L2 on a tap L1's agent creates (pyroute2)."""
+    backend: str = "tap"
+    vhost: bool = False                 # the in-kernel vhost-net backend instead of QEMU's
+    bridge: bool = False                # put the tap into a bridge of its own
+    kind: str = "virtio-net"
+
+
+Device = VfioPciDevice | VirtioNetDevice
+# what each probe op's `device` (hil/scenario/probe_ops.py) needs in the topology's l2.devices
+OP_DEVICE_KINDS = {"edu": ("vfio-pci", "edu"), "virtio-net": ("virtio-net", None)}
+
+
+@dataclass(frozen=True)
 class L2Config:
     machine: str
     cpu: str
@@ -34,6 +55,12 @@ class L2Config:
     timeout: int
     dedicated: str = "off"
     pin: tuple[int, ...] = ()
+    devices: tuple[Device, ...] = ()
+
+    def device(self, op_device: str) -> Device | None:
+        """The device an op's `device` names (edu, virtio-net), if the topology gives L2 one."""
+        kind, model = OP_DEVICE_KINDS[op_device]
+        return next((d for d in self.devices if d.kind == kind and getattr(d, "model", None) == model), None)
 
 
 @dataclass(frozen=True)
@@ -65,6 +92,8 @@ class Workload:
     done_pattern: str | None
     kick_interval_ms: int = 20
     race_timeout_us: int = 20000
+    frame_interval_us: int = 2000
+    dev_timeout_us: int = 5_000_000
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from hil.scenario.errors import ConfigError, printable
-from hil.scenario.schema import (BOUND_FIELDS, SCENARIO_FIELDS, TOPOLOGY_FIELDS, Field, suggest, validate_map)
-from hil.scenario.config import (Expect, L1Config, L2Config, ProbeOp, Scenario, Topology, Workload)
+from hil.scenario.schema import (BOUND_FIELDS, DEVICE_FIELDS, SCENARIO_FIELDS, TOPOLOGY_FIELDS, Field, suggest,
+                                 validate_map)
+from hil.scenario.config import (OP_DEVICE_KINDS, Device, Expect, L1Config, L2Config, ProbeOp, Scenario, Topology,
+                                 VfioPciDevice, VirtioNetDevice, Workload)
 from hil.scenario.probe_ops import PROBE_OPS
 from hil.scenario.yamlsrc import Located, load_yaml, parse_value
 
@@ -97,6 +99,36 @@ def _normalise_onoff(data: dict[str, Any]) -> None:
         l2["kernel_irqchip"] = "on" if l2["kernel_irqchip"] else "off"
     if isinstance(l2, dict) and l2.get("dedicated") is False:
         l2["dedicated"] = "off"
+    for dev in (l2.get("devices") or []) if isinstance(l2, dict) and isinstance(l2.get("devices"), list) else []:
+        if isinstance(dev, dict) and isinstance(dev.get("vhost"), bool):
+            dev["vhost"] = "on" if dev["vhost"] else "off"
+
+
+def _devices(items: list[Any], key: str, src: Located) -> tuple[Device, ...]:
+    """l2.devices: each item validated against its kind's own schema."""
+    out: list[Device] = []
+    for i, item in enumerate(items):
+        k = f"{key}[{i}]"
+        if not isinstance(item, dict):
+            raise src.error(k, f"expected a mapping with a kind ({', '.join(DEVICE_FIELDS)}), got {item!r}")
+        kind = item.get("kind")
+        if kind not in DEVICE_FIELDS:
+            raise src.error(f"{k}.kind" if "kind" in item else k,
+                            f"unknown device kind {kind!r}" + suggest(str(kind), DEVICE_FIELDS))
+        v = validate_map(item, DEVICE_FIELDS[kind], k, src)
+        if kind == "vfio-pci":
+            out.append(VfioPciDevice(model=v["model"]))
+        else:
+            out.append(VirtioNetDevice(backend=v["backend"], vhost=v["vhost"] == "on", bridge=v["bridge"]))
+        if any(d.kind == out[-1].kind for d in out[:-1]):
+            raise src.error(k, f"a second {kind} device: L2 gets at most one of each kind")
+    return tuple(out)
+
+
+def pci_machine(machine: str) -> bool:
+    """Whether an L2 machine has PCI: q35 (or pc), or microvm with pcie=on."""
+    name, _, opts = machine.partition(",")
+    return name in ("q35", "pc") or name.startswith("pc-") or (name == "microvm" and "pcie=on" in opts.split(","))
 
 
 MULTIBOOT_MAGICS = (b"\x02\xb0\xad\x1b", b"\xd6\x50\x52\xe8")   # multiboot 1 and 2, little-endian
@@ -244,6 +276,11 @@ def _topology(src: Located, name: str, source: Path | None, root: Path, prefix: 
             raise src.error(f"{prefix}l2.pin", f"L1 CPU {cpu} does not exist (l1.smp is {l1['smp']})")
     if l2["memory"] >= l1["memory"]:
         raise src.error(f"{prefix}l2.memory", f"{l2['memory']} MiB does not fit in L1's {l1['memory']} MiB")
+    devices = _devices(l2["devices"], f"{prefix}l2.devices", src)
+    if devices and not pci_machine(l2["machine"]):
+        raise src.error(f"{prefix}l2.machine", f"L2's devices need PCI: machine q35, or microvm,pcie=on "
+                        f"(got {l2['machine']!r})")
+    l2["devices"] = devices
     return Topology(
         name=name, source=source, description=v["description"], accel=v["accel"], timeout=v["timeout"],
         l1=L1Config(**{**l1, "qemu_params": tuple(l1["qemu_params"])}),
@@ -330,9 +367,12 @@ def _probe_rules(wl: dict[str, Any], src: Located, topology: Topology) -> None:
         if topology.l2.smp < spec.min_vcpus:
             raise src.error(f"workload.ops[{i}].op", f"{spec.name} needs {spec.min_vcpus} L2 vCPUs "
                             f"(topology l2.smp is {topology.l2.smp})")
-        if spec.device is not None:
-            raise src.error(f"workload.ops[{i}].op", f"{spec.name} needs an {spec.device} device in L2, and "
-                            "topologies cannot give L2 devices yet")
+        if spec.device is not None and topology.l2.device(spec.device) is None:
+            kind, model = OP_DEVICE_KINDS[spec.device]
+            need = f"{{kind: {kind}" + (f", model: {model}}}" if model else "}")
+            raise src.error(f"workload.ops[{i}].op", f"{spec.name} needs an {spec.device} device in L2: the "
+                            f"topology {topology.name!r} has none in l2.devices (add {need}, or use a "
+                            f"topology that has one, e.g. nested-svm-{spec.device})")
         if names.index(spec.name) != i:
             # exits are told apart by the code they come from: two runs of one op cannot be
             raise src.error(f"workload.ops[{i}].op", f"{spec.name} already runs as ops[{names.index(spec.name)}]: "
@@ -434,6 +474,7 @@ def load_scenario(path_or_name: str | Path, *, root: Path, overrides: Sequence[s
         arch=v["arch"], groups=tuple(v["groups"]),
         workload=Workload(kind, tuple(ProbeOp(o["op"], o["count"]) for o in wl["ops"]), wl["hlt_timer_us"],
                           resolve(wl["kernel"]), wl["append"], resolve(wl["initrd"]), wl["done_pattern"],
-                          wl["kick_interval_ms"], wl["race_timeout_us"]),
+                          wl["kick_interval_ms"], wl["race_timeout_us"], wl["frame_interval_us"],
+                          wl["dev_timeout_us"]),
         expect=_expect(v["expect"], src, v["arch"]), overrides=tuple(overrides), origins=origins,
     )

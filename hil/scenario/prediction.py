@@ -37,11 +37,24 @@ def resolve_profile(profile: str, arch: str) -> str:
 
 
 def model_operations(op: str, count: int) -> list[Operation]:
-    return [Operation(event, count, params) for event, params in spec(op).events]
+    s = spec(op)
+    return ([Operation(event, count, params) for event, params in s.events]
+            + [Operation(event, 1 if count else 0, params) for event, params in s.once])
 
 
 def predict_op(op: str, count: int, profile: str, arch: str) -> Prediction:
     return predict(model_operations(op, count), profile, arch, apic="x2apic")
+
+
+def predict_op_reported(op: str, reported: dict[str, int], profile: str, arch: str) -> Prediction:
+    """The op's prediction with each event counted by the probe's result field its spec names
+    (ProbeOpSpec.per), the others by the op's count: for what only the run can tell."""
+    s = spec(op)
+    per = dict(s.per)
+    ops = [Operation(event, max(0, int(reported.get(per.get(event, "count"), 0))), params)
+           for event, params in s.events]
+    ops += [Operation(event, 1 if reported.get("count") else 0, params) for event, params in s.once]
+    return predict(ops, profile, arch, apic="x2apic")
 
 
 def predict_scenario(scenario: Scenario, arch: str) -> ScenarioPrediction:

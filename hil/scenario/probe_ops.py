@@ -22,14 +22,21 @@ class ProbeOpSpec:
     # how the verdict judges it: "exits" compares the op's exits per reason with the model's
     # prediction; "kicks" holds the kick-race bounds (hil.model.race) against where kicks landed
     judge: Literal["exits", "kicks"] = "exits"
-    # an interrupt source outside the guest that hil drives while the op runs (hil/lab/stimuli),
-    # or None when the guest makes everything itself
+    # an interrupt source outside the guest that hil drives while the op runs (hil/lab/stimuli:
+    # io-thread-msi, frame-sender, frame-counter), or None when the guest makes everything itself
     stimulus: str | None = None
     min_vcpus: int = 1                 # L2 vCPUs the op needs (a second one sends IPIs)
     device: str | None = None          # the PCI device L2 must have: edu | virtio-net
     max_count: int = MAX_COUNT
     # integer fields of the probe's `event=op` line besides count and tsc
     results: tuple[str, ...] = ()
+    # what each model event repeats for, where not each iteration: event -> the result field
+    # counting it ("irqs": net-rx's NIC may coalesce frames into one interrupt; "notifies": the
+    # device may ask not to be notified). The verdict predicts them from the probe's own counts
+    # and checks the frames on their own.
+    per: tuple[tuple[str, str], ...] = ()
+    # model events once per op run: the device ops open with sti after an interrupts-off set-up
+    once: tuple[ModelStep, ...] = ()
 
     @property
     def symbol(self) -> str:
@@ -40,6 +47,8 @@ class ProbeOpSpec:
 _X2APIC = (("apic", "x2apic"),)
 # the handler takes each interrupt with interrupts on and writes the x2APIC EOI
 _TAKE_AND_EOI: tuple[ModelStep, ...] = (("interrupt-in", (("guest_state", "running"),)), ("eoi", _X2APIC))
+# the device ops' loops open with sti after set-up with interrupts off (guest/devices.c)
+_STI: tuple[ModelStep, ...] = (("interrupts-on", ()),)
 
 PROBE_OPS: dict[str, ProbeOpSpec] = {s.name: s for s in (
     ProbeOpSpec("cpuid", "CPUID leaf 0", (("cpuid", ()),)),
@@ -60,16 +69,21 @@ PROBE_OPS: dict[str, ProbeOpSpec] = {s.name: s for s in (
     # prints its per-interrupt latency samples (event=samples lines)
     ProbeOpSpec("dev-msi", "the edu device raises an MSI (register 0x60) N times, one at a time; the handler acks",
                 (("msi-assigned", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="edu",
-                max_count=100_000, results=("irqs", "raised")),
+                max_count=100_000, results=("irqs", "raised"), once=_STI),
     ProbeOpSpec("dev-dma", "edu DMA transfers, each completion an MSI from a QEMU timer",
                 (("msi-assigned", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="edu",
-                max_count=1_000, results=("irqs", "transfers", "data_errors")),
+                max_count=1_000, results=("irqs", "transfers", "data_errors"), once=_STI),
     ProbeOpSpec("net-rx", "receive N frames the host sends into L2's virtio-net NIC (split virtqueue, MSI-X)",
                 (("interrupt-in", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="virtio-net",
-                max_count=100_000, results=("irqs", "frames", "in_order", "first_seq", "other", "notifies")),
+                stimulus="frame-sender", max_count=100_000, per=(("interrupt-in", "irqs"), ("eoi", "irqs")), once=_STI,
+                results=("irqs", "frames", "in_order", "first_seq", "other", "notifies")),
     ProbeOpSpec("net-tx", "send N frames through L2's virtio-net NIC, one at a time",
-                (("pio-user", ()), ("interrupt-in", (("guest_state", "running"),)), ("eoi", _X2APIC)),
-                device="virtio-net", max_count=100_000, results=("irqs", "frames", "notifies")),
+                # the notify (ioeventfd: an MMIO exit, no userspace exit), the backend's TX
+                # interrupt racing the vCPU's way back in, its EOI
+                (("virtio-notify", (("ioeventfd", "on"),)), ("interrupt-in", (("guest_state", "returning"),)),
+                 ("eoi", _X2APIC)),
+                device="virtio-net", stimulus="frame-counter", max_count=100_000, results=("irqs", "frames", "notifies"),
+                per=(("virtio-notify", "notifies"), ("interrupt-in", "irqs"), ("eoi", "irqs")), once=_STI),
 )}
 
 

@@ -130,6 +130,22 @@ L2_FIELDS: dict[str, Field] = {
                  doc="L1 CPU for each vCPU thread, in vCPU order (e.g. [1, 0]); empty: not pinned"),
     "qemu_params": Field("list", default=list, items=Field("str"), doc="extra L2 QEMU arguments, one per item"),
     "timeout": Field("int", default=180, min=1, max=86_400, doc="seconds for one L2 run"),
+    # each item is checked against DEVICE_FIELDS[its kind] by the loader
+    "devices": Field("list", default=list, items=Field("any"), doc="PCI devices L2 gets (a list of {kind: ...})"),
+}
+# one schema per device kind (hil/lab/devices/ has one module per kind)
+DEVICE_FIELDS: dict[str, dict[str, Field]] = {
+    "vfio-pci": {
+        "kind": Field("str", required=True),
+        "model": Field("enum", required=True, choices=("edu",),
+                       doc="the emulated PCI device L0 gives L1 behind a vIOMMU, assigned to L2 through VFIO"),
+    },
+    "virtio-net": {
+        "kind": Field("str", required=True),
+        "backend": Field("enum", default="tap", choices=("tap",), doc="a tap L1's agent creates with pyroute2"),
+        "vhost": Field("enum", default="off", choices=("on", "off"), doc="vhost-net in L1's kernel, or QEMU's own"),
+        "bridge": Field("bool", default=False, doc="put the tap into a bridge of its own"),
+    },
 }
 TOPOLOGY_FIELDS: dict[str, Field] = {
     "extends": Field("str", nullable=True, doc="a topology (name or path) whose keys this one starts from"),
@@ -155,6 +171,10 @@ WORKLOAD_FIELDS: dict[str, Field] = {
                               doc="kicks op: ms between the MSIs hil sends from QEMU's I/O thread"),
     "race_timeout_us": Field("int", default=20000, min=1, max=10_000_000,
                              doc="ipi-race op: an IPI not taken within this is late (a lost kick)"),
+    "frame_interval_us": Field("int", default=2000, min=10, max=1_000_000,
+                               doc="net-rx op: us between the frames hil sends into L2's NIC"),
+    "dev_timeout_us": Field("int", default=5_000_000, min=1000, max=600_000_000,
+                            doc="device ops: an interrupt (net-rx: a frame) not seen within this ends the op"),
     "kernel": Field("str", nullable=True, doc="kind kernel: a multiboot or Linux kernel"),
     "append": Field("str", default="", doc="kind kernel: its command line"),
     "initrd": Field("str", nullable=True, doc="kind kernel: an initrd for it"),

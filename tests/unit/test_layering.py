@@ -27,7 +27,7 @@ ALLOWED = {
     "pytest_plugin": {"runner", "report", "verdict", "scenario", "measurement", "model", "paths"},
 }
 # third-party packages the agent may use in L1 (the image ships them)
-AGENT_THIRD_PARTY = {"qemu", "ptrace"}
+AGENT_THIRD_PARTY = {"qemu", "ptrace", "pyroute2"}
 
 
 def module_name(path: Path) -> str:

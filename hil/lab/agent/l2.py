@@ -15,6 +15,7 @@ from typing import Any
 
 from hil.lab.kvm import tracing
 from hil.lab.agent.protocol import L2Request, L2Result, VcpuIoctl
+from hil.lab.devices.base import Attached
 from hil.lab.errors import LabError
 from hil.lab.qemu.host import qemu_version
 from hil.lab.qemu.machine import Machine
@@ -118,6 +119,20 @@ class L2Runner:
         return "timeout"
 
     def run(self, req: L2Request) -> L2Result:
+        """Devices are attached first (their L2 arguments come from L1: a BDF, a tap) and
+        detached after, whatever happened in between."""
+        attached: list[tuple[str, Attached]] = []
+        try:
+            for dev in req.devices:
+                attached.append((dev.kind, dev.attach(self.run_dir)))
+            result = self._run(req, attached)
+        finally:
+            errors = {kind: att.teardown() for kind, att in attached}
+        for kind, att in attached:
+            result.devices[kind]["teardown_errors"] = errors[kind]
+        return result
+
+    def _run(self, req: L2Request, attached: list[tuple[str, Attached]]) -> L2Result:
         window = tracing.exits_window(*req.window) if req.window else None
         if window:
             self.trace.ensure(window)
@@ -127,10 +142,11 @@ class L2Runner:
             self.trace.clear(trig)
         serial = Path(req.serial_log)
         serial.unlink(missing_ok=True)
-        drivers = [s.driver() for s in req.stimuli]
+        drivers = [s.driver() for s in req.stimuli] + [att.observer for _, att in attached]
+        argv = req.argv + [a for _, att in attached for a in att.l2_argv]
         t0 = time.monotonic()
         # paused first: pinning, ioctls and stimuli are in place before the guest runs
-        machine = Machine(req.argv + ["-S"], name="l2", log_dir=self.log_dir, run_dir=self.run_dir)
+        machine = Machine(argv + ["-S"], name="l2", log_dir=self.log_dir, run_dir=self.run_dir)
         stats: dict[str, dict[str, Any]] = {}
         stats_error = ""
         with machine:
@@ -157,7 +173,10 @@ class L2Runner:
             else:
                 stats_error = f"L2 QEMU had exited (code {machine.exitcode}) before its counters were read"
             results = {trig: self.trace.read(trig) for trig in triggers}
+            for d in drivers:
+                d.finish(vm)
             stimuli = {s.kind: d.result() for s, d in zip(req.stimuli, drivers)}
+            devices = {kind: {"info": att.info, "host": att.observer.result()} for kind, att in attached}
         text, truncated = _read_capped(serial, req.serial_cap)
         t_end = time.monotonic()
         return L2Result(
@@ -172,5 +191,5 @@ class L2Runner:
             injected=injected,
             hists={"accepted_irqs": results[tracing.ACCEPTED_IRQS].entries,
                    **{name: results[trig].entries for name, trig in self.optional.items()}},
-            stimuli=stimuli, stats_error=stats_error, serial_truncated=truncated,
+            stimuli=stimuli, stats_error=stats_error, serial_truncated=truncated, argv=argv, devices=devices,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
+from hil.lab.devices.base import DeviceSpec, device_from_json
 from hil.lab.stimuli.base import StimulusSpec, spec_from_json
 
 
@@ -30,9 +31,11 @@ class L2Request:
     pin: list[int] = field(default_factory=list)                  # L1 CPU per vCPU thread, in vCPU order
     stimuli: list[StimulusSpec] = field(default_factory=list)     # hil/lab/stimuli
     serial_cap: int = 1 << 20            # bytes of L2 serial output read back at most
+    devices: list[DeviceSpec] = field(default_factory=list)       # hil/lab/devices: set up in L1, argv for L2
 
     def to_json(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["devices"] = [dev.to_json() for dev in self.devices]
         d["before_start"] = [asdict(a) for a in self.before_start]
         d["after_done"] = [asdict(a) for a in self.after_done]
         d["stimuli"] = [s.to_json() for s in self.stimuli]
@@ -49,7 +52,8 @@ class L2Request:
                    after_done=[VcpuIoctl(**a) for a in d.get("after_done", [])],
                    settle=float(d.get("settle", 0.5)), pin=[int(c) for c in d.get("pin", [])],
                    stimuli=[spec_from_json(s) for s in d.get("stimuli", [])],
-                   serial_cap=int(d.get("serial_cap", 1 << 20)))
+                   serial_cap=int(d.get("serial_cap", 1 << 20)),
+                   devices=[device_from_json(x) for x in d.get("devices", [])])
 
 
 @dataclass
@@ -70,6 +74,8 @@ class L2Result:
     stimuli: dict[str, dict[str, Any]] = field(default_factory=dict)       # stimulus kind -> its result
     stats_error: str = ""                # why KVM's counters could not be read, if they were not
     serial_truncated: bool = False
+    argv: list[str] = field(default_factory=list)                          # L2's QEMU as run (devices added)
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)       # device kind -> set-up and host counts
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

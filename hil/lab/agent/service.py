@@ -14,7 +14,7 @@ from typing import Any, Callable
 from hil.lab.kvm import tracing
 from hil.lab.agent.l2 import L2Runner
 from hil.lab.agent.protocol import L2Request
-from hil.lab.errors import LabError
+from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.qemu.host import QEMU_BINARY, qemu_version
 
 RUN_DIR = Path("/run/hil")
@@ -88,6 +88,8 @@ class Agent:
         try:
             handler = self.handlers[request["cmd"]]
             return {"id": rid, "ok": True, "result": handler(request.get("args", {}))}
+        except CapabilityMissing as e:       # L0 reports it as SKIP
+            return {"id": rid, "ok": False, "error": str(e), "kind": "capability"}
         except LabError as e:
             return {"id": rid, "ok": False, "error": str(e), "kind": "lab"}
         except Exception as e:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pathlib import Path
 
 import ptrace
+import pyroute2
 import qemu.qmp
 
 import hil
@@ -38,15 +39,20 @@ BUSYBOX = "/bin/busybox"
 QEMU_FIRMWARE = ("qboot.rom", "bios-256k.bin", "bios-microvm.bin", "bios.bin", "linuxboot_dma.bin",
                  "multiboot_dma.bin", "pvh.bin", "kvmvapic.bin")
 FIRMWARE_DIRS = ("/usr/share/qemu", "/usr/share/seabios")
-# Module groups the L1 init loads: the agent's virtio-serial channel always, then the
-# KVM vendor module that matches L1's CPU.
-MODULE_GROUPS = {"common": ("virtio-pci", "virtio-console"), "svm": ("kvm-amd",), "vmx": ("kvm-intel",)}
+# Module groups: the L1 init loads the agent's virtio-serial channel always, then the KVM
+# vendor module that matches L1's CPU; the agent loads a device's group when L2 gets that
+# device (hil/lab/devices: vfio for an assigned PCI device, net for a tap and vhost-net).
+MODULE_GROUPS = {"common": ("virtio-pci", "virtio-console"), "svm": ("kvm-amd",), "vmx": ("kvm-intel",),
+                 "vfio": ("vfio", "vfio_iommu_type1", "vfio_virqfd", "vfio-pci"), "net": ("tun", "vhost_net", "bridge")}
+DEVICE_GROUPS = ("vfio", "net")
 PYTHON_PRUNE = {"test", "idlelib", "tkinter", "lib2to3", "ensurepip", "turtledemo", "pydoc_data",
                 "site-packages", "dist-packages", "__pycache__", "distutils"}
 # The agent's own modules: the L1 side needs nothing from the other layers.
 # the agent and what it imports (test_layering checks the closure)
 AGENT_FILES = ("__init__.py", "lab/__init__.py", "lab/errors.py", "lab/qemu/__init__.py", "lab/qemu/machine.py",
-               "lab/qemu/host.py", "lab/kvm", "lab/stimuli", "lab/agent")
+               "lab/qemu/host.py", "lab/kvm", "lab/stimuli", "lab/devices", "lab/agent")
+# third-party packages shipped with it (pure Python; tests/unit/test_layering.py checks the closure)
+THIRD_PARTY = (qemu.qmp, ptrace, pyroute2)
 
 
 @dataclass(frozen=True)
@@ -92,9 +98,10 @@ def _stage_module(ko: Path, out_dir: Path) -> Path:
     return dst
 
 
-def _load_order(root: Path, names: tuple[str, ...]) -> list[Path]:
+def _load_order(root: Path, names: tuple[str, ...], optional: bool = False) -> list[Path]:
     """The .ko files for names and everything they depend on (modinfo depends=), each
-    after its dependencies, so the L1 init can insmod them in this order."""
+    after its dependencies, so the L1 init can insmod them in this order. optional: a name
+    this kernel does not have is left out (6.2+ folded vfio_virqfd into vfio)."""
     # Debian's 6.12 packages compress modules (.ko.xz); 6.1's do not.
     index = {_module_name(p): p for pattern in ("*.ko", "*.ko.xz") for p in root.rglob(pattern)}
     builtin = root / "modules.builtin"     # e.g. 6.12 builds virtio-pci in: nothing to load
@@ -118,6 +125,8 @@ def _load_order(root: Path, names: tuple[str, ...]) -> list[Path]:
         order.append(index[name])
 
     for n in names:
+        if optional and n.replace("_", "-") not in index:
+            continue
         visit(n)
     return order
 
@@ -135,7 +144,7 @@ def kernel_assets(spec: str) -> KernelAssets:
         (out / "modules").mkdir()
         mods_root = next((out / "root/lib/modules").iterdir())
         for group, names in MODULE_GROUPS.items():
-            order = _load_order(mods_root, names)
+            order = _load_order(mods_root, names, optional=group in DEVICE_GROUPS)
             staged = [_stage_module(ko, out / "modules") for ko in order]
             (out / "modules" / f"order.{group}").write_text("".join(ko.stem + "\n" for ko in staged))
         vmlinuz = next((out / "root/boot").glob("vmlinuz-*"))
@@ -202,9 +211,9 @@ def _stage_hil(root: Path) -> None:
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest)
-    shutil.copytree(Path(qemu.qmp.__file__).parent, lib / "qemu/qmp",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(Path(ptrace.__file__).parent, lib / "ptrace", ignore=shutil.ignore_patterns("__pycache__"))
+    for pkg in THIRD_PARTY:
+        shutil.copytree(Path(pkg.__file__).parent, lib / pkg.__name__.replace(".", "/"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def _compile(root: Path) -> None:
@@ -242,6 +251,7 @@ def build_l1_image(kernel: KernelAssets, series_build: SeriesBuild | None = None
         "hil": hil.__version__,
         "qemu.qmp": qemu.qmp.__version__ if hasattr(qemu.qmp, "__version__") else "unknown",
         "python-ptrace": tree_digest(Path(ptrace.__file__).parent, ("**/*.py",)),
+        "pyroute2": tree_digest(Path(pyroute2.__file__).parent, ("**/*.py",)),
     }
 
     def build(out: Path) -> None:

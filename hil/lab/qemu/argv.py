@@ -20,11 +20,15 @@ def l1_cpu(cpu: str, accel: str) -> str:
 
 
 def l1_argv(l1: L1Config, *, accel: str, kernel: Path, initrd: Path, console_log: Path,
-            agent_socket: Path, binary: str = QEMU_BINARY, extra_append: Sequence[str] = ()) -> list[str]:
+            agent_socket: Path, binary: str = QEMU_BINARY, extra_append: Sequence[str] = (),
+            machine_options: Sequence[str] = (), devices: Sequence[str] = ()) -> list[str]:
+    """machine_options, devices: what L2's devices need of L0 (hil/lab/devices); the devices
+    (a vIOMMU first) come before every other PCI device."""
     append = " ".join([*L1_CMDLINE, *extra_append, *([l1.append] if l1.append else [])])
     return [
         binary, "-nodefaults", "-no-reboot", "-display", "none",
-        "-machine", f"{l1.machine},accel={accel}",
+        "-machine", ",".join([l1.machine, f"accel={accel}", *machine_options]),
+        *devices,
         "-cpu", l1_cpu(l1.cpu, accel), "-smp", str(l1.smp), "-m", str(l1.memory),
         "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
         "-chardev", f"file,id=console,path={console_log}", "-serial", "chardev:console",

@@ -14,5 +14,7 @@ This package is shipped into L1 with the agent: standard library only at import 
 from hil.lab.stimuli.base import Driver, StimulusSpec, spec_from_json
 from hil.lab.stimuli.host_interrupts import HostInterruptsPerOp
 from hil.lab.stimuli.io_thread_msi import IoThreadMsi
+from hil.lab.stimuli.net_frames import FrameCounter, FrameSender
 
-__all__ = ["Driver", "HostInterruptsPerOp", "IoThreadMsi", "StimulusSpec", "spec_from_json"]
+__all__ = ["Driver", "FrameCounter", "FrameSender", "HostInterruptsPerOp", "IoThreadMsi", "StimulusSpec",
+           "spec_from_json"]

@@ -26,6 +26,9 @@ class Driver:
     def on_serial(self, text: str, vm: L2Handle) -> None:
         """The guest's serial output so far: trigger what is due."""
 
+    def finish(self, vm: L2Handle) -> None:
+        """The workload is over and L2 paused (or gone): read the counters that end the run."""
+
     def result(self) -> dict[str, Any]:
         """What it did and counted, JSON-able."""
         return {}
@@ -45,7 +48,9 @@ class StimulusSpec:
 def spec_from_json(d: dict[str, Any]) -> StimulusSpec:
     from hil.lab.stimuli.host_interrupts import HostInterruptsPerOp
     from hil.lab.stimuli.io_thread_msi import IoThreadMsi
-    kinds: dict[str, type[StimulusSpec]] = {c.kind: c for c in (IoThreadMsi, HostInterruptsPerOp)}
+    from hil.lab.stimuli.net_frames import FrameCounter, FrameSender
+    kinds: dict[str, type[StimulusSpec]] = {c.kind: c for c in (IoThreadMsi, HostInterruptsPerOp, FrameSender,
+                                                                FrameCounter)}
     if d.get("kind") not in kinds:
         raise ValueError(f"unknown stimulus kind {d.get('kind')!r} (known: {', '.join(kinds)})")
     cls = kinds[d["kind"]]

@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 from hil.lab.kvm import tracing
 from hil.lab.stimuli.base import Driver, L2Handle, StimulusSpec
 
-BEGIN = re.compile(r"hil-probe: event=begin name=(\S+)")
+# a whole line only: the serial log is read while the guest writes it ("name=dev-" then "msi")
+BEGIN = re.compile(r"hil-probe: event=begin name=(\S+)\r?\n")
 KINDS = ("local_timer", "reschedule", "call_function", "call_function_single", "irq_work")
 TRIGGERS = {kind: tracing.HistTrigger(f"irq_vectors/{kind}_entry", ("common_cpu",)) for kind in KINDS}
 TRIGGERS["device_irq"] = tracing.HistTrigger("irq/irq_handler_entry", ("common_cpu",))

@@ -25,6 +25,16 @@ def test_l1_argv_is_a_list_and_config_values_stay_single_arguments():
     assert argv[-2:] == ["-d", "guest_errors"]
 
 
+def test_l1_argv_with_device_needs():
+    argv = l1_argv(L1, accel="tcg", kernel=Path("/k"), initrd=Path("/i"), console_log=Path("/c.log"),
+                   agent_socket=Path("/run/a.sock"), extra_append=["intel_iommu=on"],
+                   machine_options=["kernel-irqchip=split"], devices=["-device", "intel-iommu", "-device", "edu"])
+    assert argv[argv.index("-machine") + 1] == "q35,accel=tcg,kernel-irqchip=split"
+    assert "intel_iommu=on" in argv[argv.index("-append") + 1].split()
+    # the vIOMMU precedes every other PCI device (virtio-serial for the agent)
+    assert argv.index("intel-iommu") < argv.index("edu") < argv.index("virtio-serial-pci,id=hilserial")
+
+
 def test_l2_argv_cpu_pm_and_irqchip():
     argv = l2_argv(L2, append="ops=cpuid:1")
     assert argv[argv.index("-accel") + 1] == "kvm,kernel-irqchip=on"
@@ -60,14 +70,24 @@ def test_snapshot_key_follows_image_and_l1_config(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(labrun, "qemu_version", lambda: "QEMU emulator version 10.0.2")
     l1 = SimpleNamespace(snapshot=True, memory=1024)
-    topo = SimpleNamespace(l1=l1)
+    none = SimpleNamespace(devices=())
+    topo = SimpleNamespace(l1=l1, l2=none)
     img = SimpleNamespace(key="image-a")
     monkeypatch.setattr(labrun, "asdict", lambda c: dict(vars(c)))
     base = labrun.snapshot_path(topo, img, "tcg")
     assert base == labrun.snapshot_path(topo, img, "tcg")
     assert base != labrun.snapshot_path(topo, SimpleNamespace(key="image-b"), "tcg")
     assert base != labrun.snapshot_path(topo, img, "kvm")
-    assert base != labrun.snapshot_path(SimpleNamespace(l1=SimpleNamespace(snapshot=True, memory=2048)), img, "tcg")
-    assert labrun.snapshot_path(SimpleNamespace(l1=SimpleNamespace(snapshot=False, memory=1024)), img, "tcg") is None
+    assert base != labrun.snapshot_path(SimpleNamespace(l1=SimpleNamespace(snapshot=True, memory=2048), l2=none),
+                                        img, "tcg")
+    assert labrun.snapshot_path(SimpleNamespace(l1=SimpleNamespace(snapshot=False, memory=1024), l2=none),
+                                img, "tcg") is None
+    # L2's devices change L0's machine (a vIOMMU, the edu device): another snapshot
+    from hil.scenario.config import VfioPciDevice, VirtioNetDevice
+    net = SimpleNamespace(l1=l1, l2=SimpleNamespace(devices=(VirtioNetDevice(),)))
+    assert base != labrun.snapshot_path(net, img, "tcg") is not None
+    # edu has no migration state in QEMU: a restored L1 would see it blank, so L1 boots
+    edu = SimpleNamespace(l1=l1, l2=SimpleNamespace(devices=(VfioPciDevice("edu"),)))
+    assert labrun.snapshot_path(edu, img, "tcg") is None
     monkeypatch.setattr(labrun, "qemu_version", lambda: "QEMU emulator version 7.2.0")
     assert labrun.snapshot_path(topo, img, "tcg") is None     # no 'file:' migration before 8.2

@@ -18,6 +18,13 @@ X2, XA = {"apic": "x2apic"}, {"apic": "xapic"}
 RUN, HALT = {"guest_state": "running"}, {"guest_state": "halted"}
 
 ROWS = [
+    # ---- virtio notify, an interrupt racing the vCPU's return, sti with an interrupt pending
+    ("stock-svm", "svm", "virtio-notify", {}, {"npf": 1}, {"userspace_exits": 0}, "lab:virtio-notify"),
+    ("stock-vmx", "vmx", "virtio-notify", {}, {"EPT_MISCONFIG": 1}, {}, "6.12:ioeventfd"),
+    ("stock-svm", "svm", "interrupt-in", {"guest_state": "returning"}, {"interrupt": (0, 1)}, {},
+     "lab:virtio-tx-interrupt"),
+    ("stock-svm", "svm", "interrupts-on", {}, {"vintr": (0, 1)}, {}, "lab:sti-window"),
+    ("stock-vmx-apicv", "vmx", "interrupts-on", {}, {}, {}, "6.12:ioeventfd"),
     # ---- CPUID
     ("stock-2012", "vmx", "cpuid", {}, {"CPUID": 1}, {}, "sdm:cpuid"),
     ("slave-v1", "vmx", "cpuid", {}, {"CPUID": 1}, {"bounces": 0}, "v2/06"),

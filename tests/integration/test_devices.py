@@ -1,0 +1,67 @@
+"""Devices in L2 on the real nested stack: QEMU's edu device assigned through VFIO in L1,
+and a virtio-net NIC on a tap in L1 (QEMU's backend and vhost-net). Every interrupt is
+taken once, EOI'd with exactly one msr exit, and timed; every frame gets through in order;
+what L1 set up for the run is gone after it."""
+import pytest
+
+pytestmark = pytest.mark.lab
+
+EDU_COUNTS = (23, 57)       # two unusual counts: the measurement must follow them
+
+
+@pytest.fixture(scope="module")
+def edu_runs(hil_lab):
+    return {n: hil_lab.run("device-edu-msi", f"workload.ops.0.count={n}") for n in EDU_COUNTS}
+
+
+def _passed(run):
+    bad = [(c.name, c.verdict.value, c.detail) for c in run.result.cases if c.verdict.value != "PASS"]
+    assert bad == [], bad
+
+
+@pytest.mark.parametrize("n", EDU_COUNTS)
+def test_edu_msi_one_eoi_exit_and_one_sample_per_interrupt(edu_runs, n):
+    run = edu_runs[n]
+    _passed(run)
+    op = run.measurement.op("dev-msi")
+    assert op.count == n and op.reported["irqs"] == n and op.reported["raised"] == n
+    assert op.exits["msr"] == n                           # the x2APIC EOI write, once per interrupt
+    assert len(op.samples["lat"]) == n
+    lat = run.result.to_dict()["measurement"]["ops"][0]["latency"]["lat"]
+    assert lat["n"] == n and 0 < lat["min"] <= lat["p50"] <= lat["p99"] <= lat["max"]
+    assert sum(b["count"] for b in lat["histogram"]) == n
+    vfio = run.measurement.devices["vfio-pci"]
+    assert vfio["host"]["host_irqs"]["total"] == n        # each MSI one vfio interrupt in L1
+    assert vfio["teardown_errors"] == []
+
+
+def test_edu_msi_counts_follow_the_request(edu_runs):
+    a, b = (edu_runs[n].measurement.op("dev-msi") for n in EDU_COUNTS)
+    assert a.exits["msr"] != b.exits["msr"]
+
+
+def test_edu_dma_transfers_intact(hil_lab):
+    run = hil_lab.run("device-edu-dma")
+    _passed(run)
+    op = run.measurement.op("dev-dma")
+    assert op.reported["data_errors"] == 0 and op.reported["transfers"] == op.count
+
+
+@pytest.mark.parametrize("scenario", ["virtio-net-rx", "virtio-net-rx-vhost"])
+def test_net_rx_every_frame_in_order(hil_lab, scenario):
+    run = hil_lab.run(scenario, "workload.ops.0.count=29")
+    _passed(run)
+    op = run.measurement.op("net-rx")
+    assert (op.reported["frames"], op.reported["in_order"], op.reported["first_seq"]) == (29, 1, 0)
+    assert op.exits.get("msr", 0) == op.reported["irqs"]     # one EOI per receive interrupt
+    assert run.measurement.frames["frame-sender"]["sent"] == 29
+    assert run.measurement.devices["virtio-net"]["teardown_errors"] == []
+
+
+@pytest.mark.parametrize("scenario", ["virtio-net-tx", "virtio-net-tx-vhost"])
+def test_net_tx_every_frame_on_the_tap(hil_lab, scenario):
+    run = hil_lab.run(scenario, "workload.ops.0.count=31")
+    _passed(run)
+    assert run.measurement.frames["frame-counter"]["frames"] == 31
+    assert run.measurement.frames["frame-counter"]["in_order"] == 31
+    assert len(run.measurement.op("net-tx").samples["lat"]) == 31
