@@ -65,6 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hil.verdict import error_result
 
     t0 = time.monotonic()
+    _sweep()
     try:
         scenario = load_scenario(args.scenario, root=ROOT, overrides=args.set, valid_profiles=PROFILES)
         predictions = predict_before_boot(scenario, args.accel)   # a question the model cannot answer stops here
@@ -114,6 +115,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _sweep() -> None:
+    """Remove what a hil killed outright left (run dirs, snapshot temp files, cache temp dirs,
+    orphan build processes) before building or booting anything."""
+    from hil.lab.sweep import sweep
+    sweep()
+
+
 def _log_to_file(path: Path) -> logging.Handler:
     """The run's debug log, kept beside result.json whatever the console shows."""
     handler = logging.FileHandler(path)
@@ -144,7 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "model":
         return cmd_model(argv[1:])
     if argv and argv[0] == "kernel":
-        return cmd_kernel(argv[1:])
+        for sig in (signal.SIGTERM, signal.SIGHUP):     # builds stop, their groups and temp dirs go
+            signal.signal(sig, _terminate)
+        try:
+            if argv[1:2] == ["build"]:
+                _sweep()
+            return cmd_kernel(argv[1:])
+        except KeyboardInterrupt as e:
+            print(f"hil kernel: interrupted ({e or 'SIGINT'})", file=sys.stderr)
+            return 2
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0, help="debug log on stderr")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress lines, warnings only")

@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,14 +116,8 @@ class Runner:
             live = None
         if live is None:
             prep = prepare(topo, scenario.workload.kind == "probe", self.accel)
-            session = open_l1(topo, prep, log_dir)
             t0 = time.monotonic()
-            log.info("L1 %s: %s", topo.name, "restoring its snapshot" if session.restore else "booting")
-            try:
-                session.start()
-            except BaseException:
-                session.close()
-                raise
+            session = _start_l1(topo.name, lambda: open_l1(topo, prep, log_dir))
             prep.timings["l1_boot"] = time.monotonic() - t0
             live = _L1(session, prep)
             self._l1[key] = live
@@ -171,6 +165,38 @@ class Runner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _start_l1(name: str, open_session: Callable[[], L1Session]) -> L1Session:
+    """Restore L1 from its snapshot, or boot it. A snapshot that does not restore (truncated,
+    from another QEMU) is deleted and L1 booted instead: a bad cache entry heals, it does not
+    fail every later run."""
+    session = open_session()
+    log.info("L1 %s: %s", name, "restoring its snapshot" if session.restore else "booting")
+    try:
+        session.start()
+        return session
+    except (RunTimeout, CapabilityMissing):
+        session.close()
+        raise
+    except LabError as e:
+        session.close()
+        if not session.restore or session.snapshot is None:
+            raise
+        log.warning("L1 %s: its snapshot %s did not restore (%s): deleting it and booting", name,
+                    session.snapshot, str(e).splitlines()[0])
+        session.snapshot.unlink(missing_ok=True)
+    except BaseException:
+        session.close()
+        raise
+    session = open_session()
+    log.info("L1 %s: booting", name)
+    try:
+        session.start()
+    except BaseException:
+        session.close()
+        raise
+    return session
 
 
 def _logs(out: Path) -> dict[str, str]:

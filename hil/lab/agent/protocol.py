@@ -52,6 +52,9 @@ class L2Request:
                    serial_cap=int(d.get("serial_cap", 1 << 20)))
 
 
+QEMU_LOG_CAP = 64 << 10
+
+
 @dataclass
 class L2Result:
     exits_all: list[dict[str, int]]
@@ -70,6 +73,7 @@ class L2Result:
     stimuli: dict[str, dict[str, Any]] = field(default_factory=dict)       # stimulus kind -> its result
     stats_error: str = ""                # why KVM's counters could not be read, if they were not
     serial_truncated: bool = False
+    qemu_log: str = ""                   # L2 QEMU's own output (its last QEMU_LOG_CAP bytes)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -16,6 +16,7 @@ import ptrace
 import qemu.qmp
 
 import hil
+from hil.lab import procs
 from hil.lab.assets import debian
 from hil.lab.assets.cache import cached_dir, digest, file_digest, prune, tree_digest
 from hil.lab.assets.cpio import write_cpio
@@ -45,7 +46,7 @@ PYTHON_PRUNE = {"test", "idlelib", "tkinter", "lib2to3", "ensurepip", "turtledem
                 "site-packages", "dist-packages", "__pycache__", "distutils"}
 # The agent's own modules: the L1 side needs nothing from the other layers.
 # the agent and what it imports (test_layering checks the closure)
-AGENT_FILES = ("__init__.py", "lab/__init__.py", "lab/errors.py", "lab/qemu/__init__.py", "lab/qemu/machine.py",
+AGENT_FILES = ("__init__.py", "lab/__init__.py", "lab/errors.py", "lab/owner.py", "lab/qemu/__init__.py", "lab/qemu/machine.py",
                "lab/qemu/host.py", "lab/kvm", "lab/stimuli", "lab/agent")
 
 
@@ -211,8 +212,8 @@ def _stage_hil(root: Path) -> None:
 def _compile(root: Path) -> None:
     # Precompiled bytecode: compiling the stdlib at every L1 boot under TCG would cost seconds.
     for d in (root / str(PYTHON_LIB).lstrip("/"), root / "opt/hil/lib"):
-        subprocess.run([PYTHON, "-m", "compileall", "-q", "-j0", "-d", "/" + str(d.relative_to(root)), str(d)],
-                       check=True, capture_output=True, timeout=300)
+        procs.run([PYTHON, "-m", "compileall", "-q", "-j0", "-d", "/" + str(d.relative_to(root)), str(d)],
+                  check=True, capture_output=True, timeout=300)
 
 
 def _stage_busybox(root: Path) -> None:

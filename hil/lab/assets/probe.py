@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hil.lab import procs
 from hil.lab.errors import LabError
 from hil.scenario.probe_ops import PROBE_OPS
 
@@ -130,8 +131,7 @@ def build_probe(out_dir: Path, guest_dir: Path = GUEST_DIR) -> ProbeImage:
     out_dir.mkdir(parents=True, exist_ok=True)
     argv = ["make", "-C", str(guest_dir), f"OUT={out_dir}"]
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
-                              timeout=600)
+        proc = procs.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     except OSError as e:
         raise ProbeBuildError(f"cannot run make: {e}", argv, "", None) from e
     if proc.returncode != 0:

@@ -22,6 +22,7 @@ from typing import Any
 
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
+from hil.lab import owner
 from hil.lab.errors import LabError, LaunchError
 
 _PR_SET_PDEATHSIG = 1
@@ -33,7 +34,9 @@ def _die_with_parent() -> None:
 
 
 def private_dir(prefix: str, parent: Path | None = None) -> Path:
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    """A 0700 temp dir named prefix + this process's owner tag: if hil is killed outright, the
+    next hil's start-up sweep (hil/lab/sweep.py) sees its owner is gone and removes it."""
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{owner.tag()}.", dir=parent))
     path.chmod(0o700)
     return path
 
