@@ -38,7 +38,8 @@ def _die_with_parent() -> None:
 
 
 def group_members(pgid: int) -> list[int]:
-    """Pids of the processes in session/group `pgid` (a group started here: sid == pgid)."""
+    """Pids of the live (not zombie) processes in session/group `pgid` (one started here:
+    sid == pgid)."""
     pids = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -48,7 +49,7 @@ def group_members(pgid: int) -> list[int]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid and int(fields[3]) == pgid:     # pgrp, session
+        if fields[0] != "Z" and int(fields[2]) == pgid and int(fields[3]) == pgid:   # state, pgrp, session
             pids.append(int(d.name))
     return pids
 
