@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
         return 2
     except LabError as e:
         print(f"hil kernel: {e}", file=sys.stderr)
-        return 1
+        return 2
 
 
 def _release_of(image_package: str) -> str:

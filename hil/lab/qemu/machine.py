@@ -122,9 +122,25 @@ class Machine:
         except subprocess.TimeoutExpired:
             return None
 
-    def shutdown(self, timeout: float = 5.0) -> int | None:
-        """quit over QMP, then SIGTERM, then SIGKILL; always frees sockets and the run dir."""
+    def is_frozen(self) -> bool:
+        """Stopped by a signal (SIGSTOP, a debugger): it answers neither QMP nor SIGTERM."""
+        if not self.is_running():
+            return False
+        assert self.proc is not None
         try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat[stat.rindex(")") + 2:].split()[0] in ("T", "t")
+
+    def shutdown(self, timeout: float = 5.0) -> int | None:
+        """quit over QMP, then SIGTERM, then SIGKILL (at once for a frozen QEMU); always frees
+        sockets and the run dir."""
+        try:
+            if self.is_frozen():
+                assert self.proc is not None
+                self.proc.kill()
+                self.wait(timeout)
             if self.is_running() and self.qmp is not None:
                 try:
                     self.qmp.settimeout(timeout)
