@@ -122,9 +122,20 @@ def _sweep() -> None:
     sweep()
 
 
+class _QuietFileHandler(logging.FileHandler):
+    """A debug log that cannot be written (the disk is full) says so once, not with a
+    traceback per message: the run goes on and its ERROR names the path."""
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            print(f"hil: cannot write {self.baseFilename}: {sys.exc_info()[1]}", file=sys.stderr)
+
+
 def _log_to_file(path: Path) -> logging.Handler:
     """The run's debug log, kept beside result.json whatever the console shows."""
-    handler = logging.FileHandler(path)
+    handler = _QuietFileHandler(path)
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     root = logging.getLogger()

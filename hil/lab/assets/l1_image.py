@@ -3,6 +3,7 @@ and hil's own agent, so the L1 side runs the same Python a bare-metal lab host w
 from __future__ import annotations
 
 import json
+import logging
 import lzma
 import os
 import re
@@ -25,6 +26,8 @@ from hil.lab.qemu.host import QEMU_BINARY
 
 if TYPE_CHECKING:      # the kernel package builds on assets, not the other way round
     from hil.lab.kernel.build import SeriesBuild
+
+log = logging.getLogger(__name__)
 
 HIL_SRC = Path(hil.__file__).resolve().parent
 INIT_SCRIPT = Path(__file__).with_name("l1_init.sh")
@@ -225,6 +228,18 @@ def _stage_busybox(root: Path) -> None:
             link.symlink_to("busybox")
 
 
+def _cpio_complete(path: Path) -> bool:
+    """An initramfs written whole ends with the newc trailer record (then zero padding)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            f.seek(max(0, size - 4096))
+            tail = f.read()
+    except OSError:
+        return False
+    return tail.rstrip(b"\0").endswith(b"TRAILER!!!")
+
+
 def build_l1_image(kernel: KernelAssets, series_build: SeriesBuild | None = None) -> L1Image:
     """series_build: a kernel series built for `kernel` (hil.lab.kernel.build_series) whose
     rebuilt modules replace the stock ones, or whose whole kernel replaces the package's."""
@@ -279,6 +294,11 @@ def build_l1_image(kernel: KernelAssets, series_build: SeriesBuild | None = None
         shutil.rmtree(root)
 
     path, hit = cached_dir("l1-image", inputs, build)
+    if hit and not _cpio_complete(path / "initrd.cpio"):
+        # truncated (a crash before fsync, a full disk): rebuilt, never booted half
+        log.warning("cached L1 image %s is incomplete: rebuilding it", path)
+        (path / "inputs.json").unlink(missing_ok=True)
+        path, hit = cached_dir("l1-image", inputs, build)
     if not hit:
         prune("l1-image", keep=6)
     return L1Image(kernel, path / "initrd.cpio", digest(inputs), hit, packages,
