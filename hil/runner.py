@@ -180,8 +180,10 @@ def _start_l1(name: str, open_session: Callable[[], L1Session]) -> L1Session:
         session.close()
         raise
     except LabError as e:
+        # a QEMU killed by a signal says nothing about its snapshot: only a refused one is dropped
+        killed = (session.machine.exitcode or 0) < 0
         session.close()
-        if not session.restore or session.snapshot is None:
+        if not session.restore or session.snapshot is None or killed:
             raise
         log.warning("L1 %s: its snapshot %s did not restore (%s): deleting it and booting", name,
                     session.snapshot, str(e).splitlines()[0])
