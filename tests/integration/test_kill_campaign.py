@@ -68,15 +68,17 @@ class Campaign:
             assert _hash(path) == digest, f"an earlier result changed: {path}"
 
     def kill(self, victim: str, sig: signal.Signals, stage: str, ready, find=None, delay: float = 0.0,
-             argv: list[str] | None = None, sweep_line: str | None = STAGE_LINES["image"]) -> int | None:
-        """Start hil, check the lab is clean once it has swept, wait for the stage, kill the
-        victim, check how hil ended. Returns hil's exit code (None: it finished first)."""
+             argv: list[str] | None = None, swept: str | None = "line") -> int | None:
+        """Start hil, check the lab is clean once it has swept (at its first stage line, or
+        once the stage is reached for `swept="ready"`, not at all for a kill before the
+        sweep), wait for the stage, kill the victim, check how hil ended. Returns hil's exit
+        code (None: it finished first)."""
         hil, out = self.start(argv)
-        if sweep_line is not None:       # it has swept: what earlier kills left must be gone now
-            hil.wait_for(lambda: hil.has(sweep_line), 300)
+        if swept == "line":              # it has swept: what earlier kills left must be gone now
+            hil.wait_for(lambda: hil.has(STAGE_LINES["image"]), 300)
             self.check_clean(hil)
         reached = hil.wait_for(lambda: ready(hil, out), 300)
-        if sweep_line is None and reached:
+        if swept == "ready" and reached:
             self.check_clean(hil)
         time.sleep(delay)
         target = hil.proc.pid if victim == "hil" else (find(hil) if find else None)
@@ -161,7 +163,8 @@ def test_kill_campaign(lab, tmp_path, capsys):
     plan = [(sig, stage) for _ in range(rounds) for sig in SIGNALS for stage in HIL_STAGES]
     c.rng.shuffle(plan)
     for sig, stage in plan:
-        c.kill("hil", sig, stage, _hil_ready(stage), delay=HIL_STAGES[stage][1] * c.rng.uniform(0.9, 1.1))
+        c.kill("hil", sig, stage, _hil_ready(stage), delay=HIL_STAGES[stage][1] * c.rng.uniform(0.9, 1.1),
+               swept=None if stage == "start" else "line")
 
     # 2. L1 QEMU while it restores and while L2 runs inside it (L2 QEMU and the agent die with it)
     for sig in (signal.SIGKILL, signal.SIGTERM):
@@ -204,7 +207,7 @@ def test_kill_campaign(lab, tmp_path, capsys):
         argv = [*HIL, "kernel", "build", "--series", "dedicated-cpu"]
         making = lambda hil, out: hil.descendant("make", "modules") is not None
         c.kill(victim, sig, "kernel-build", making, lambda hil: hil.descendant("make", "modules"),
-               delay=c.rng.uniform(0.5, 2.0), argv=argv, sweep_line=None)
+               delay=c.rng.uniform(0.5, 2.0), argv=argv, swept="ready")
 
     # a run that ended before its kill (a late stage) does not count: top up to MIN_KILLS
     for _ in range(20):
