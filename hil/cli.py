@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -20,11 +19,6 @@ from pathlib import Path
 import hil
 
 from hil.paths import ROOT
-
-
-def _terminate(signum: int, frame: object) -> None:
-    # Turn SIGTERM into an exception so every context manager tears its QEMU down.
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -65,7 +59,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hil.verdict import error_result
 
     t0 = time.monotonic()
-    _sweep()
     try:
         scenario = load_scenario(args.scenario, root=ROOT, overrides=args.set, valid_profiles=PROFILES)
         predictions = predict_before_boot(scenario, args.accel)   # a question the model cannot answer stops here
@@ -163,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "model":
         return cmd_model(argv[1:])
     if argv and argv[0] == "kernel":
-        for sig in (signal.SIGTERM, signal.SIGHUP):     # builds stop, their groups and temp dirs go
-            signal.signal(sig, _terminate)
+        from hil.lab import signals
+        signals.install()           # builds stop, their process groups and temp dirs go
         try:
             if argv[1:2] == ["build"]:
                 _sweep()
@@ -197,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("kernel", help="import and build kernel series (see 'hil kernel --help')")
     args = parser.parse_args(argv)
     _setup_logging(-1 if args.quiet else args.verbose)
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
+    from hil.lab import signals
+    signals.install()
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

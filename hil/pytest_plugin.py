@@ -52,9 +52,7 @@ class Lab:
     """Runs scenarios through one hil Runner (one L1 per topology, reused)."""
 
     def __init__(self, accel: str, tmp: Path):
-        from hil.lab.sweep import sweep
         from hil.runner import Runner
-        sweep()                        # what a killed hil left, as `hil run` does
         self.runner = Runner(accel=accel)
         self.tmp = tmp
         self.runs = 0

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hil.lab import signals
 from hil.lab.assets.cache import cache_root
 from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.l1 import L1Session
@@ -42,7 +43,7 @@ def watchdog(seconds: float, what: str) -> Iterator[None]:
         return
 
     def expired(signum: int, frame: object) -> None:
-        raise RunTimeout(f"{what} did not finish within its {seconds:.0f} s timeout (topology timeout)")
+        signals.raise_for(signum, RunTimeout(f"{what} did not finish within its {seconds:.0f} s timeout (topology timeout)"))
 
     old = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -98,6 +99,12 @@ class Runner:
     keep_sessions: bool = True
     _l1: dict[str, _L1] = field(default_factory=dict)
     last_measurement: Measurement | None = None      # of the latest run that got that far
+    sweep: bool = True               # first remove what a hil killed outright left (hil/lab/sweep.py)
+
+    def __post_init__(self) -> None:
+        if self.sweep:
+            from hil.lab.sweep import sweep
+            sweep()
 
     def l1_for(self, scenario: Scenario, log_dir: Path) -> tuple[L1Session, Prepared]:
         """The scenario topology's running L1 (booted or restored on first use)."""

@@ -131,7 +131,7 @@ def test_upstream_build_path_argument_errors(tmp_path):
     assert no_tree.returncode == 2 and "--tree PATH" in no_tree.stderr
     (tmp_path / "t").mkdir()
     not_kernel = _hil_kernel("build", "--series", "slave-cpu-v2", "--tree", str(tmp_path / "t"), env=env)
-    assert not_kernel.returncode == 1 and "not a kernel source tree" in not_kernel.stderr
+    assert not_kernel.returncode == 2 and "not a kernel source tree" in not_kernel.stderr   # exit 2: ERROR
     (tmp_path / "t/Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\n")
     wrong = _hil_kernel("build", "--series", "slave-cpu-v2", "--tree", str(tmp_path / "t"), env=env)
     assert "is Linux 6.1, the series needs v3.6-rc4" in wrong.stderr
