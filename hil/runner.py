@@ -187,10 +187,12 @@ def _start_l1(name: str, open_session: Callable[[], L1Session]) -> L1Session:
         session.close()
         raise
     except LabError as e:
-        # a QEMU killed by a signal says nothing about its snapshot: only a refused one is dropped
-        killed = (session.machine.exitcode or 0) < 0
+        # QEMU refusing a snapshot fails the migration or exits 1; one stopped by a signal
+        # (exit code 0 after SIGTERM, negative after SIGKILL) says nothing about its snapshot
+        code = session.machine.exitcode
+        refused = code is None or code > 0
         session.close()
-        if not session.restore or session.snapshot is None or killed:
+        if not session.restore or session.snapshot is None or not refused:
             raise
         log.warning("L1 %s: its snapshot %s did not restore (%s): deleting it and booting", name,
                     session.snapshot, str(e).splitlines()[0])

@@ -44,7 +44,8 @@ def test_a_refused_snapshot_is_deleted_and_l1_booted(tmp_path):
     assert session is not bad and session.started and not session.restore
 
 
-@pytest.mark.parametrize("error,exitcode", [(LabError("QEMU exited"), -9), (RunTimeout("late"), None),
+@pytest.mark.parametrize("error,exitcode", [(LabError("QEMU exited"), -9), (LabError("QEMU exited"), 0),
+                                            (RunTimeout("late"), None),
                                             (KeyboardInterrupt("signal 15"), None)])
 def test_a_killed_or_stopped_restore_keeps_the_snapshot(tmp_path, error, exitcode):
     snap = tmp_path / "x.state"
