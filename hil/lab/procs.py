@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.lab import owner
+from hil.lab.qemu.machine import private_dir
 
 _PR_SET_PDEATHSIG = 1
 GRACE_S = 5.0
@@ -74,8 +76,15 @@ def run(argv: list[str], *, timeout: float, check: bool = False, capture_output:
     process group goes when it ends or when hil stops it."""
     if capture_output:
         stdout = stderr = subprocess.PIPE
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, text=text, env=env,
-                            cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent)
+    # its own TMPDIR: what a compiler killed outright leaves there (cc*.s) goes with it
+    tmp = private_dir("hil-build-")
+    env = dict(os.environ if env is None else env, TMPDIR=str(tmp))
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, text=text, env=env,
+                                cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     record = records_dir() / f"{owner.tag()}_{owner.tag(proc.pid)}"
     try:
         record.touch()
@@ -93,5 +102,6 @@ def run(argv: list[str], *, timeout: float, check: bool = False, capture_output:
             raise subprocess.CalledProcessError(proc.returncode, argv, out, err)
         return subprocess.CompletedProcess(argv, proc.returncode, out, err)
     finally:
-        kill_group(proc.pid, grace=0.0)      # anything the command left running in the background
+        kill_group(proc.pid, grace=2.0)      # anything the command left running (make's jobs after make died)
         record.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -115,12 +115,19 @@ def _sleepers() -> list[int]:
     return found
 
 
-def test_build_group_of_a_killed_hil_is_killed_by_the_next_sweep(tmp_path):
+def test_build_group_of_a_killed_hil_is_killed_by_the_next_sweep(tmp_path, monkeypatch):
     """A fake hil runs a build through procs.run and is SIGKILLed: PDEATHSIG takes the leader,
-    the record names the group, and the sweep kills the grandchild the leader left."""
+    the record names the group, and the sweep kills the grandchild the leader left and
+    removes the build's own TMPDIR (where a compiler killed outright leaves its files)."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     code = ("import sys; from hil.lab import procs; "
-            "procs.run(['sh', '-c', 'sleep 300 & echo $! > %s; wait'], timeout=600)" % (tmp_path / "pid"))
-    hil = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=os.getcwd()))
+            "procs.run(['sh', '-c', 'sleep 300 & echo $! > %s; touch $TMPDIR/cc1.s; wait'], timeout=600)"
+            % (tmp_path / "pid"))
+    hil = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=os.getcwd(),
+                                                                   TMPDIR=str(tmp)))
     deadline = time.monotonic() + 30
     while not (tmp_path / "pid").exists() or not (tmp_path / "pid").read_text().strip():
         assert time.monotonic() < deadline and hil.poll() is None
@@ -138,3 +145,7 @@ def test_build_group_of_a_killed_hil_is_killed_by_the_next_sweep(tmp_path):
         time.sleep(0.05)
     assert owner.start_time(grandchild) is None or Path(f"/proc/{grandchild}/stat").read_text().split()[2] == "Z"
     assert not [r for r in procs.records_dir().iterdir() if r.name.startswith(f"{hil.pid}-")]
+    build_tmp = list(tmp.glob("hil-build-*"))
+    assert len(build_tmp) == 1 and (build_tmp[0] / "cc1.s").exists()
+    sweep.sweep_run_dirs(swept, tmp)
+    assert not list(tmp.glob("hil-build-*"))
