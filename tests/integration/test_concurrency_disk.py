@@ -27,14 +27,6 @@ from reliability import HIL, ROOT, SCENARIO, Hil, Lab, entries_hash, leftovers, 
 pytestmark = pytest.mark.lab
 
 
-@pytest.fixture(scope="module")
-def warm(tmp_path_factory):
-    root = tmp_path_factory.mktemp("concurrency")
-    proc = run_hil(None, "run", SCENARIO, "--accel", "tcg", "--out", str(root / "warm"))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return root
-
-
 def _checkout_copy(dst: Path) -> Path:
     """A second checkout of the same sources at another path."""
     dst.mkdir()
@@ -45,7 +37,7 @@ def _checkout_copy(dst: Path) -> Path:
     return dst
 
 
-def test_three_runs_at_once_from_two_checkouts(warm, tmp_path, capsys):
+def test_three_runs_at_once_from_two_checkouts(warm_result, tmp_path, capsys):
     cold_image = os.environ.get("HIL_COLD_IMAGE") == "1"
     lab = private_lab(tmp_path / "lab", ("kernel",) if cold_image else ("kernel", "l1-image"))
     second = _checkout_copy(tmp_path / "checkout2")
@@ -79,7 +71,7 @@ def test_three_runs_at_once_from_two_checkouts(warm, tmp_path, capsys):
               f"{len(concurrent)} cache entries identical to a lone run's, 1 snapshot, 0 leftovers")
 
 
-def test_truncated_snapshot_and_probe_are_rebuilt(warm, tmp_path, capsys):
+def test_truncated_snapshot_and_probe_are_rebuilt(warm_result, tmp_path, capsys):
     lab = private_lab(tmp_path / "lab")
     first = run_hil(lab, "run", SCENARIO, "--accel", "tcg", "--out", str(tmp_path / "first"))
     assert first.returncode == 0, first.stdout + first.stderr
@@ -135,7 +127,7 @@ def _fill(fs: Path, leave: int = 0) -> Path:
     return filler
 
 
-def test_full_disk_is_error_naming_the_path_and_heals(warm, tmp_path, tmpfs, capsys):
+def test_full_disk_is_error_naming_the_path_and_heals(warm_result, tmp_path, tmpfs, capsys):
     lab = Lab(tmp_path / "lab")
     lab.tmp.mkdir(parents=True)
     tmpfs(lab.root / "xdg", "160m")
@@ -143,7 +135,7 @@ def test_full_disk_is_error_naming_the_path_and_heals(warm, tmp_path, tmpfs, cap
     shared = private_lab(tmp_path / "shared", ("kernel", "l1-image"))
     for kind in ("kernel", "l1-image"):                  # copies (a tmpfs holds no links), this image only
         (lab.cache / kind).mkdir()
-    image_key = _image_key(warm)
+    image_key = _image_key(warm_result)
     shutil.copytree(shared.cache / "l1-image" / image_key, lab.cache / "l1-image" / image_key)
     for entry in (shared.cache / "kernel").iterdir():
         shutil.copytree(entry, lab.cache / "kernel" / entry.name)
@@ -187,5 +179,5 @@ def test_full_disk_is_error_naming_the_path_and_heals(warm, tmp_path, tmpfs, cap
 
 
 def _image_key(warm: Path) -> str:
-    result = json.loads((warm / "warm" / "result.json").read_text())
+    result = json.loads((warm / "result.json").read_text())
     return result["provenance"]["l1"]["image"]["image_key"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hil.lab import owner
-from reliability import HIL, ROOT, SCENARIO, STAGE_LINES, Hil, leftovers, private_lab, run_hil, running
+from reliability import HIL, ROOT, SCENARIO, STAGE_LINES, Hil, leftovers, private_lab, running
 
 pytestmark = pytest.mark.lab
 SLACK_S = 30          # prepare + restore before the timed part, teardown after it
@@ -39,11 +39,8 @@ _start:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hangs")
-    warm = run_hil(None, "run", SCENARIO, "--accel", "tcg", "--out", str(root / "warm"))
-    assert warm.returncode == 0, warm.stdout + warm.stderr
-    return private_lab(root / "lab")
+def lab(tmp_path_factory, warm_result):
+    return private_lab(tmp_path_factory.mktemp("hangs") / "lab")
 
 
 def _error(out: Path, rc: int, output: str) -> dict:
@@ -55,7 +52,7 @@ def _error(out: Path, rc: int, output: str) -> dict:
 
 def test_l1_that_never_boots_is_error_within_boot_timeout(lab, tmp_path, capsys):
     out = tmp_path / "out"
-    boot_timeout = 20
+    boot_timeout = 12
     t0 = time.monotonic()
     proc = subprocess.run([*HIL, "run", SCENARIO, "--accel", "tcg", "--out", str(out),
                            "--set", "topology.l1.snapshot=false", "--set", f"topology.l1.boot_timeout={boot_timeout}",
@@ -75,7 +72,7 @@ def test_l1_that_never_boots_is_error_within_boot_timeout(lab, tmp_path, capsys)
 def test_frozen_l1_is_error_within_the_run_timeout(lab, tmp_path, capsys):
     """SIGSTOP of L1 QEMU once L2 runs: the agent never answers, QMP is wedged."""
     out = tmp_path / "out"
-    timeout = 40
+    timeout = 25
     hil = Hil([*HIL, "run", SCENARIO, "--accel", "tcg", "--out", str(out), "--set", f"topology.timeout={timeout}"],
               lab.env())
     assert hil.wait_for(lambda: hil.has(STAGE_LINES["l2"]), 300), hil.output
@@ -105,7 +102,7 @@ def test_l2_spinning_with_interrupts_off_is_error_within_l2_timeout(lab, tmp_pat
     subprocess.run(["gcc", "-m32", "-nostdlib", "-static", "-Wl,-Ttext=0x100000", "-Wl,--build-id=none",
                     "-o", str(spin), str(src)], check=True)
     out = tmp_path / "out"
-    l2_timeout = 15
+    l2_timeout = 8
     t0 = time.monotonic()
     proc = subprocess.run([*HIL, "run", "foreign-kernel", "--accel", "tcg", "--out", str(out),
                            "--set", f"workload.kernel={spin}", "--set", "workload.done_pattern=never printed",

@@ -25,15 +25,17 @@ import pytest
 
 from hil.lab.assets.cache import cache_root
 
-from reliability import (HIL, SCENARIO, STAGE_LINES, Hil, entries_hash, leftovers, private_lab, run_hil,
-                         tree_hash, wait_gone)
+from reliability import (HIL, SCENARIO, STAGE_LINES, Hil, entries_hash, leftovers, private_lab, tree_hash,
+                         wait_gone)
 
 pytestmark = pytest.mark.lab
 SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-#: hil's own stages, each seen by its stage line or file, with a delay after it (seconds)
+#: hil's own stages, each seen by its stage line or file, with a delay after it (seconds; for
+#: the L2 stages a fraction of the L2 run's length, measured on this host first)
 HIL_STAGES = {"start": (None, 0.3), "image": ("image", 0.0), "accel": ("accel", 0.0),
-              "restore": ("restore", 0.2), "upload": ("repro.sh", 0.0), "l2": ("l2", 0.5),
-              "l2-workload": ("l2", 3.5), "counters": ("l2", 5.5)}
+              "restore": ("restore", 0.2), "upload": ("repro.sh", 0.0), "l2": ("l2", 0.1),
+              "l2-workload": ("l2", 0.5), "counters": ("l2", 0.85)}
+L2_STAGES = ("l2", "l2-workload", "counters")
 MIN_KILLS = 50
 
 
@@ -126,11 +128,8 @@ def _l1_qemu(hil: Hil) -> int | None:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    # the shared cache warm for this checkout first (image, probe, snapshot), then linked
+def lab(tmp_path_factory, warm_result):
     root = tmp_path_factory.mktemp("kill-campaign")
-    warm = run_hil(None, "run", SCENARIO, "--accel", "tcg", "--out", str(root / "warm"))
-    assert warm.returncode == 0, warm.stdout + warm.stderr
     lab = private_lab(root / "lab")
     # the kvm-only source trees a modules build copies (not the GB full-kernel ones)
     src = cache_root() / "kernel-source"
@@ -157,14 +156,15 @@ def test_kill_campaign(lab, tmp_path, capsys):
     result = json.loads((out / "result.json").read_text())
     snapshot = Path(result["provenance"]["l1"]["start"].removeprefix("restored "))
     image_key = result["provenance"]["l1"]["image"]["image_key"]
+    l2_run = result["measurement"]["timings"]["l2_run"]       # from the "L2:" line to the agent's answer
     assert snapshot.is_file(), result["provenance"]["l1"]["start"]
 
     # 1. hil itself, each signal at each stage (the order shuffled, the delays jittered)
     plan = [(sig, stage) for _ in range(rounds) for sig in SIGNALS for stage in HIL_STAGES]
     c.rng.shuffle(plan)
     for sig, stage in plan:
-        c.kill("hil", sig, stage, _hil_ready(stage), delay=HIL_STAGES[stage][1] * c.rng.uniform(0.9, 1.1),
-               swept=None if stage == "start" else "line")
+        delay = HIL_STAGES[stage][1] * (l2_run if stage in L2_STAGES else 1.0) * c.rng.uniform(0.9, 1.1)
+        c.kill("hil", sig, stage, _hil_ready(stage), delay=delay, swept=None if stage == "start" else "line")
 
     # 2. L1 QEMU while it restores and while L2 runs inside it (L2 QEMU and the agent die with it)
     for sig in (signal.SIGKILL, signal.SIGTERM):
@@ -214,7 +214,8 @@ def test_kill_campaign(lab, tmp_path, capsys):
         if sum(c.kills.values()) >= MIN_KILLS * rounds:
             break
         stage = c.rng.choice(("image", "accel", "restore", "upload", "l2"))
-        c.kill("hil", c.rng.choice(SIGNALS), stage, _hil_ready(stage), delay=HIL_STAGES[stage][1])
+        c.kill("hil", c.rng.choice(SIGNALS), stage, _hil_ready(stage),
+               delay=HIL_STAGES[stage][1] * (l2_run if stage in L2_STAGES else 1.0))
 
     # the next run starts clean, and passes; the entries it did not rebuild are unchanged
     hil, out = c.start()
