@@ -14,11 +14,14 @@ def document(result: RunResult, **extra: Any) -> dict[str, Any]:
 
 
 def write(path: Path, result: RunResult, **extra: Any) -> None:
-    """Written whole or not at all (a temporary file renamed over the target)."""
+    """Written whole or not at all (a temporary file, fsynced, renamed over the target)."""
     text = json.dumps(document(result, **extra), indent=2, default=str)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())       # on the disk before it replaces anything
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
