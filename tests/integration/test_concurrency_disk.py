@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from hil.lab.assets.cache import cache_root
-from reliability import HIL, ROOT, SCENARIO, Hil, Lab, entries_hash, leftovers, private_lab, run_hil
+from reliability import HIL, ROOT, SCENARIO, Hil, Lab, entries_hash, leftovers, private_lab, run_hil, tree_hash
 
 pytestmark = pytest.mark.lab
 
@@ -181,3 +181,23 @@ def test_full_disk_is_error_naming_the_path_and_heals(warm_result, tmp_path, tmp
 def _image_key(warm: Path) -> str:
     result = json.loads((warm / "result.json").read_text())
     return result["provenance"]["l1"]["image"]["image_key"]
+
+
+@pytest.mark.skipif(os.environ.get("HIL_SLOW_RELIABILITY") != "1",
+                    reason="a cold kvm-module build takes 1-2 minutes: HIL_SLOW_RELIABILITY=1 runs it")
+def test_two_kernel_builds_at_once_from_two_checkouts(warm_result, tmp_path):
+    lab = private_lab(tmp_path / "lab", ("kernel", "kernel-source"))
+    second = _checkout_copy(tmp_path / "checkout2")
+    envs = [lab.env(), dict(lab.env(), PYTHONPATH=str(second), HIL_ROOT=str(second))]
+    builds = [Hil([*HIL, "kernel", "build", "--series", "dedicated-cpu"], env) for env in envs]
+    codes = [b.finish(timeout=1800) for b in builds]
+    assert codes == [0, 0], "\n\n".join(b.output for b in builds)
+    assert sorted(b.output.split(":")[0].strip() for b in builds) == ["built", "cache hit"]
+    entries = entries_hash(lab.cache, ("series-build",))
+    assert len(entries) == 1, entries
+    shared = entries_hash(cache_root(), ("series-build",))
+    key = next(iter(entries))
+    if key in shared:            # the modules are reproducible: the same bytes as the shared cache's
+        modules = lambda c: tree_hash(c / key / "modules")
+        assert modules(lab.cache) == modules(cache_root())
+    assert leftovers(lab, set().union(*(b.seen for b in builds))) == []
