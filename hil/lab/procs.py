@@ -88,8 +88,18 @@ def run(argv: list[str], *, timeout: float, check: bool = False, capture_output:
     record = records_dir() / f"{owner.tag()}_{owner.tag(proc.pid)}"
     try:
         record.touch()
+        deadline = time.monotonic() + timeout
         try:
-            out, err = proc.communicate(timeout=timeout)
+            while True:
+                try:
+                    out, err = proc.communicate(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline:
+                        raise
+                    if proc.poll() is not None:
+                        # the leader is gone (killed) but its jobs hold the pipes open: they go too
+                        kill_group(proc.pid)
         except subprocess.TimeoutExpired as e:
             kill_group(proc.pid)
             out, err = proc.communicate()

@@ -9,8 +9,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,14 +32,17 @@ LINKED_KINDS = ("kernel", "l1-image", "probe", "l1-snapshot", "accel-probe")
 @dataclass
 class Lab:
     root: Path
+    #: TMPDIR: short, as QEMU's sockets live there and a unix socket path has 108 bytes at most
+    tmp: Path = Path()
+
+    def __post_init__(self) -> None:
+        if self.tmp == Path():
+            self.tmp = Path(tempfile.mkdtemp(prefix="hilt-", dir="/tmp"))
+            weakref.finalize(self, shutil.rmtree, str(self.tmp), True)
 
     @property
     def cache(self) -> Path:
         return self.root / "xdg" / "hil"
-
-    @property
-    def tmp(self) -> Path:
-        return self.root / "tmp"
 
     def env(self, **extra: str) -> dict[str, str]:
         return dict(os.environ, XDG_CACHE_HOME=str(self.root / "xdg"), TMPDIR=str(self.tmp),
@@ -48,7 +53,6 @@ def private_lab(root: Path, kinds: tuple[str, ...] = LINKED_KINDS) -> Lab:
     """A lab whose cache is hard links to the shared cache's entries (entries are never
     written in place: they are built beside and renamed, so a link is as good as a copy)."""
     lab = Lab(root)
-    lab.tmp.mkdir(parents=True)
     lab.cache.mkdir(parents=True)
     shared = cache_root()
     for kind in kinds:
@@ -102,6 +106,15 @@ def tree(pid: int) -> set[tuple[int, int]]:
             out.add((p, start))
             todo += children.get(p, [])
     return out
+
+
+def _family(pid: int) -> str:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    f = text[text.rindex(")") + 2:].split()
+    return f"state {f[0]} ppid {f[1]} pgrp {f[2]} sid {f[3]}"
 
 
 def running(pid: int, start: int) -> bool:
@@ -179,8 +192,10 @@ def leftovers(lab: Lab, known: set[tuple[int, int]], live: Hil | None = None,
     me = os.getpid()
     for d in Path("/proc").iterdir():
         if d.name.isdigit() and int(d.name) != me and all(int(d.name) != p for p, _ in live_tree):
-            if str(lab.root) in cmdline(int(d.name)) and (_stat(int(d.name)) or ("Z",))[0] != "Z":
-                problems.append(f"process {d.name} uses the lab: {cmdline(int(d.name))[:200]}")
+            argv = cmdline(int(d.name))
+            if (str(lab.root) in argv or str(lab.tmp) in argv) and (_stat(int(d.name)) or ("Z",))[0] != "Z":
+                problems.append(f"process {d.name} uses the lab ({_family(int(d.name))}; live hil "
+                                f"{live.proc.pid if live else None}): {cmdline(int(d.name))[:200]}")
     live_tag = live.tag if live else "none"
     records = f"hil-procs-{os.getuid()}"
     for p in lab.tmp.iterdir() if lab.tmp.is_dir() else ():

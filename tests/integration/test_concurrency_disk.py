@@ -129,7 +129,6 @@ def _fill(fs: Path, leave: int = 0) -> Path:
 
 def test_full_disk_is_error_naming_the_path_and_heals(warm_result, tmp_path, tmpfs, capsys):
     lab = Lab(tmp_path / "lab")
-    lab.tmp.mkdir(parents=True)
     tmpfs(lab.root / "xdg", "160m")
     lab.cache.mkdir()
     shared = private_lab(tmp_path / "shared", ("kernel", "l1-image"))

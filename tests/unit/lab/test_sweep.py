@@ -149,3 +149,26 @@ def test_build_group_of_a_killed_hil_is_killed_by_the_next_sweep(tmp_path, monke
     assert len(build_tmp) == 1 and (build_tmp[0] / "cc1.s").exists()
     sweep.sweep_run_dirs(swept, tmp)
     assert not list(tmp.glob("hil-build-*"))
+
+
+def test_a_killed_leader_does_not_leave_hil_waiting_on_its_jobs(tmp_path):
+    """make killed outright: its jobs still hold the output pipe; they are killed, not awaited."""
+    import threading
+    pidfile = tmp_path / "pid"
+
+    def kill_leader():
+        deadline = time.monotonic() + 10
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    threading.Thread(target=kill_leader, daemon=True).start()
+    t0 = time.monotonic()
+    done = procs.run(["sh", "-c", f"sleep 313 & echo $$ > {pidfile}; wait"], timeout=60, capture_output=True)
+    assert done.returncode == -signal.SIGKILL
+    assert time.monotonic() - t0 < 10
+    deadline = time.monotonic() + 5
+    while _sleepers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _sleepers()
