@@ -18,6 +18,7 @@ from pathlib import Path
 
 import hil
 
+from hil.lab import signals
 from hil.paths import ROOT
 
 
@@ -81,6 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with Runner(accel=args.accel) as runner:
             result = runner.run(scenario, out, predictions)
     except KeyboardInterrupt as e:
+        signals.stopping()
         result = error_result(scenario.name, f"interrupted ({e})")
     finally:
         if result is None:       # only a BaseException other than KeyboardInterrupt gets here
@@ -156,13 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "model":
         return cmd_model(argv[1:])
     if argv and argv[0] == "kernel":
-        from hil.lab import signals
         signals.install()           # builds stop, their process groups and temp dirs go
         try:
             if argv[1:2] == ["build"]:
                 _sweep()
             return cmd_kernel(argv[1:])
         except KeyboardInterrupt as e:
+            signals.stopping()
             print(f"hil kernel: interrupted ({e or 'SIGINT'})", file=sys.stderr)
             return 2
     common = argparse.ArgumentParser(add_help=False)
@@ -190,11 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("kernel", help="import and build kernel series (see 'hil kernel --help')")
     args = parser.parse_args(argv)
     _setup_logging(-1 if args.quiet else args.verbose)
-    from hil.lab import signals
     signals.install()
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
+        signals.stopping()
         print("hil: interrupted", file=sys.stderr)
         return 2
     except Exception:                  # a bug in hil is an ERROR, never exit 1 (FAIL)
@@ -206,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     try:
         sys.exit(main())
+    except KeyboardInterrupt:          # a stop signal on the way out: still exit 2, not SIGINT's death
+        sys.exit(2)
     except BrokenPipeError:            # `hil run ... | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(2)

@@ -68,10 +68,13 @@ def lab_lock() -> Iterator[None]:
             log.warning("another hil lab runs on this machine (%s): waiting for it",
                         f.read().strip() or "pid unknown")
             fcntl.flock(f, fcntl.LOCK_EX)
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}")
-        f.flush()
+        try:                               # who holds it, for the message above: a note, not a need
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()}")
+            f.flush()
+        except OSError as e:               # a full disk: the lock itself holds
+            log.debug("lab lock note not written: %s", e)
         try:
             yield
         finally:
@@ -152,6 +155,7 @@ class Runner:
             return error_result(scenario.name, f"{type(e).__name__}: {e}" if not isinstance(e, LabError) else str(e),
                                 logs=_logs(out))
         except KeyboardInterrupt as e:
+            signals.stopping()
             return error_result(scenario.name, f"interrupted ({e})", logs=_logs(out))
         except Exception as e:     # a bug in hil: never a FAIL, never a traceback without a result
             (out / "hil-traceback.txt").write_text(traceback.format_exc())

@@ -25,12 +25,27 @@ def raise_for(signum: int, exc: BaseException) -> NoReturn:
 
 def _terminate(signum: int, frame: object) -> None:
     # every context manager then tears its QEMU down, as for Ctrl-C
+    if _stopping:
+        print(f"hil: {signal.Signals(signum).name}: already stopping", file=sys.stderr)
+        return
     raise_for(signum, KeyboardInterrupt(f"signal {signal.Signals(signum).name}"))
+
+
+_stopping = False
+
+
+def stopping() -> None:
+    """hil has acted on a stop signal (it is tearing down, writing its ERROR): further stop
+    signals are noted, not raised, and nothing is delivered again; a teardown interrupted
+    half-way would leave what it was about to remove."""
+    global _stopping
+    _stopping = True
+    _raised.pop(KeyboardInterrupt, None)
 
 
 def _resend(signum: int) -> None:
     handler = signal.getsignal(signum)
-    if handler not in (signal.SIG_DFL, signal.SIG_IGN, None):    # still wanted (a watchdog may be over)
+    if handler not in (signal.SIG_DFL, signal.SIG_IGN, None) and signum in _raised.values():   # still wanted
         os.kill(os.getpid(), signum)
 
 
