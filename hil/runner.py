@@ -60,26 +60,26 @@ def lab_lock() -> Iterator[None]:
     emulators share the CPUs. A second run waits, and says why."""
     path = cache_root() / "lab.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            f.seek(0)
-            log.warning("another hil lab runs on this machine (%s): waiting for it",
-                        f.read().strip() or "pid unknown")
-            fcntl.flock(f, fcntl.LOCK_EX)
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            log.warning("another hil lab runs on this machine (%s): waiting for it", holder or "pid unknown")
+            fcntl.flock(fd, fcntl.LOCK_EX)
         try:                               # who holds it, for the message above: a note, not a need
-            f.seek(0)
-            f.truncate()
-            f.write(f"pid {os.getpid()}")
-            f.flush()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
         except OSError as e:               # a full disk: the lock itself holds
             log.debug("lab lock note not written: %s", e)
+        yield
+    finally:
         try:
-            yield
-        finally:
-            f.truncate(0)
-            fcntl.flock(f, fcntl.LOCK_UN)
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
+        os.close(fd)                       # releases the lock
 
 
 def predict_before_boot(scenario: Scenario, accel: str | None = None) -> dict[str, ScenarioPrediction]:

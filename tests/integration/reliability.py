@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -108,6 +109,17 @@ def tree(pid: int) -> set[tuple[int, int]]:
     return out
 
 
+def _descends(pid: int, ancestor: int) -> bool:
+    for _ in range(64):
+        if pid == ancestor:
+            return True
+        st = _stat(pid)
+        if st is None or st[1] <= 1:
+            return False
+        pid = st[1]
+    return False
+
+
 def _family(pid: int) -> str:
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
@@ -191,7 +203,8 @@ def leftovers(lab: Lab, known: set[tuple[int, int]], live: Hil | None = None,
             problems.append(f"process {pid} still runs: {cmdline(pid)[:200]}")
     me = os.getpid()
     for d in Path("/proc").iterdir():
-        if d.name.isdigit() and int(d.name) != me and all(int(d.name) != p for p, _ in live_tree):
+        # ancestry, not a snapshot of the live tree: make forks new jobs all the time
+        if d.name.isdigit() and int(d.name) != me and not (live and _descends(int(d.name), live.proc.pid)):
             argv = cmdline(int(d.name))
             if (str(lab.root) in argv or str(lab.tmp) in argv) and (_stat(int(d.name)) or ("Z",))[0] != "Z":
                 problems.append(f"process {d.name} uses the lab ({_family(int(d.name))}; live hil "
@@ -241,10 +254,14 @@ def wait_gone(known: set[tuple[int, int]], timeout: float = 10) -> None:
 
 
 def tree_hash(path: Path) -> str:
+    """Names and contents; an entry's inputs.json by its JSON (hil versions format it apart)."""
     h = hashlib.sha256()
     for p in sorted(path.rglob("*")):
         if p.is_file() and not p.name.startswith("."):
             h.update(str(p.relative_to(path)).encode() + b"\0")
+            if p.name == "inputs.json":
+                h.update(json.dumps(json.loads(p.read_text()), sort_keys=True).encode())
+                continue
             with open(p, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     h.update(chunk)

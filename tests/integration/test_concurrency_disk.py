@@ -86,7 +86,9 @@ def test_truncated_snapshot_and_probe_are_rebuilt(warm_result, tmp_path, capsys)
         data = path.read_bytes()[:keep]
         path.unlink()
         path.write_bytes(data)
-    (probe.parent / "inputs.json").write_text('{"sources": ')      # a torn marker too
+    marker = probe.parent / "inputs.json"                           # a torn marker too
+    marker.unlink()
+    marker.write_text('{"sources": ')
     healed = run_hil(lab, "run", SCENARIO, "--accel", "tcg", "--out", str(tmp_path / "healed"))
     assert healed.returncode == 0, healed.stdout + healed.stderr
     assert "did not restore" in healed.stderr and "rebuilding" in healed.stderr, healed.stderr

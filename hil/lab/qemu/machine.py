@@ -113,6 +113,10 @@ class Machine:
             return self.qmp.cmd(name, **args)
         except (TimeoutError, asyncio.TimeoutError) as e:
             raise LabError(f"{self.name}: QMP command {name} got no answer within {self.qmp_timeout:.0f} s") from e
+        except Exception as e:     # the monitor went away (QEMU died mid-command) or refused it
+            self.wait(1.0)
+            raise LabError(f"{self.name}: QMP command {name} failed ({type(e).__name__}: {e}); "
+                           f"QEMU exit code {self.exitcode}") from e
 
     def wait(self, timeout: float) -> int | None:
         if self.proc is None:
