@@ -215,7 +215,10 @@ class L1Session:
 
     def close(self) -> None:
         try:
-            if self.machine.is_running() and not self.machine.is_frozen() and self.channel.sock is not None:
+            # only an agent that answered can power L1 off (a kernel that never booted cannot):
+            # otherwise QEMU is told to quit at once
+            if (self.info and self.machine.is_running() and not self.machine.is_frozen()
+                    and self.channel.sock is not None):
                 try:
                     self.channel.sock.sendall(json.dumps({"id": 0, "cmd": "poweroff"}).encode() + b"\n")
                     self.machine.wait(10.0)
