@@ -93,9 +93,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             if json_path != out / "result.json":
                 json_report.write(out / "result.json", result, elapsed_seconds=round(elapsed, 2))
             (out / "junit.xml").write_text(junit.render(result))
-        except OSError as e:
-            print(f"hil: cannot write the result: {e}", file=sys.stderr)
-            result = error_result(scenario.name, f"cannot write the result: {e}")
+        except OSError as e:          # a full disk: the path, not just the errno
+            where = e.filename or json_path
+            print(f"hil: cannot write the result {where}: {e.strerror or e}", file=sys.stderr)
+            result = error_result(scenario.name, f"cannot write the result {where}: {e.strerror or e}")
         logging.getLogger().removeHandler(debug_log)
         debug_log.close()
     print(text.render(result))
@@ -123,9 +124,24 @@ class _QuietFileHandler(logging.FileHandler):
     failed = False
 
     def handleError(self, record: logging.LogRecord) -> None:
+        self._failed(sys.exc_info()[1])
+
+    def _failed(self, e: BaseException | None) -> None:
         if not self.failed:
             self.failed = True
-            print(f"hil: cannot write {self.baseFilename}: {sys.exc_info()[1]}", file=sys.stderr)
+            print(f"hil: cannot write {self.baseFilename}: {e}", file=sys.stderr)
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as e:
+            self._failed(e)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as e:
+            self._failed(e)
 
 
 def _log_to_file(path: Path) -> logging.Handler:
