@@ -71,7 +71,8 @@ def test_three_runs_at_once_from_two_checkouts(warm_result, tmp_path, capsys):
     assert {k: shared[k] for k in common} == {k: concurrent[k] for k in common}
     with capsys.disabled():
         print(f"\nconcurrency: 3 runs at once from 2 checkouts on a cold cache: all PASS in {elapsed:.0f} s, "
-              f"{len(common)} cache entries identical to a lone run's, 1 snapshot, 0 leftovers")
+              f"the probe built once, byte-identical to the shared cache's; {len(common)} entries compared, "
+              f"1 snapshot, 0 leftovers")
 
 
 def test_truncated_snapshot_and_probe_are_rebuilt(warm_result, tmp_path, capsys):
