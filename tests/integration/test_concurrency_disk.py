@@ -135,15 +135,15 @@ def _fill(fs: Path, leave: int = 0) -> Path:
 
 def test_full_disk_is_error_naming_the_path_and_heals(warm_result, tmp_path, tmpfs, capsys):
     lab = Lab(tmp_path / "lab")
-    tmpfs(lab.root / "xdg", "160m")
-    lab.cache.mkdir()
     shared = private_lab(tmp_path / "shared", ("kernel", "l1-image"))
-    for kind in ("kernel", "l1-image"):                  # copies (a tmpfs holds no links), this image only
-        (lab.cache / kind).mkdir()
     image_key = _image_key(warm_result)
-    shutil.copytree(shared.cache / "l1-image" / image_key, lab.cache / "l1-image" / image_key)
-    for entry in (shared.cache / "kernel").iterdir():
-        shutil.copytree(entry, lab.cache / "kernel" / entry.name)
+    copies = [shared.cache / "l1-image" / image_key, *(shared.cache / "kernel").iterdir()]
+    need = sum(f.stat().st_size for c in copies for f in c.rglob("*") if f.is_file()) + (1 << 20)
+    # room for what is copied and the probe, not for the ~300 MB snapshot
+    tmpfs(lab.root / "xdg", f"{(need >> 20) + 48}m")
+    lab.cache.mkdir()
+    for c in copies:                                     # copies (a tmpfs holds no links)
+        shutil.copytree(c, lab.cache / c.parent.name / c.name)
     for memo in shared.cache.glob("*.json"):
         shutil.copy2(memo, lab.cache / memo.name)
 
@@ -155,7 +155,7 @@ def test_full_disk_is_error_naming_the_path_and_heals(warm_result, tmp_path, tmp
     assert not list((lab.cache / "l1-snapshot").glob(".*.state.*"))
 
     # 2. the probe cannot be built: ERROR naming the path; with room again the next run passes
-    subprocess.run(["mount", "-o", "remount,size=600m", str(lab.root / "xdg")], check=True)
+    subprocess.run(["mount", "-o", f"remount,size={(need >> 20) + 600}m", str(lab.root / "xdg")], check=True)
     shutil.rmtree(next(p for p in (lab.cache / "probe").iterdir() if not p.name.startswith(".")))
     filler = _fill(lab.root / "xdg")
     out = tmp_path / "full"
