@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -20,12 +19,8 @@ from typing import Any
 
 import hil
 
+from hil.lab import signals
 from hil.paths import ROOT
-
-
-def _terminate(signum: int, frame: object) -> None:
-    # Turn SIGTERM into an exception so every context manager tears its QEMU down.
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -174,6 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with Runner(accel=args.accel, host=args.host) as runner:
             result = runner.run(scenario, out, predictions)
     except KeyboardInterrupt as e:
+        signals.stopping()
         result = error_result(scenario.name, f"interrupted ({e})")
     finally:
         if result is None:       # only a BaseException other than KeyboardInterrupt gets here
@@ -201,9 +197,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             doc = json_report.document(result, elapsed_seconds=elapsed)
         if json_path is not None:
             json_report.write_text(json_path, json.dumps(doc, indent=2, default=str))
-    except OSError as e:
-        print(f"hil: cannot write the result: {e}", file=sys.stderr)
-        result = error_result(scenario.name, f"cannot write the result: {e}")
+    except OSError as e:          # a full disk: the path, not just the errno
+        where = e.filename or json_path or out / "result.json"
+        print(f"hil: cannot write the result {where}: {e.strerror or e}", file=sys.stderr)
+        result = error_result(scenario.name, f"cannot write the result {where}: {e.strerror or e}")
         doc = json_report.document(result, elapsed_seconds=elapsed)
     _stop_display()
     human = sys.stderr if to_stdout else sys.stdout
@@ -226,9 +223,42 @@ def cmd_run_or_batch(args: argparse.Namespace) -> int:
     return cmd_run(args)
 
 
+def _sweep() -> None:
+    """Remove what a hil killed outright left (run dirs, snapshot temp files, cache temp dirs,
+    orphan build processes) before building or booting anything."""
+    from hil.lab.sweep import sweep
+    sweep()
+
+
+class _QuietFileHandler(logging.FileHandler):
+    """A debug log that cannot be written (the disk is full) says so once, not with a
+    traceback per message: the run goes on and its ERROR names the path."""
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._failed(sys.exc_info()[1])
+
+    def _failed(self, e: BaseException | None) -> None:
+        if not self.failed:
+            self.failed = True
+            print(f"hil: cannot write {self.baseFilename}: {e}", file=sys.stderr)
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as e:
+            self._failed(e)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as e:
+            self._failed(e)
+
+
 def _log_to_file(path: Path) -> logging.Handler:
     """The run's debug log, kept beside result.json whatever the console shows."""
-    handler = logging.FileHandler(path)
+    handler = _QuietFileHandler(path)
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     root = logging.getLogger()
@@ -269,7 +299,15 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "model":
         return cmd_model(argv[1:])
     if argv and argv[0] == "kernel":
-        return cmd_kernel(argv[1:])
+        signals.install()           # builds stop, their process groups and temp dirs go
+        try:
+            if argv[1:2] == ["build"]:
+                _sweep()
+            return cmd_kernel(argv[1:])
+        except KeyboardInterrupt as e:
+            signals.stopping()
+            print(f"hil kernel: interrupted ({e or 'SIGINT'})", file=sys.stderr)
+            return 2
     if argv and argv[0] == "lava":            # hil/lava.py: LAVA job definitions and results
         from hil.lava import main as lava_main
         return lava_main(argv[1:])
@@ -350,11 +388,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
+    signals.install()
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
+        signals.stopping()
         print("hil: interrupted", file=sys.stderr)
         return 2
     except BrokenPipeError:            # `hil list | head`: handled in entry()
@@ -368,6 +406,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 def entry() -> None:
     try:
         sys.exit(main())
+    except KeyboardInterrupt:          # a stop signal on the way out: still exit 2, not SIGINT's death
+        sys.exit(2)
     except BrokenPipeError:            # `hil run ... | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(2)

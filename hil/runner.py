@@ -14,10 +14,11 @@ import subprocess
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hil.lab import signals
 from hil.lab.assets.cache import cache_root
 from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.l1 import L1Session
@@ -42,7 +43,7 @@ def watchdog(seconds: float, what: str) -> Iterator[None]:
         return
 
     def expired(signum: int, frame: object) -> None:
-        raise RunTimeout(f"{what} did not finish within its {seconds:.0f} s timeout (topology timeout)")
+        signals.raise_for(signum, RunTimeout(f"{what} did not finish within its {seconds:.0f} s timeout (topology timeout)"))
 
     old = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -75,27 +76,32 @@ def lab_lock(wait: bool = True) -> Iterator[None]:
         return
     path = cache_root() / "lab.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "pid unknown"
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "pid unknown"
             if not wait:
                 raise LabBusy(f"another hil lab runs on this machine ({holder}; lock {path})") from None
             log.warning("another hil lab runs on this machine (%s): waiting for it", holder)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}")
-        f.flush()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:                               # who holds it, for the message above: a note, not a need
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        except OSError as e:               # a full disk: the lock itself holds
+            log.debug("lab lock note not written: %s", e)
         _held = 1
         try:
             yield
         finally:
             _held = 0
-            f.truncate(0)
-            fcntl.flock(f, fcntl.LOCK_UN)
+    finally:
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
+        os.close(fd)                       # releases the lock
 
 
 def predict_before_boot(scenario: Scenario, accel: str | None = None) -> dict[str, ScenarioPrediction]:
@@ -119,6 +125,12 @@ class Runner:
     host: bool = False            # hil run --host: the L1 side on this machine (hil.lab.bare_metal)
     _l1: dict[str, _L1] = field(default_factory=dict)
     last_measurement: Measurement | None = None      # of the latest run that got that far
+    sweep: bool = True               # first remove what a hil killed outright left (hil/lab/sweep.py)
+
+    def __post_init__(self) -> None:
+        if self.sweep:
+            from hil.lab.sweep import sweep
+            sweep()
 
     def l1_for(self, scenario: Scenario, log_dir: Path) -> tuple[L1Session, Prepared]:
         """The scenario topology's running L1 (booted or restored on first use)."""
@@ -144,15 +156,9 @@ class Runner:
             live = self._l1[key] = _L1(host, prepare_host(scenario.workload.kind == "probe"))  # type: ignore[arg-type]
         if live is None:
             prep = prepare(topo, scenario.workload.kind == "probe", self.accel)
-            session = open_l1(topo, prep, log_dir)
             t0 = time.monotonic()
-            log.info("L1 %s: %s", topo.name, "restoring its snapshot" if session.restore else "booting")
-            try:
-                with watchdog(deadline or 0, f"L1 of {topo.name}"):
-                    session.start()
-            except BaseException:
-                session.close()
-                raise
+            with watchdog(deadline or 0, f"L1 of {topo.name}"):
+                session = _start_l1(topo.name, lambda: open_l1(topo, prep, log_dir))
             prep.timings["l1_boot"] = time.monotonic() - t0
             live = _L1(session, prep)
             self._l1[key] = live
@@ -182,6 +188,7 @@ class Runner:
             return error_result(scenario.name, f"{type(e).__name__}: {e}" if not isinstance(e, LabError) else str(e),
                                 logs=_logs(out))
         except KeyboardInterrupt as e:
+            signals.stopping()
             return error_result(scenario.name, f"interrupted ({e})", logs=_logs(out))
         except Exception as e:     # a bug in hil: never a FAIL, never a traceback without a result
             (out / "hil-traceback.txt").write_text(traceback.format_exc())
@@ -202,6 +209,42 @@ class Runner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _start_l1(name: str, open_session: Callable[[], L1Session]) -> L1Session:
+    """Restore L1 from its snapshot, or boot it. A snapshot that does not restore (truncated,
+    from another QEMU) is deleted and L1 booted instead: a bad cache entry heals, it does not
+    fail every later run."""
+    session = open_session()
+    log.info("L1 %s: %s", name, "restoring its snapshot" if session.restore else "booting")
+    try:
+        session.start()
+        return session
+    except (RunTimeout, CapabilityMissing):
+        session.close()
+        raise
+    except LabError as e:
+        # QEMU refusing a snapshot fails the migration or exits 1; one stopped by a signal
+        # (exit code 0 after SIGTERM, negative after SIGKILL) says nothing about its snapshot
+        code = session.machine.exitcode
+        refused = code is None or code > 0
+        session.close()
+        if not session.restore or session.snapshot is None or not refused:
+            raise
+        log.warning("L1 %s: its snapshot %s did not restore (%s): deleting it and booting", name,
+                    session.snapshot, str(e).splitlines()[0])
+        session.snapshot.unlink(missing_ok=True)
+    except BaseException:
+        session.close()
+        raise
+    session = open_session()
+    log.info("L1 %s: booting", name)
+    try:
+        session.start()
+    except BaseException:
+        session.close()
+        raise
+    return session
 
 
 def _logs(out: Path) -> dict[str, str]:

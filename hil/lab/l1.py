@@ -2,20 +2,28 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from hil.lab import owner
 from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.qemu.machine import Machine, private_dir
 
 log = logging.getLogger(__name__)
+
+
+class AgentError(LabError):
+    """The agent answered, with a failure: L1 is alive and can still be asked for its logs."""
 
 
 class AgentChannel:
@@ -80,7 +88,7 @@ class AgentChannel:
             if not msg.get("ok"):
                 if msg.get("kind") == "capability":
                     raise CapabilityMissing(f"L1: {msg.get('error')}")
-                raise LabError(f"L1 agent {cmd} failed: {msg.get('error')}\n{msg.get('traceback', '')}")
+                raise AgentError(f"L1 agent {cmd} failed: {msg.get('error')}\n{msg.get('traceback', '')}")
             return msg["result"]
 
     def close(self) -> None:
@@ -90,6 +98,24 @@ class AgentChannel:
 
 
 SNAPSHOTS_KEPT = 4
+
+
+@contextlib.contextmanager
+def snapshot_lock(directory: Path, exclusive: bool) -> Iterator[None]:
+    """Saving and pruning take it exclusively, a restore shares it: a prune never deletes the
+    snapshot another run is loading."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def wait_migration(machine: Machine, timeout: float) -> None:
@@ -137,8 +163,9 @@ class L1Session:
         if self.restore:
             assert self.snapshot is not None
             log.debug("L1: restoring %s", self.snapshot)
-            self.machine.command("migrate-incoming", uri=f"file:{self.snapshot}")
-            wait_migration(self.machine, self.boot_timeout)
+            with snapshot_lock(self.snapshot.parent, exclusive=False):   # not pruned while QEMU reads it
+                self.machine.command("migrate-incoming", uri=f"file:{self.snapshot}")
+                wait_migration(self.machine, self.boot_timeout)
             self.machine.command("cont")
             self.info = self.request("hello", timeout=self.boot_timeout)
         else:
@@ -150,23 +177,37 @@ class L1Session:
             log.debug("L1 agent ready after %.1f s", time.monotonic() - t0)
             if self.snapshot is not None:
                 log.info("L1: saving an idle snapshot for later runs")
-                self._save_snapshot(self.snapshot)
+                try:
+                    self._save_snapshot(self.snapshot)
+                except (LabError, OSError) as e:
+                    if not self.machine.is_running():
+                        raise
+                    # the booted L1 is fine: a snapshot is only a shortcut (e.g. the disk is full)
+                    log.warning("L1: no snapshot saved (%s); this run goes on with the booted L1", e)
         self.boot_seconds = time.monotonic() - t0
 
     def _save_snapshot(self, path: Path) -> None:
+        """Migrate the idle L1 to a temp file named with this process's owner tag (a killed
+        hil's is swept by the next one), fsync it, rename it into place, prune, all under the
+        snapshot lock."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp = path.with_name(f".{path.name}.{owner.tag()}")
         try:
             self.machine.command("stop")
             self.machine.command("migrate", uri=f"file:{tmp}")
             wait_migration(self.machine, 120.0)
-            tmp.rename(path)
-            # Snapshots are ~300 MB: keep only the few newest (older images' are stale anyway).
-            for old in sorted(path.parent.glob("*.state"), key=lambda p: p.stat().st_mtime)[:-SNAPSHOTS_KEPT]:
-                old.unlink(missing_ok=True)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            with snapshot_lock(path.parent, exclusive=True):
+                tmp.rename(path)
+                _fsync_dir(path.parent)
+                # Snapshots are ~300 MB: keep only the few newest (older images' are stale anyway).
+                for old in sorted(path.parent.glob("*.state"), key=lambda p: p.stat().st_mtime)[:-SNAPSHOTS_KEPT]:
+                    old.unlink(missing_ok=True)
         finally:
             tmp.unlink(missing_ok=True)
-            self.machine.command("cont")
+            if self.machine.is_running():
+                self.machine.command("cont")
 
     def request(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 60.0) -> Any:
         return self.channel.request(cmd, args or {}, timeout)
@@ -176,7 +217,10 @@ class L1Session:
 
     def close(self) -> None:
         try:
-            if self.machine.is_running() and self.channel.sock is not None:
+            # only an agent that answered can power L1 off (a kernel that never booted cannot):
+            # otherwise QEMU is told to quit at once
+            if (self.info and self.machine.is_running() and not self.machine.is_frozen()
+                    and self.channel.sock is not None):
                 try:
                     self.channel.sock.sendall(json.dumps({"id": 0, "cmd": "poweroff"}).encode() + b"\n")
                     self.machine.wait(10.0)

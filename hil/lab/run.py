@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import tempfile
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,9 +21,10 @@ from hil.lab.assets.probe import ProbeImage, cached_probe
 from hil.lab import health
 from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.kernel import build_series
-from hil.lab.l1 import L1Session
+from hil.lab.l1 import AgentError, L1Session
 from hil.lab.accel import AccelChoice, choose_accel, kvm_device_usable
 from hil.lab.qemu.argv import L2Paths, l1_argv
+from hil.lab.qemu.machine import private_dir
 from hil.lab.qemu.host import host_cpu_flags, host_cpu_model, qemu_version, version_tuple
 from hil.lab.repro import write_repro
 from hil.lab.request import build_request, device_specs
@@ -81,15 +82,18 @@ def prepare(topology: Topology, needs_probe: bool, accel_override: str | None = 
 
 def kvm_boot_probe(topology: Topology, image: L1Image, timeout: float = 25.0) -> tuple[bool, str]:
     """Boot L1 under KVM; it works only if the agent comes up and sees VMX or SVM."""
-    with tempfile.TemporaryDirectory(prefix="hil-accel-probe-") as logs:
+    logs = private_dir("hil-accel-probe-")     # swept at start-up if hil is killed meanwhile
+    try:
         try:
-            with L1Session(l1_builder(topology, image, "kvm"), log_dir=Path(logs), boot_timeout=timeout) as l1:
+            with L1Session(l1_builder(topology, image, "kvm"), log_dir=logs, boot_timeout=timeout) as l1:
                 arch = l1.info.get("arch")
                 if arch not in ("svm", "vmx"):
                     return False, "L1 booted under KVM but its CPU shows no VMX/SVM (nested virtualization off in L0?)"
                 return True, f"L1 booted under KVM in {l1.boot_seconds:.1f} s with {arch}"
         except LabError as e:
             return False, str(e).splitlines()[0]
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
 
 
 def snapshot_path(topology: Topology, image: L1Image, accel: str) -> Path | None:
@@ -206,6 +210,18 @@ def _l1_health(l1: L1Session, scenario: Scenario, result: L2Result, console_star
                          health.leaks(result.hists), isr)
 
 
+def _fetch_l1_logs(l1: L1Session, out_dir: Path) -> None:
+    """After a failed L2 run, bring L1's run logs (L2 QEMU's own output) home, best effort."""
+    try:
+        logs = l1.request("logs", timeout=30.0)
+    except LabError as e:
+        log.debug("L1 logs not fetched: %s", e)
+        return
+    for name, text in logs.items() if isinstance(logs, dict) else ():
+        if isinstance(name, str) and isinstance(text, str) and name.startswith("l2-") and name.endswith(".log") and "/" not in name:
+            (out_dir / name).write_text(text)
+
+
 def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> Measurement:
     arch = check_arch(l1, scenario)
     request, payload = build_request(scenario, prep.probe)
@@ -220,7 +236,11 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
     t1 = time.monotonic()
     log.info("L2: %s on %s", scenario.name, arch)
     load_before = os.getloadavg()[0]
-    raw = l1.request("run_l2", request.to_json(), timeout=request.timeout + 60.0)
+    try:
+        raw = l1.request("run_l2", request.to_json(), timeout=request.timeout + 60.0)
+    except AgentError:
+        _fetch_l1_logs(l1, out_dir)
+        raise
     t2 = time.monotonic()
     host_load = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2), "nproc": os.cpu_count()}
     try:
@@ -228,6 +248,7 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
     except (TypeError, ValueError) as e:
         raise LabError(f"the L1 agent's answer is not an L2 result: {e}") from e
     (out_dir / "l2-serial.log").write_text(result.serial)
+    (out_dir / "l2-qemu.log").write_text(result.qemu_log)
     l1_health = _l1_health(l1, scenario, result, console_start) if scenario.topology.l2.dedicated == "direct" else None
     check_result(result, scenario)
     events = probe_events(result.serial)
@@ -246,5 +267,6 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
         payload_report=({**kut_report(result.serial), "status": kut_status(result.exitcode, result.ended_by)}
                         if scenario.workload.kind == "kernel" else {}),
         logs={"l1_console": str(l1.console_log), "l2_serial": str(out_dir / "l2-serial.log"),
+              "l2_qemu": str(out_dir / "l2-qemu.log"),
               "repro": str(out_dir / "repro.sh")},
     )

@@ -36,7 +36,10 @@ def write_text(path: Path, text: str) -> None:
     """Written whole or not at all (a temporary file renamed over the target)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())       # on the disk before it replaces anything
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

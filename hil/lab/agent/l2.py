@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.lab.kvm import tracing
-from hil.lab.agent.protocol import L2Request, L2Result, VcpuIoctl
+from hil.lab.agent.protocol import QEMU_LOG_CAP, L2Request, L2Result, VcpuIoctl
 from hil.lab.devices.base import Attached
 from hil.lab.errors import LabError
 from hil.lab.qemu.host import qemu_version
@@ -179,6 +179,7 @@ class L2Runner:
             devices = {kind: {"info": att.info, "host": att.observer.result()} for kind, att in attached}
         text, truncated = _read_capped(serial, req.serial_cap)
         t_end = time.monotonic()
+        qemu_log = machine.output()[-QEMU_LOG_CAP:]
         return L2Result(
             exits_all=results[tracing.EXITS_ALL].entries,
             exits_window=results[window].entries if window else [],
@@ -192,4 +193,5 @@ class L2Runner:
             hists={"accepted_irqs": results[tracing.ACCEPTED_IRQS].entries,
                    **{name: results[trig].entries for name, trig in self.optional.items()}},
             stimuli=stimuli, stats_error=stats_error, serial_truncated=truncated, argv=argv, devices=devices,
+            qemu_log=qemu_log,
         )

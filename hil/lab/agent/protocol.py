@@ -56,6 +56,9 @@ class L2Request:
                    devices=[device_from_json(x) for x in d.get("devices", [])])
 
 
+QEMU_LOG_CAP = 64 << 10
+
+
 @dataclass
 class L2Result:
     exits_all: list[dict[str, int]]
@@ -76,6 +79,7 @@ class L2Result:
     serial_truncated: bool = False
     argv: list[str] = field(default_factory=list)                          # L2's QEMU as run (devices added)
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)       # device kind -> set-up and host counts
+    qemu_log: str = ""                   # L2 QEMU's own output (its last QEMU_LOG_CAP bytes)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

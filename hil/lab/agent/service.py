@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from hil.lab.kvm import tracing
 from hil.lab.agent.l2 import L2Runner
-from hil.lab.agent.protocol import L2Request
+from hil.lab.agent.protocol import QEMU_LOG_CAP, L2Request
 from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.qemu.host import QEMU_BINARY, qemu_version
 
@@ -61,6 +61,7 @@ class Agent:
             "run_l2": self.run_l2,
             "put_file": self.put_file,
             "poweroff": self.poweroff,
+            "logs": self.logs,
         }
 
     def runner(self) -> L2Runner:
@@ -77,6 +78,18 @@ class Agent:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(args["data"]))
         return {"path": str(path), "size": path.stat().st_size}
+
+    def logs(self, args: dict[str, Any]) -> dict[str, str]:
+        """The tails of L1's run logs (L2 QEMU's own log): fetched by L0 when run_l2 failed."""
+        out = {}
+        for path in sorted((RUN_DIR / "logs").glob("*.log")):
+            try:
+                with open(path, "rb") as f:
+                    f.seek(max(0, path.stat().st_size - QEMU_LOG_CAP))
+                    out[path.name] = f.read().decode(errors="replace")
+            except OSError as e:
+                out[path.name] = f"(unreadable: {e})"
+        return out
 
     def poweroff(self, args: dict[str, Any]) -> dict[str, Any]:
         os.sync()

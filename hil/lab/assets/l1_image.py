@@ -3,6 +3,7 @@ and hil's own agent, so the L1 side runs the same Python a bare-metal lab host w
 from __future__ import annotations
 
 import json
+import logging
 import lzma
 import os
 import re
@@ -17,6 +18,7 @@ import pyroute2
 import qemu.qmp
 
 import hil
+from hil.lab import procs
 from hil.lab.assets import debian, kernel_line
 from hil.lab.assets.cache import cached_dir, digest, file_digest, prune, tree_digest
 from hil.lab.assets.cpio import write_cpio
@@ -25,6 +27,8 @@ from hil.lab.qemu.host import QEMU_BINARY
 
 if TYPE_CHECKING:      # the kernel package builds on assets, not the other way round
     from hil.lab.kernel.build import SeriesBuild
+
+log = logging.getLogger(__name__)
 
 HIL_SRC = Path(hil.__file__).resolve().parent
 INIT_SCRIPT = Path(__file__).with_name("l1_init.sh")
@@ -49,8 +53,8 @@ PYTHON_PRUNE = {"test", "idlelib", "tkinter", "lib2to3", "ensurepip", "turtledem
                 "site-packages", "dist-packages", "__pycache__", "distutils"}
 # The agent's own modules: the L1 side needs nothing from the other layers.
 # the agent and what it imports (test_layering checks the closure)
-AGENT_FILES = ("__init__.py", "lab/__init__.py", "lab/errors.py", "lab/qemu/__init__.py", "lab/qemu/machine.py",
-               "lab/qemu/host.py", "lab/kvm", "lab/stimuli", "lab/devices", "lab/agent")
+AGENT_FILES = ("__init__.py", "lab/__init__.py", "lab/errors.py", "lab/owner.py", "lab/qemu/__init__.py",
+               "lab/qemu/machine.py", "lab/qemu/host.py", "lab/kvm", "lab/stimuli", "lab/devices", "lab/agent")
 # third-party packages shipped with it (pure Python; tests/unit/test_layering.py checks the closure)
 THIRD_PARTY = (qemu.qmp, ptrace, pyroute2)
 
@@ -219,8 +223,8 @@ def _stage_hil(root: Path) -> None:
 def _compile(root: Path) -> None:
     # Precompiled bytecode: compiling the stdlib at every L1 boot under TCG would cost seconds.
     for d in (root / str(PYTHON_LIB).lstrip("/"), root / "opt/hil/lib"):
-        subprocess.run([PYTHON, "-m", "compileall", "-q", "-j0", "-d", "/" + str(d.relative_to(root)), str(d)],
-                       check=True, capture_output=True, timeout=300)
+        procs.run([PYTHON, "-m", "compileall", "-q", "-j0", "-d", "/" + str(d.relative_to(root)), str(d)],
+                  check=True, capture_output=True, timeout=300)
 
 
 def _stage_busybox(root: Path) -> None:
@@ -230,6 +234,18 @@ def _stage_busybox(root: Path) -> None:
         link = root / "bin" / applet
         if not link.exists():
             link.symlink_to("busybox")
+
+
+def _cpio_complete(path: Path) -> bool:
+    """An initramfs written whole ends with the newc trailer record (then zero padding)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            f.seek(max(0, size - 4096))
+            tail = f.read()
+    except OSError:
+        return False
+    return tail.rstrip(b"\0").endswith(b"TRAILER!!!")
 
 
 def build_l1_image(kernel: KernelAssets, series_build: SeriesBuild | None = None) -> L1Image:
@@ -287,6 +303,11 @@ def build_l1_image(kernel: KernelAssets, series_build: SeriesBuild | None = None
         shutil.rmtree(root)
 
     path, hit = cached_dir("l1-image", inputs, build)
+    if hit and not _cpio_complete(path / "initrd.cpio"):
+        # truncated (a crash before fsync, a full disk): rebuilt, never booted half
+        log.warning("cached L1 image %s is incomplete: rebuilding it", path)
+        (path / "inputs.json").unlink(missing_ok=True)
+        path, hit = cached_dir("l1-image", inputs, build)
     if not hit:
         prune("l1-image", keep=6)
     return L1Image(kernel, path / "initrd.cpio", digest(inputs), hit, packages,

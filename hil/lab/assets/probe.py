@@ -7,13 +7,17 @@ protocol (see guest/probe.c for the authoritative description).
 from __future__ import annotations
 
 import hashlib
+import logging
 import struct
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hil.lab import procs
 from hil.lab.errors import LabError
 from hil.scenario.probe_ops import PROBE_OPS
+
+log = logging.getLogger(__name__)
 
 GUEST_DIR = Path(__file__).resolve().parents[3] / "guest"
 
@@ -130,8 +134,7 @@ def build_probe(out_dir: Path, guest_dir: Path = GUEST_DIR) -> ProbeImage:
     out_dir.mkdir(parents=True, exist_ok=True)
     argv = ["make", "-C", str(guest_dir), f"OUT={out_dir}"]
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
-                              timeout=600)
+        proc = procs.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     except OSError as e:
         raise ProbeBuildError(f"cannot run make: {e}", argv, "", None) from e
     if proc.returncode != 0:
@@ -154,9 +157,19 @@ def cached_probe(guest_dir: Path = GUEST_DIR) -> ProbeImage:
     """The probe built from exactly these sources, shared by every checkout and run: keyed by
     the sources' digest (not make's mtimes), built under the cache's lock and renamed into place."""
     from hil.lab.assets.cache import cached_dir
-    path, _ = cached_dir("probe", {"sources": source_digest(guest_dir)},
-                         lambda out: build_probe(out, guest_dir))
-    return _image_from_elf(path / "probe.elf", path / "probe-pvh.elf" if (path / "probe-pvh.elf").is_file() else None)
+    inputs = {"sources": source_digest(guest_dir)}
+    for attempt in (1, 2):
+        path, hit = cached_dir("probe", inputs, lambda out: build_probe(out, guest_dir))
+        pvh = path / "probe-pvh.elf"
+        try:
+            return _image_from_elf(path / "probe.elf", pvh if pvh.is_file() else None)
+        except (OSError, ValueError, IndexError, struct.error, ProbeBuildError) as e:
+            if not hit or attempt == 2:
+                raise ProbeBuildError(f"the probe in {path} is unreadable: {e}", [], "", None) from e
+            # truncated or half-deleted (a crash, a full disk): the entry is rebuilt, not fatal
+            log.warning("cached probe %s is unreadable (%s): rebuilding it", path, e)
+            (path / "inputs.json").unlink(missing_ok=True)
+    raise AssertionError("unreachable")
 
 
 def format_cmdline(ops: list[tuple[str, int]], **extra: object) -> str:

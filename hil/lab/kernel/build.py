@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import hil
+from hil.lab import procs
 from hil.lab.assets import debian
 from hil.lab.assets.cache import cached_dir, digest, file_digest
 from hil.lab.errors import CapabilityMissing, LabError
@@ -132,7 +133,7 @@ def check_patches(series: Series, patches: list[Path]) -> None:
 def _fuzzy_hunks(tree: Path, patch: Path) -> list[str]:
     """The hunks that apply only with fuzz (GNU patch's default, 2), as 'file: hunk #N', if
     the whole patch then applies (else it is a plain conflict)."""
-    dry = subprocess.run(["patch", "-p1", "--dry-run", "--batch", "--fuzz=2", "-d", str(tree), "-i", str(patch)], timeout=300,
+    dry = procs.run(["patch", "-p1", "--dry-run", "--batch", "--fuzz=2", "-d", str(tree), "-i", str(patch)], timeout=300,
                          capture_output=True, text=True)
     current, hunks = None, []
     for line in dry.stdout.splitlines():
@@ -151,7 +152,7 @@ def apply_patches(tree: Path, patches: list[Path]) -> None:
     whose context does not match exactly could land in the wrong function, so a patch that
     would need fuzz is refused, naming the hunk (an offset alone is accepted)."""
     for patch in patches:
-        dry = subprocess.run(["patch", "-p1", "--dry-run", "--batch", "--fuzz=0", "-d", str(tree), "-i", str(patch)], timeout=300,
+        dry = procs.run(["patch", "-p1", "--dry-run", "--batch", "--fuzz=0", "-d", str(tree), "-i", str(patch)], timeout=300,
                              capture_output=True, text=True)
         if dry.returncode != 0:
             fuzzy = _fuzzy_hunks(tree, patch)
@@ -171,7 +172,7 @@ def apply_patches(tree: Path, patches: list[Path]) -> None:
             where = "; ".join(failures) or dry.stdout.strip().splitlines()[-1:] or ["unknown"]
             raise PatchConflict(f"patch {patch.name} does not apply: {where if isinstance(where, str) else where[0]}\n"
                                 f"{dry.stdout}{dry.stderr}")
-        subprocess.run(["patch", "-p1", "--batch", "--quiet", "--fuzz=0", "-d", str(tree), "-i", str(patch)], timeout=300,
+        procs.run(["patch", "-p1", "--batch", "--quiet", "--fuzz=0", "-d", str(tree), "-i", str(patch)], timeout=300,
                        check=True, capture_output=True)
 
 
@@ -239,7 +240,7 @@ def build(series: Series, release: str, install_headers: bool = True) -> SeriesB
         _fix_makefile(tree)
         argv = ["make", "-C", str(headers), f"M={tree / 'arch/x86/kvm'}", f"-j{os.cpu_count() or 2}",
                 *series.config_fragment, "modules"]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
+        proc = procs.run(argv, capture_output=True, text=True, timeout=3600)
         (out / "build.log").write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0:
             raise LabError(f"kvm module build failed: {argv}\n{(proc.stdout + proc.stderr)[-4000:]}")
@@ -277,7 +278,7 @@ def _config_lines(lines: list[str]) -> list[str]:
 
 
 def _make(tree: Path, *args: str) -> str:
-    proc = subprocess.run(["make", "-C", str(tree), *args], capture_output=True, text=True, timeout=7200)
+    proc = procs.run(["make", "-C", str(tree), *args], capture_output=True, text=True, timeout=7200)
     if proc.returncode != 0:
         raise LabError(f"make {' '.join(args)} failed in {tree}:\n{(proc.stdout + proc.stderr)[-4000:]}")
     return proc.stdout

@@ -22,6 +22,7 @@ from typing import Any
 
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
+from hil.lab import owner
 from hil.lab.errors import LabError, LaunchError
 
 _PR_SET_PDEATHSIG = 1
@@ -33,7 +34,9 @@ def _die_with_parent() -> None:
 
 
 def private_dir(prefix: str, parent: Path | None = None) -> Path:
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    """A 0700 temp dir named prefix + this process's owner tag: if hil is killed outright, the
+    next hil's start-up sweep (hil/lab/sweep.py) sees its owner is gone and removes it."""
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{owner.tag()}.", dir=parent))
     path.chmod(0o700)
     return path
 
@@ -110,6 +113,10 @@ class Machine:
             return self.qmp.cmd(name, **args)
         except (TimeoutError, asyncio.TimeoutError) as e:
             raise LabError(f"{self.name}: QMP command {name} got no answer within {self.qmp_timeout:.0f} s") from e
+        except Exception as e:     # the monitor went away (QEMU died mid-command) or refused it
+            self.wait(1.0)
+            raise LabError(f"{self.name}: QMP command {name} failed ({type(e).__name__}: {e}); "
+                           f"QEMU exit code {self.exitcode}") from e
 
     def wait(self, timeout: float) -> int | None:
         if self.proc is None:
@@ -119,9 +126,25 @@ class Machine:
         except subprocess.TimeoutExpired:
             return None
 
-    def shutdown(self, timeout: float = 5.0) -> int | None:
-        """quit over QMP, then SIGTERM, then SIGKILL; always frees sockets and the run dir."""
+    def is_frozen(self) -> bool:
+        """Stopped by a signal (SIGSTOP, a debugger): it answers neither QMP nor SIGTERM."""
+        if not self.is_running():
+            return False
+        assert self.proc is not None
         try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat[stat.rindex(")") + 2:].split()[0] in ("T", "t")
+
+    def shutdown(self, timeout: float = 5.0) -> int | None:
+        """quit over QMP, then SIGTERM, then SIGKILL (at once for a frozen QEMU); always frees
+        sockets and the run dir."""
+        try:
+            if self.is_frozen():
+                assert self.proc is not None
+                self.proc.kill()
+                self.wait(timeout)
             if self.is_running() and self.qmp is not None:
                 try:
                     self.qmp.settimeout(timeout)

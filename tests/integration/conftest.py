@@ -1,0 +1,16 @@
+"""Fixtures shared by the lab tests."""
+from __future__ import annotations
+
+import pytest
+
+from reliability import SCENARIO, run_hil
+
+
+@pytest.fixture(scope="session")
+def warm_result(tmp_path_factory):
+    """One run of the reliability scenario on the shared cache: its image, probe and snapshot
+    exist for this checkout before a private lab links them. Returns the run's out dir."""
+    out = tmp_path_factory.mktemp("warm") / "out"
+    proc = run_hil(None, "run", SCENARIO, "--accel", "tcg", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
