@@ -1,7 +1,6 @@
 """hil run --host on fakes of this machine: the session the runner uses instead of an L1,
 its clear SKIPs (no VMX/SVM, no root, no /dev/kvm), and requests served by the in-process
 agent (the same code L1 runs)."""
-import base64
 
 import pytest
 

@@ -2,7 +2,6 @@
 topology order with one L1 per topology, the output tree, FLAKY detection and exit codes."""
 import json
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 

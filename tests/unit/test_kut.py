@@ -1,6 +1,5 @@
 """kvm-unit-tests support on fakes: unittests.cfg parsing (old and new spellings), the
 overrides a test becomes, the exit status read from L2 QEMU's exit code, and the verdict."""
-from pathlib import Path
 
 import pytest
 

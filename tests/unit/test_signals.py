@@ -1,7 +1,6 @@
 """A stop signal that lands where Python drops exceptions (an at-fork hook) is delivered
 again, so hil still stops (a real signal, a real fork)."""
 import os
-import signal
 import subprocess
 import sys
 import textwrap
