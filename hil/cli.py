@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -138,7 +139,6 @@ def emit_json(dest: str, obj: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from hil.model import PROFILES
-    from hil.report import html, json as json_report, junit, text
     from hil.runner import Runner, predict_before_boot
     from hil.scenario import ConfigError, load_scenario
     from hil.verdict import error_result
@@ -172,19 +172,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         signals.stopping()
         result = error_result(scenario.name, f"interrupted ({e})")
     finally:
+        # the run is over: a stop signal from here on must not leave a result that says PASS
+        # beside an exit 2; it is noticed below and the result says ERROR
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         if result is None:       # only a BaseException other than KeyboardInterrupt gets here
             result = error_result(scenario.name, "hil was stopped before the run ended")
         logging.getLogger().removeHandler(debug_log)
         debug_log.close()
+    result = _written(result, scenario.name, out, json_path, explicit_out or args.keep, t0)
+    stopped = signal.sigpending() & STOP_SIGNALS
+    if stopped and result.exit_code != 2:
+        name = signal.Signals(min(stopped)).name
+        result = _written(error_result(scenario.name, f"interrupted by {name} as the result was written"),
+                          scenario.name, out, json_path, True, t0)
+    return _shown(result, out, args, t0)
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def _written(result, name: str, out: Path, json_path: Path | None, keep_asked: bool, t0: float):
+    """result.json (and junit.xml, report.html) for a finished run; the result as written."""
+    from hil.report import html, json as json_report, junit
+    from hil.verdict import error_result
     elapsed = round(time.monotonic() - t0, 2)
     # The output directory is kept when asked (--out, --keep) or when something went wrong; a
     # temporary one of a PASS or SKIP is deleted, and then no written result names its files.
-    keep = explicit_out or args.keep or result.exit_code in (1, 2)
+    keep = keep_asked or result.exit_code in (1, 2)
     if keep:
         result.logs = {**result.logs, "debug": str(out / "hil-debug.log")}
     try:
         doc = json_report.document(result, elapsed_seconds=elapsed)
         if keep:
+            out.mkdir(parents=True, exist_ok=True)
             json_report.write_text(out / "result.json", json.dumps(doc, indent=2, default=str))
             (out / "junit.xml").write_text(junit.render(doc))
             try:
@@ -200,8 +220,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as e:          # a full disk: the path, not just the errno
         where = e.filename or json_path or out / "result.json"
         print(f"hil: cannot write the result {where}: {e.strerror or e}", file=sys.stderr)
-        result = error_result(scenario.name, f"cannot write the result {where}: {e.strerror or e}")
-        doc = json_report.document(result, elapsed_seconds=elapsed)
+        result = error_result(name, f"cannot write the result {where}: {e.strerror or e}")
+    return result
+
+
+def _shown(result, out: Path, args: argparse.Namespace, t0: float) -> int:
+    from hil.report import json as json_report, text
+    elapsed = round(time.monotonic() - t0, 2)
+    keep = args.out is not None or args.keep or result.exit_code in (1, 2)
+    to_stdout = args.json == "-"
+    json_path = Path(args.json) if args.json and not to_stdout else None
+    doc = json_report.document(result, elapsed_seconds=elapsed)
     _stop_display()
     human = sys.stderr if to_stdout else sys.stdout
     print(text.render(result), file=human)
