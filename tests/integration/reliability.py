@@ -215,7 +215,8 @@ def leftovers(lab: Lab, known: set[tuple[int, int]], live: Hil | None = None,
         if p.name == records:
             problems += [f"build record {r.name}" for r in p.iterdir() if not r.name.startswith(live_tag + "_")]
         elif live_tag not in p.name:
-            problems.append(f"temp {p}")
+            inside = sorted(c.name for c in p.iterdir())[:8] if p.is_dir() else []
+            problems.append(f"temp {p}" + (f" (holding {inside})" if inside else ""))
     tops = [lab.cache, *(d for d in lab.cache.iterdir() if d.is_dir())] if lab.cache.is_dir() else []
     for p in (p for top in tops for p in top.glob(".*")):
         if p.name.endswith(".lock") or live_tag in p.name or _building(p):
