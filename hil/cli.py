@@ -174,18 +174,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         # the run is over: a stop signal from here on must not leave a result that says PASS
         # beside an exit 2; it is noticed below and the result says ERROR
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         if result is None:       # only a BaseException other than KeyboardInterrupt gets here
             result = error_result(scenario.name, "hil was stopped before the run ended")
         logging.getLogger().removeHandler(debug_log)
         debug_log.close()
-    result = _written(result, scenario.name, out, json_path, explicit_out or args.keep, t0)
-    stopped = signal.sigpending() & STOP_SIGNALS
-    if stopped and result.exit_code != 2:
-        name = signal.Signals(min(stopped)).name
-        result = _written(error_result(scenario.name, f"interrupted by {name} as the result was written"),
-                          scenario.name, out, json_path, True, t0)
-    return _shown(result, out, args, t0)
+    try:
+        result = _written(result, scenario.name, out, json_path, explicit_out or args.keep, t0)
+        stopped = signal.sigpending() & STOP_SIGNALS
+        if stopped and result.exit_code != 2:
+            name = signal.Signals(min(stopped)).name
+            result = _written(error_result(scenario.name, f"interrupted by {name} as the result was written"),
+                              scenario.name, out, json_path, True, t0)
+        return _shown(result, out, args, t0)
+    finally:   # a signal held meanwhile is delivered now: exit 2, as the result already says
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}

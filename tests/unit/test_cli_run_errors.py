@@ -60,3 +60,17 @@ def test_an_unwritable_out_dir_is_bad_input_not_a_traceback(tmp_path):
     f.write_text("")
     proc = hil("run", "probe-basic", "--accel", "tcg", "--out", str(f / "sub"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "cannot write there" in proc.stderr
+
+
+def test_an_in_process_run_leaves_the_signal_mask_as_it_found_it(tmp_path, monkeypatch):
+    """hil run holds stop signals while it writes its result; a caller (pytest, a batch)
+    must get them back, or every process it starts later ignores SIGTERM."""
+    import signal
+    from hil import cli
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert cli.main(["run", "probe-basic", "--set", "profile=stock-vmx", "--out", str(tmp_path / "o")]) == 2
+    monkeypatch.setattr("hil.runner.Runner.run", lambda self, sc, out, pred: __import__(
+        "hil.verdict", fromlist=["x"]).skip_result(sc.name, "no lab in this test"))
+    assert cli.main(["run", "probe-basic", "--accel", "tcg", "--out", str(tmp_path / "o2")]) == 3
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before
