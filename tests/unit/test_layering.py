@@ -139,3 +139,11 @@ def test_no_import_cycle_between_packages():
     for start in sorted(graph):
         visit(start, [start])
     assert cycles == []
+
+
+def test_test_modules_outside_packages_have_unique_names():
+    """pytest imports a test file in a folder without __init__.py by its bare name: two such
+    files of one name stop the whole suite at collection."""
+    tests = HIL.parent / "tests"
+    bare = [p.name for p in tests.rglob("test_*.py") if not (p.parent / "__init__.py").exists()]
+    assert sorted({n for n in bare if bare.count(n) > 1}) == []
