@@ -65,3 +65,31 @@ def test_net_tx_every_frame_on_the_tap(hil_lab, scenario):
     assert run.measurement.frames["frame-counter"]["frames"] == 31
     assert run.measurement.frames["frame-counter"]["in_order"] == 31
     assert len(run.measurement.op("net-tx").samples["lat"]) == 31
+
+
+# -- missing capabilities and a device that cannot be set up: never a verdict on the kernel --
+def _cli(tmp_path, *sets: str):
+    import json
+    from reliability import run_hil
+    out = tmp_path / "out"
+    args = [a for s in sets for a in ("--set", s)]
+    proc = run_hil(None, "run", "device-edu-msi", "--accel", "tcg", "--out", str(out), *args)
+    return proc, json.loads((out / "result.json").read_text())
+
+
+def test_l1_without_an_iommu_is_skip_naming_the_fix(tmp_path):
+    # the user's append comes last on L1's command line: intel_iommu=off wins over the device's =on
+    proc, result = _cli(tmp_path, "topology.l1.append=intel_iommu=off")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert result["verdict"] == "SKIP"
+    text = proc.stdout + proc.stderr
+    assert "no IOMMU groups" in text and "intel_iommu=on" in text
+
+
+def test_a_vfio_driver_l1_refuses_is_error_with_l1s_log(tmp_path):
+    # vfio-pci exists in L1's image but L1 refuses to load it: the device cannot be bound
+    proc, result = _cli(tmp_path, "topology.l1.append=module_blacklist=vfio_pci")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert result["verdict"] == "ERROR"
+    text = proc.stdout + proc.stderr
+    assert "insmod vfio-pci failed" in text and "L1's kernel log ends" in text

@@ -20,6 +20,7 @@ from hil.lab.errors import CapabilityMissing, LabError
 # model -> (QEMU device, PCI vendor:device)
 MODELS = {"edu": ("edu", "1234:11e8")}
 PCI_DEVICES = Path("/sys/bus/pci/devices")
+DRIVERS_PROBE = Path("/sys/bus/pci/drivers_probe")
 FIX = "rebuild the L1 image (hil/lab/assets/l1_image.py MODULE_GROUPS['vfio'])"
 
 
@@ -85,7 +86,7 @@ def bind_vfio(bdf: str) -> Any:
     (dev / "driver_override").write_text("vfio-pci")
     if not driver.exists():
         try:
-            Path("/sys/bus/pci/drivers_probe").write_text(bdf)
+            DRIVERS_PROBE.write_text(bdf)
         except OSError as e:
             raise LabError(f"binding {bdf} to vfio-pci failed: {e}\n{dmesg_tail()}") from e
     if not driver.exists() or driver.resolve().name != "vfio-pci":
