@@ -71,6 +71,10 @@ ASSUMPTIONS: dict[str, str] = {
     "msi-host-affinity": "Today (VFIO + irqfd, kvm_arch_set_irq_inatomic in hard-irq context): exactly one exit: "
                          "the MSI's own if it lands on the vCPU's pCPU (the kick from there sends no IPI), else "
                          "the kick's reschedule IPI.",
+    "back-to-back-interrupts": "Interrupts may come back to back (a NIC's receive interrupts): one arriving "
+                               "while the guest's handler for the previous runs with IF=0 waits for an "
+                               "interrupt window, at most one window exit each (SVM VINTR, VMX "
+                               "interrupt-window exiting; APICv/AVIC evaluate it at the iret).",
     "msi-port-kick": "The port: an MSI landing on the vCPU's pCPU exits as 'interrupt'; one landing elsewhere "
                      "kicks by NMI (0003 kvm_dedicated_kick in kvm_vcpu_kick): exactly one of the two.",
     "hv-timer": "Today's VMX backs the guest LAPIC timer with the VMX preemption timer (6.12 lapic.c "

@@ -52,8 +52,10 @@ EVENTS: dict[str, EventSpec] = {e.name: e for e in (
               {"guest_state": ("running", "halted", "outside")}, deterministic=False),
     EventSpec("interrupt-in", "an interrupt for this vCPU from outside it (an emulated device's MSI from "
               "QEMU's I/O thread, another vCPU's IPI): a kick, then a virtual injection (returning: it "
-              "answers the vCPU's own exit, e.g. a virtio notify, and races the vCPU's way back in)",
-              {"guest_state": ("running", "halted", "outside", "returning")}, deterministic=False),
+              "answers the vCPU's own exit, e.g. a virtio notify, and races the vCPU's way back in; busy: "
+              "the vCPU polls in guest mode but exits for its own reasons, host interrupts on its CPU and "
+              "its driver's notifies, and interrupts may come back to back)",
+              {"guest_state": ("running", "halted", "outside", "returning", "busy")}, deterministic=False),
     EventSpec("virtio-notify", "the guest notifies a virtio queue by an MMIO write to its notify register "
               "(ioeventfd=on: KVM signals the backend's eventfd in the kernel; off: QEMU handles the MMIO)",
               {"ioeventfd": ("on", "off")}),

@@ -101,7 +101,7 @@ def _kick(p: Profile, state: str, e: Effect) -> None:
     (stock), an NMI (seed L135-139, v2/14, the port's 0003 kvm_dedicated_kick hook)."""
     if state == "outside":
         return
-    if state == "returning":                    # lab:virtio-tx-interrupt: back in guest mode or not yet
+    if state in ("returning", "busy"):          # lab:virtio-tx-interrupt, lab:rx-busy: in guest mode or not
         e.exit("EXTINT", Bound(0, 1), where="host") if p.kick == "ipi" else e.exit("NMI", Bound(0, 1))
         return
     if not _in_guest(p, state):
@@ -278,6 +278,10 @@ def _kick_event(p: Profile, arch: str, q: Q, e: Effect) -> None:
 
 def _interrupt_in(p: Profile, arch: str, q: Q, e: Effect) -> None:
     _deliver(p, q["guest_state"], e)
+    if q["guest_state"] == "busy" and not p.apicv:
+        # lab:rx-busy: one arriving while the handler of the previous runs (IF=0 until its iret)
+        # is pending at the EOI exit's re-entry: KVM opens the window, at most one exit for it
+        e.exit("IRQ_WINDOW", Bound(0, 1)).assume("back-to-back-interrupts")
 
 
 def _timer(p: Profile, arch: str, q: Q, e: Effect) -> None:

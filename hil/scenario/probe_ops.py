@@ -74,7 +74,7 @@ PROBE_OPS: dict[str, ProbeOpSpec] = {s.name: s for s in (
                 (("msi-assigned", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="edu",
                 max_count=1_000, results=("irqs", "transfers", "data_errors"), once=_STI),
     ProbeOpSpec("net-rx", "receive N frames the host sends into L2's virtio-net NIC (split virtqueue, MSI-X)",
-                (("interrupt-in", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="virtio-net",
+                (("interrupt-in", (("guest_state", "busy"),)), ("eoi", _X2APIC)), device="virtio-net",
                 stimulus="frame-sender", max_count=100_000, per=(("interrupt-in", "irqs"), ("eoi", "irqs")), once=_STI,
                 results=("irqs", "frames", "in_order", "first_seq", "other", "notifies")),
     ProbeOpSpec("net-tx", "send N frames through L2's virtio-net NIC, one at a time",

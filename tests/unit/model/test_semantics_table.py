@@ -24,6 +24,11 @@ ROWS = [
     ("stock-svm", "svm", "interrupt-in", {"guest_state": "returning"}, {"interrupt": (0, 1)}, {},
      "lab:virtio-tx-interrupt"),
     ("stock-svm", "svm", "interrupts-on", {}, {"vintr": (0, 1)}, {}, "lab:sti-window"),
+    ("stock-svm", "svm", "interrupt-in", {"guest_state": "busy"}, {"interrupt": (0, 1), "vintr": (0, 1)},
+     {"irq_injections": 1}, "lab:rx-busy"),
+    ("dedicated-v2", "svm", "interrupt-in", {"guest_state": "busy"}, {"nmi": (0, 1), "vintr": (0, 1)},
+     {"irq_injections": 1}, "lab:rx-busy"),
+    ("stock-vmx-apicv", "vmx", "interrupt-in", {"guest_state": "busy"}, {}, {}, "lab:rx-busy"),
     ("stock-vmx-apicv", "vmx", "interrupts-on", {}, {}, {}, "6.12:ioeventfd"),
     # ---- CPUID
     ("stock-2012", "vmx", "cpuid", {}, {"CPUID": 1}, {}, "sdm:cpuid"),
