@@ -93,3 +93,16 @@ def test_a_vfio_driver_l1_refuses_is_error_with_l1s_log(tmp_path):
     assert result["verdict"] == "ERROR"
     text = proc.stdout + proc.stderr
     assert "insmod vfio-pci failed" in text and "L1's kernel log ends" in text
+
+
+# -- the same devices on the dedicated-cpu series (v2 mode): a kick is an NMI, the EOI still traps --
+@pytest.mark.parametrize("scenario,op_name", [("device-edu-dma-dedicated", "dev-dma"),
+                                              ("virtio-net-rx-dedicated", "net-rx"),
+                                              ("virtio-net-tx-vhost-dedicated", "net-tx")])
+def test_devices_on_the_dedicated_series(hil_lab, scenario, op_name):
+    run = hil_lab.run(scenario)
+    _passed(run)
+    op = run.measurement.op(op_name)
+    irqs = op.reported["irqs"]
+    assert irqs >= 1 and op.exits.get("msr", 0) == irqs       # one trapped EOI per interrupt taken
+    assert op.exits.get("nmi", 0) <= irqs                      # at most one NMI kick per interrupt
