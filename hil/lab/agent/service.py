@@ -56,6 +56,8 @@ class Agent:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         RUN_DIR.chmod(0o700)
         self._runner: L2Runner | None = None
+        # progress events sent while a request runs (serve(): to L0; bare metal: to the log)
+        self.notify: Callable[[dict[str, Any]], None] = lambda msg: None
         self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "hello": lambda a: host_info(),
             "run_l2": self.run_l2,
@@ -70,7 +72,7 @@ class Agent:
         return self._runner
 
     def run_l2(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self.runner().run(L2Request.from_json(args)).to_json()
+        return self.runner().run(L2Request.from_json(args), self.notify).to_json()
 
     def put_file(self, args: dict[str, Any]) -> dict[str, Any]:
         import base64
@@ -125,6 +127,7 @@ class Agent:
             while data:   # unbuffered writes may be partial
                 data = data[writer.write(data):]
 
+        self.notify = send
         send({"event": "ready", "info": host_info()})
         _kmsg("hil-agent: ready")
         pending: list[bytes] = []   # chunks of the current line: joined once, not re-copied per chunk
