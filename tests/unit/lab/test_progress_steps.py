@@ -219,3 +219,19 @@ def test_l0s_channel_logs_progress_events_between_a_request_and_its_answer(recor
     assert L2Request.from_json({k: v for k, v in req.to_json().items() if k != "ops"}).ops == []
     ours.close()
     agent.close()
+
+
+def test_the_agent_runs_a_command_and_returns_its_exit_code_and_output(tmp_path, monkeypatch):
+    import hil.lab.agent.service as service
+    from hil.lab.errors import LabError
+    monkeypatch.setattr(service, "RUN_DIR", tmp_path / "run")
+    agent = service.Agent()
+    reply = agent.handle({"id": 7, "cmd": "exec", "args": {"argv": ["sh", "-c", "echo out; echo err >&2; exit 3"],
+                                                          "env": {"X": "1"}}})
+    assert reply == {"id": 7, "ok": True, "result": {"returncode": 3, "stdout": "out\n", "stderr": "err\n"}}
+    env = agent.handle({"id": 8, "cmd": "exec", "args": {"argv": ["sh", "-c", "echo $HIL_X"], "env": {"HIL_X": "y"}}})
+    assert env["result"]["stdout"] == "y\n"
+    late = agent.handle({"id": 9, "cmd": "exec", "args": {"argv": ["sleep", "5"], "timeout": 0.5}})
+    assert not late["ok"] and late["kind"] == "lab" and "ran past 0.5 s" in late["error"]
+    missing = agent.handle({"id": 10, "cmd": "exec", "args": {"argv": [str(tmp_path / "nope")]}})
+    assert not missing["ok"] and "cannot run" in missing["error"]
