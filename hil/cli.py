@@ -213,8 +213,10 @@ def _written(result, name: str, out: Path, json_path: Path | None, keep_asked: b
             try:
                 html.write(out / "report.html", doc)
             except Exception as e:      # a plotting bug must not lose the run's verdict
+                # no traceback for a disk error or a box without matplotlib (hil run --host on a
+                # minimal lab box): result.json and junit.xml are the result
                 logging.getLogger(__name__).warning("report.html not written: %s: %s", type(e).__name__, e,
-                                                    exc_info=e if not isinstance(e, OSError) else None)
+                                                    exc_info=e if not isinstance(e, (OSError, ImportError)) else None)
         else:
             shutil.rmtree(out, ignore_errors=True)
             doc = json_report.document(result, elapsed_seconds=elapsed)
