@@ -72,7 +72,7 @@ def test_make_steps_count_kbuild_lines_and_remember_the_total(tmp_path, records)
     memo = tmp_path / "make-steps.json"
     argv = ["make", "-C", "/tmp/x/src", "-j2", f"M={tmp_path}/src/arch/x86/kvm", "CONFIG_X=y", "modules"]
     first = progress.MakeSteps(argv, memo)
-    assert first.label == f"make M=kvm modules" and first.meter.total is None
+    assert first.label == "make M=kvm modules" and first.meter.total is None
     for line in ["make[1]: Entering directory '/usr/src'", "  CC [M]  arch/x86/kvm/x86.o",
                  "  CC [M]  arch/x86/kvm/svm/svm.o", "warning: something", "  LD [M]  arch/x86/kvm/kvm.ko"]:
         first.line(line)
@@ -223,7 +223,6 @@ def test_l0s_channel_logs_progress_events_between_a_request_and_its_answer(recor
 
 def test_the_agent_runs_a_command_and_returns_its_exit_code_and_output(tmp_path, monkeypatch):
     import hil.lab.agent.service as service
-    from hil.lab.errors import LabError
     monkeypatch.setattr(service, "RUN_DIR", tmp_path / "run")
     agent = service.Agent()
     reply = agent.handle({"id": 7, "cmd": "exec", "args": {"argv": ["sh", "-c", "echo out; echo err >&2; exit 3"],
