@@ -11,7 +11,7 @@ from reliability import HIL, ROOT, run_hil
 pytestmark = pytest.mark.lab
 
 SCENARIO = str(ROOT / "tests/integration/data/long-probe.yaml")
-OPS = ["cpuid", "hlt", "msr", "hlt"]
+OPS = ["cpuid", "hlt", "msr", "pio-kernel"]
 
 
 def test_a_long_workload_prints_a_line_per_op_as_it_happens(tmp_path):
@@ -38,5 +38,5 @@ def test_a_long_workload_prints_a_line_per_op_as_it_happens(tmp_path):
     assert [re.search(r"\) (\S+) ended", l).group(1) for _, l in ops] == OPS, text
     assert all(re.match(r"\d\d:\d\d:\d\d hil: ", l) for _, l in ops), text
     assert ops[-1][1].endswith("done")
-    # the 2000 HLTs (1 ms timer each) separate the lines: each came when its op ended
-    assert ops[1][0] - ops[0][0] >= 1.5 and ops[3][0] - ops[2][0] >= 1.5, [round(t - ops[0][0], 1) for t, _ in ops]
+    # the 2000 HLTs (1 ms timer each) separate the first two lines: each came when its op ended
+    assert ops[1][0] - ops[0][0] >= 1.5, [round(t - ops[0][0], 1) for t, _ in ops]
