@@ -133,8 +133,8 @@ class MakeSteps:
 
     def line(self, text: str) -> None:
         m = _KBUILD.match(text)
-        if m:
-            self.meter.update(self.meter.done + 1, m.group(2))
+        if m:   # the file's name: an out-of-tree build prints whole temporary paths
+            self.meter.update(self.meter.done + 1, m.group(2).rsplit("/", 1)[-1])
 
     def close(self, ok: bool) -> None:
         """The end: a finished record; a successful build's count is remembered for the next."""
