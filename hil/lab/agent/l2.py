@@ -35,11 +35,14 @@ class OpWatch:
         self.done = 0
 
     def on_serial(self, text: str) -> None:
+        if not self.ops:
+            return
         ended = _OP_ENDED.findall(text)
-        if len(ended) > self.done and self.ops:
-            self.done = len(ended)
-            self.notify({"event": "progress", "task": "L2 ops", "done": self.done, "total": len(self.ops),
-                         "detail": f"{ended[-1]} ended"})
+        # one event per op, even when several ended between two reads of the serial log
+        for i in range(self.done, len(ended)):
+            self.notify({"event": "progress", "task": "L2 ops", "done": i + 1, "total": len(self.ops),
+                         "detail": f"{ended[i]} ended"})
+        self.done = max(self.done, len(ended))
 
 
 class _Vm:
