@@ -1,5 +1,6 @@
 """The real stack: a long workload prints a progress line per op as each op ends (the agent in
 L1 reports the probe's op boundaries; L0 logs them), not all at once at the end."""
+import os
 import re
 import subprocess
 import time
@@ -18,7 +19,6 @@ def test_a_long_workload_prints_a_line_per_op_as_it_happens(tmp_path):
     # warm first (image, snapshot): the timed run below is the L2 run, not an image build
     warm = run_hil(None, "run", SCENARIO, "--accel", "tcg", "--out", str(tmp_path / "warm"), timeout=1800)
     assert warm.returncode == 0, warm.stdout + warm.stderr
-    import os
     env = dict(os.environ, PYTHONPATH=str(ROOT), HIL_ROOT=str(ROOT))
     proc = subprocess.Popen([*HIL, "run", SCENARIO, "--accel", "tcg", "--out", str(tmp_path / "out")], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
