@@ -13,8 +13,9 @@ kernels: setup
 demo: setup
 	.venv/bin/hil run probe-basic --accel auto
 
+# pytest's live log: the progress lines of in-process lab runs appear as they happen
 test: setup kernels
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs -o log_cli=true -o log_cli_level=INFO
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit

@@ -213,8 +213,10 @@ def _written(result, name: str, out: Path, json_path: Path | None, keep_asked: b
             try:
                 html.write(out / "report.html", doc)
             except Exception as e:      # a plotting bug must not lose the run's verdict
+                # no traceback for a disk error or a box without matplotlib (hil run --host on a
+                # minimal lab box): result.json and junit.xml are the result
                 logging.getLogger(__name__).warning("report.html not written: %s: %s", type(e).__name__, e,
-                                                    exc_info=e if not isinstance(e, OSError) else None)
+                                                    exc_info=e if not isinstance(e, (OSError, ImportError)) else None)
         else:
             shutil.rmtree(out, ignore_errors=True)
             doc = json_report.document(result, elapsed_seconds=elapsed)
@@ -293,6 +295,8 @@ def _log_to_file(path: Path) -> logging.Handler:
     handler = _QuietFileHandler(path)
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    from hil.report.progress import milestones_only
+    handler.addFilter(milestones_only)          # not every redraw of a progress bar
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
@@ -332,14 +336,23 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_model(argv[1:])
     if argv and argv[0] == "kernel":
         signals.install()           # builds stop, their process groups and temp dirs go
+        # -q/-v anywhere: progress of apt and make on stderr (a kernel build takes minutes)
+        verbosity = argparse.ArgumentParser(add_help=False)
+        verbosity.add_argument("-q", "--quiet", action="store_true")
+        verbosity.add_argument("-v", "--verbose", action="count", default=0)
+        quiet, rest = verbosity.parse_known_args(argv[1:])
+        _setup_logging(-1 if quiet.quiet else quiet.verbose)
         try:
-            if argv[1:2] == ["build"]:
+            if rest[:1] == ["build"]:
                 _sweep()
-            return cmd_kernel(argv[1:])
+            return cmd_kernel(rest)
         except KeyboardInterrupt as e:
             signals.stopping()
+            _stop_display()
             print(f"hil kernel: interrupted ({e or 'SIGINT'})", file=sys.stderr)
             return 2
+        finally:
+            _stop_display()
     if argv and argv[0] == "lava":            # hil/lava.py: LAVA job definitions and results
         from hil.lava import main as lava_main
         return lava_main(argv[1:])

@@ -13,6 +13,7 @@ from typing import Any
 from hil.lab.accel import AccelChoice
 from hil.lab.assets.probe import cached_probe
 from hil.lab.errors import CapabilityMissing, LabError
+from hil.lab.progress import OpEvents
 
 HOST_ACCEL = AccelChoice("kvm", "bare metal (hil run --host): this machine's own KVM runs L2", False)
 
@@ -54,6 +55,7 @@ class HostSession:
         self.boot_seconds = time.monotonic() - t0
 
     def request(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 60.0) -> Any:
+        self._agent.notify = OpEvents().event    # the agent's per-op progress, as L1's would come
         reply = self._agent.handle({"id": 1, "cmd": cmd, "args": args or {}})
         if not reply.get("ok"):
             raise LabError(f"host agent: {reply.get('error')}" + (f"\n{reply['traceback']}" if "traceback" in reply else ""))

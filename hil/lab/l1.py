@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from hil.lab import owner
+from hil.lab import owner, progress
 from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.qemu.machine import Machine, private_dir
 
@@ -81,8 +81,12 @@ class AgentChannel:
         self.next_id += 1
         self.sock.settimeout(timeout)   # a large payload drains at the emulated UART's pace
         self.sock.sendall(json.dumps({"id": rid, "cmd": cmd, "args": args}).encode() + b"\n")
+        events = progress.OpEvents()
         while True:
             msg = self.read_message(timeout)
+            if msg.get("event") == "progress":
+                events.event(msg)
+                continue
             if msg.get("id") != rid:
                 continue
             if not msg.get("ok"):

@@ -69,13 +69,38 @@ def kill_group(pgid: int, grace: float = GRACE_S) -> None:
             time.sleep(0.05)
 
 
+def _watcher(argv: list[str]) -> Any:
+    """make's progress (hil/lab/progress.py) for every make hil runs: a kernel build takes minutes."""
+    if Path(argv[0]).name != "make":
+        return None
+    from hil.lab import progress
+    from hil.lab.assets.cache import cache_root
+    return progress.MakeSteps(argv, cache_root() / "progress" / "make-steps.json")
+
+
+def _pump(stream: Any, chunks: list[str], watcher: Any) -> None:
+    """Read a pipe to its end, line by line as they come: each line to the watcher."""
+    for line in iter(stream.readline, ""):
+        chunks.append(line)
+        if watcher is not None:
+            try:
+                watcher.line(line.rstrip("\n"))
+            except Exception:     # a progress bar must never break a build
+                watcher = None
+
+
 def run(argv: list[str], *, timeout: float, check: bool = False, capture_output: bool = False,
         text: bool = False, stdout: Any = None, stderr: Any = None, env: dict[str, str] | None = None,
-        cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+        cwd: str | Path | None = None, watcher: Any = None) -> subprocess.CompletedProcess:
     """subprocess.run's contract (TimeoutExpired, CalledProcessError) for a command whose whole
-    process group goes when it ends or when hil stops it."""
+    process group goes when it ends or when hil stops it. A text stdout pipe is read as it comes
+    when there is a watcher (`.line(text)`, `.close(ok)`): make's progress by default."""
     if capture_output:
         stdout = stderr = subprocess.PIPE
+    if watcher is None and text and stdout == subprocess.PIPE:
+        watcher = _watcher(argv)
+    if watcher is not None and (not text or stdout != subprocess.PIPE):
+        watcher = None
     # its own TMPDIR: what a compiler killed outright leaves there (cc*.s) goes with it
     tmp = private_dir("hil-build-")
     env = dict(os.environ if env is None else env, TMPDIR=str(tmp))
@@ -89,25 +114,10 @@ def run(argv: list[str], *, timeout: float, check: bool = False, capture_output:
     try:
         record.touch()
         deadline = time.monotonic() + timeout
-        try:
-            while True:
-                try:
-                    out, err = proc.communicate(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
-                    break
-                except subprocess.TimeoutExpired:
-                    if time.monotonic() >= deadline:
-                        raise
-                    if proc.poll() is not None:
-                        # the leader is gone (killed) but its jobs hold the pipes open: they go too
-                        kill_group(proc.pid)
-        except subprocess.TimeoutExpired as e:
-            kill_group(proc.pid)
-            out, err = proc.communicate()
-            raise subprocess.TimeoutExpired(argv, timeout, out, err) from e
-        except BaseException:
-            kill_group(proc.pid)
-            proc.wait()
-            raise
+        if watcher is not None:
+            out, err = _streamed(argv, proc, deadline, timeout, watcher)
+        else:
+            out, err = _communicated(argv, proc, deadline, timeout)
         if check and proc.returncode:
             raise subprocess.CalledProcessError(proc.returncode, argv, out, err)
         return subprocess.CompletedProcess(argv, proc.returncode, out, err)
@@ -115,3 +125,66 @@ def run(argv: list[str], *, timeout: float, check: bool = False, capture_output:
         kill_group(proc.pid, grace=2.0)      # anything the command left running (make's jobs after make died)
         record.unlink(missing_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _communicated(argv: list[str], proc: subprocess.Popen, deadline: float, timeout: float) -> tuple[Any, Any]:
+    try:
+        while True:
+            try:
+                return proc.communicate(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    raise
+                if proc.poll() is not None:
+                    # the leader is gone (killed) but its jobs hold the pipes open: they go too
+                    kill_group(proc.pid)
+    except subprocess.TimeoutExpired as e:
+        kill_group(proc.pid)
+        out, err = proc.communicate()
+        raise subprocess.TimeoutExpired(argv, timeout, out, err) from e
+    except BaseException:
+        kill_group(proc.pid)
+        proc.wait()
+        raise
+
+
+def _streamed(argv: list[str], proc: subprocess.Popen, deadline: float, timeout: float,
+              watcher: Any) -> tuple[str, str | None]:
+    """communicate(), but stdout is read line by line as it comes (threads: one per pipe)."""
+    import threading
+    out: list[str] = []
+    err: list[str] = []
+    pumps = [threading.Thread(target=_pump, args=(proc.stdout, out, watcher), daemon=True)]
+    if proc.stderr is not None:
+        pumps.append(threading.Thread(target=_pump, args=(proc.stderr, err, None), daemon=True))
+    for t in pumps:
+        t.start()
+
+    def drain() -> None:
+        for t in pumps:
+            t.join(10.0)
+
+    try:
+        while any(t.is_alive() for t in pumps) or proc.poll() is None:
+            if time.monotonic() >= deadline:
+                kill_group(proc.pid)
+                proc.wait()
+                drain()
+                raise subprocess.TimeoutExpired(argv, timeout, "".join(out), "".join(err))
+            if proc.poll() is not None and any(t.is_alive() for t in pumps):
+                # the leader is gone but its jobs hold the pipes open: they go too
+                kill_group(proc.pid)
+            for t in pumps:
+                t.join(0.2)
+        proc.wait()
+    except BaseException:
+        kill_group(proc.pid)
+        proc.wait()
+        drain()
+        raise
+    finally:
+        try:
+            watcher.close(proc.returncode == 0)
+        except Exception:
+            pass
+    return "".join(out), ("".join(err) if proc.stderr is not None else None)

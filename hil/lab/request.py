@@ -96,7 +96,8 @@ def build_request(scenario: Scenario, probe: ProbeImage | None) -> tuple[L2Reque
                                 race_timeout_us=wl.race_timeout_us, begin_wait_us=BEGIN_WAIT_US,
                                 dev_timeout_us=wl.dev_timeout_us)
         return (L2Request(argv=l2_argv(l2, append=append, paths=paths), done_pattern=PROBE_DONE,
-                          window=probe.window, stimuli=stimuli(scenario), devices=device_specs(l2), **common),
+                          window=probe.window, stimuli=stimuli(scenario), devices=device_specs(l2),
+                          ops=[o.op for o in wl.ops], **common),
                 Payload(probe.path.read_bytes()))
     assert wl.kernel is not None
     initrd = Path(wl.initrd).read_bytes() if wl.initrd else None

@@ -157,7 +157,9 @@ def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, result: L2Resu
         "host": {"kernel": platform.release(), "cpu": host_cpu_model(), "nproc": os.cpu_count()},
         "l0_qemu": qemu_version(),
         "accel": {"accel": prep.accel.accel, "reason": prep.accel.reason},
-        "l1": {"image": prep.image.provenance() if prep.image else "this machine (hil run --host)",
+        # bare metal (hil run --host): no image; the kernel under test is this machine's own
+        "l1": {"image": prep.image.provenance() if prep.image else
+               {"machine": "this machine (hil run --host)", "kernel_release": l1.info.get("kernel", "")},
                "agent": l1.info, "argv": l1.argv,
                "start": f"restored {l1.snapshot}" if l1.restore else "booted",
                "topology_extends": list(scenario.topology.extends)},

@@ -25,6 +25,8 @@ def identity(doc: Mapping[str, Any]) -> dict[str, str]:
     """What a run ran on, as flat strings: the properties every case repeats."""
     prov = doc.get("provenance") or {}
     image = ((prov.get("l1") or {}).get("image") or {})
+    if not isinstance(image, Mapping):      # a bare-metal result of hil before 0.1 named the machine in words
+        image = {}
     accel = prov.get("accel") or {}
     series = prov.get("kernel_series")
     out = {"scenario": doc.get("scenario", ""), "profile": doc.get("profile", ""), "arch": doc.get("arch", ""),

@@ -1,25 +1,40 @@
-"""Progress of long work on stderr, driven only by the `logging` records hil already writes
-(image build, kernel build, L1 boot or restore, L2 run): on a terminal a rich live line with
-the current stage and its elapsed time, the finished stages printed above it; elsewhere (CI, a
-pipe) plain timestamped lines. -q shows warnings only, -v adds the debug log."""
+"""Progress of long work on stderr, driven only by the `logging` records hil writes: stages
+(image build, L1 boot or restore, L2 run) and counted steps (hil/lab/progress.py: make's
+kbuild steps, apt's download percentage, the workload's ops). On a terminal a rich live line
+with the current stage and its elapsed time plus a bar per counted task, finished stages
+printed above; elsewhere (CI, a pipe, make) plain timestamped lines, written as they come: the
+steps' milestones only (every 10 %, every 30 s without a total, the end). -q shows warnings
+only, -v adds the debug log (every step update too)."""
 from __future__ import annotations
 
 import logging
 import sys
 from typing import IO, Any
 
+
+def step_of(record: logging.LogRecord) -> Any:
+    """A counted step's record carries `hil_step` (hil.lab.progress.Step: task, done, total,
+    unit, detail, milestone, finished); read by its fields, the report layer imports no lab."""
+    return getattr(record, "hil_step", None)
+
 PLAIN_FORMAT = logging.Formatter("%(asctime)s hil: %(message)s", "%H:%M:%S")
 
 
 class _Stage(logging.Handler):
-    """Shows the latest INFO message as the live stage, with a spinner and its elapsed time."""
+    """Shows the latest INFO message as the live stage, with a spinner and its elapsed time,
+    and a bar per counted task (its steps at every level: they are the bar's redraws)."""
 
     def __init__(self, progress: Any):
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self.progress = progress
         self.task: Any = None
+        self.bars: dict[str, Any] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
+        step = step_of(record)
+        if step is not None:
+            self._step(step)
+            return
         if record.levelno != logging.INFO:
             return
         try:
@@ -28,7 +43,33 @@ class _Stage(logging.Handler):
             return
         if self.task is not None:
             self.progress.remove_task(self.task)
-        self.task = self.progress.add_task(text, total=None)
+        self.task = self.progress.add_task(text, total=None, count="")
+
+    def _step(self, step: Any) -> None:
+        bar = self.bars.get(step.task)
+        if step.finished:
+            if bar is not None:
+                self.progress.remove_task(bar)
+                del self.bars[step.task]
+            return
+        what = f"{step.task}: {step.detail}" if step.detail else step.task
+        count = f"{step.done}/{step.total} {step.unit}" if step.total else f"{step.done} {step.unit}"
+        if bar is None:
+            self.bars[step.task] = self.progress.add_task(what, total=step.total, completed=step.done, count=count)
+        else:
+            self.progress.update(bar, description=what, total=step.total, completed=step.done, count=count)
+
+
+def _finished_steps_only(record: logging.LogRecord) -> bool:
+    """The rich line handler: a counted task prints one line when it ends (its bar showed the rest)."""
+    step = step_of(record)
+    return step is None or step.finished
+
+
+def milestones_only(record: logging.LogRecord) -> bool:
+    """For files (hil-debug.log): a step's milestones, not every bar redraw."""
+    step = step_of(record)
+    return step is None or step.milestone
 
 
 class Display:
@@ -72,7 +113,7 @@ def setup(verbosity: int, stream: IO[str] | None = None, force_terminal: bool | 
         try:
             from rich.console import Console
             from rich.logging import RichHandler
-            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         except ImportError:       # rich is a dependency; a broken install still gets plain lines
             tty = False
     if not tty:
@@ -87,8 +128,12 @@ def setup(verbosity: int, stream: IO[str] | None = None, force_terminal: bool | 
     root.addHandler(lines)
     if verbosity < 0:
         return Display([lines])
-    progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn(),
-                        console=console, transient=True)
+    if verbosity == 0:
+        lines.addFilter(_finished_steps_only)
+    # a counted task shows a bar (pulsing while its total is unknown) and its count
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                        TextColumn("{task.fields[count]}", markup=False), TimeElapsedColumn(), console=console,
+                        transient=True)
     progress.start()
     stage = _Stage(progress)
     root.addHandler(stage)

@@ -67,3 +67,15 @@ def test_doctor_json_to_a_file_keeps_the_text(tmp_path):
     checks = json.loads((tmp_path / "d.json").read_text())
     assert proc.returncode in (0, 2) and checks and all("name" in c and "ok" in c for c in checks)
     assert proc.stdout.count("\n") >= len(checks) and proc.stdout.startswith("[")
+
+
+def test_hil_kernel_takes_quiet_and_verbose_anywhere(capsys):
+    """`hil kernel` shows make's and apt's progress on stderr; -q/-v set how much, before or
+    after its subcommand, and its own arguments are untouched."""
+    from hil.cli import main
+    for argv in (["kernel", "-q", "list"], ["kernel", "list", "-v"], ["kernel", "list"]):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "dedicated-cpu" in out, argv
+    assert main(["kernel", "-q", "show", "dedicated-cpu"]) == 0
+    assert '"name": "dedicated-cpu"' in capsys.readouterr().out

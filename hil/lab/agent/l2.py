@@ -11,7 +11,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hil.lab.kvm import tracing
 from hil.lab.agent.protocol import QEMU_LOG_CAP, L2Request, L2Result, VcpuIoctl
@@ -22,6 +22,27 @@ from hil.lab.qemu.machine import Machine
 from hil.lab.stimuli.base import Driver
 
 POLL_S = 0.05
+_OP_ENDED = re.compile(r"hil-probe: event=op name=(\S+)")
+Notify = Callable[[dict[str, Any]], None]
+
+
+class OpWatch:
+    """The probe's op boundaries in its serial output: one progress event per op that ended
+    (L0 shows them: hil/lab/progress.py), so a long workload is not a silent minute."""
+
+    def __init__(self, ops: list[str], notify: Notify):
+        self.ops, self.notify = ops, notify
+        self.done = 0
+
+    def on_serial(self, text: str) -> None:
+        if not self.ops:
+            return
+        ended = _OP_ENDED.findall(text)
+        # one event per op, even when several ended between two reads of the serial log
+        for i in range(self.done, len(ended)):
+            self.notify({"event": "progress", "task": "L2 ops", "done": i + 1, "total": len(self.ops),
+                         "detail": f"{ended[i]} ended"})
+        self.done = max(self.done, len(ended))
 
 
 class _Vm:
@@ -103,7 +124,8 @@ class L2Runner:
         return injected
 
     @staticmethod
-    def _watch(machine: Machine, req: L2Request, vm: _Vm, drivers: list[Driver], deadline: float) -> str:
+    def _watch(machine: Machine, req: L2Request, vm: _Vm, drivers: list[Driver], deadline: float,
+               ops: OpWatch) -> str:
         """Until the done line, L2's exit or the deadline: the serial output to every driver."""
         serial = Path(req.serial_log)
         pattern = re.compile(req.done_pattern) if req.done_pattern else None
@@ -111,6 +133,7 @@ class L2Runner:
             text, _ = _read_capped(serial, req.serial_cap)
             for d in drivers:
                 d.on_serial(text, vm)
+            ops.on_serial(text)
             if pattern and pattern.search(text):
                 return "done"
             if not machine.is_running():
@@ -118,21 +141,21 @@ class L2Runner:
             time.sleep(POLL_S)
         return "timeout"
 
-    def run(self, req: L2Request) -> L2Result:
+    def run(self, req: L2Request, notify: Notify = lambda msg: None) -> L2Result:
         """Devices are attached first (their L2 arguments come from L1: a BDF, a tap) and
-        detached after, whatever happened in between."""
+        detached after, whatever happened in between. `notify` gets progress events."""
         attached: list[tuple[str, Attached]] = []
         try:
             for dev in req.devices:
                 attached.append((dev.kind, dev.attach(self.run_dir)))
-            result = self._run(req, attached)
+            result = self._run(req, attached, OpWatch(req.ops, notify))
         finally:
             errors = {kind: att.teardown() for kind, att in attached}
         for kind, att in attached:
             result.devices[kind]["teardown_errors"] = errors[kind]
         return result
 
-    def _run(self, req: L2Request, attached: list[tuple[str, Attached]]) -> L2Result:
+    def _run(self, req: L2Request, attached: list[tuple[str, Attached]], ops: OpWatch) -> L2Result:
         window = tracing.exits_window(*req.window) if req.window else None
         if window:
             self.trace.ensure(window)
@@ -153,7 +176,7 @@ class L2Runner:
             vm = _Vm(machine, self.trace)
             injected = self._arm(machine, req, vm, drivers)
             t_up = time.monotonic()
-            ended_by = self._watch(machine, req, vm, drivers, t0 + req.timeout)
+            ended_by = self._watch(machine, req, vm, drivers, t0 + req.timeout, ops)
             t_done = time.monotonic()
             if ended_by == "done" and not machine.is_running():
                 ended_by = "exit"     # it ended itself right after its last line (kvm-unit-tests' exit())

@@ -32,6 +32,7 @@ class L2Request:
     stimuli: list[StimulusSpec] = field(default_factory=list)     # hil/lab/stimuli
     serial_cap: int = 1 << 20            # bytes of L2 serial output read back at most
     devices: list[DeviceSpec] = field(default_factory=list)       # hil/lab/devices: set up in L1, argv for L2
+    ops: list[str] = field(default_factory=list)                  # the probe's ops in order: progress per op
 
     def to_json(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -53,7 +54,8 @@ class L2Request:
                    settle=float(d.get("settle", 0.5)), pin=[int(c) for c in d.get("pin", [])],
                    stimuli=[spec_from_json(s) for s in d.get("stimuli", [])],
                    serial_cap=int(d.get("serial_cap", 1 << 20)),
-                   devices=[device_from_json(x) for x in d.get("devices", [])])
+                   devices=[device_from_json(x) for x in d.get("devices", [])],
+                   ops=[str(o) for o in d.get("ops", [])])
 
 
 QEMU_LOG_CAP = 64 << 10

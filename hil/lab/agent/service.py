@@ -18,6 +18,7 @@ from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.qemu.host import QEMU_BINARY, qemu_version
 
 RUN_DIR = Path("/run/hil")
+EXEC_CAP = 1 << 20          # bytes of a command's stdout (and stderr) sent back at most
 
 
 def host_info() -> dict[str, Any]:
@@ -56,12 +57,15 @@ class Agent:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         RUN_DIR.chmod(0o700)
         self._runner: L2Runner | None = None
+        # progress events sent while a request runs (serve(): to L0; bare metal: to the log)
+        self.notify: Callable[[dict[str, Any]], None] = lambda msg: None
         self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "hello": lambda a: host_info(),
             "run_l2": self.run_l2,
             "put_file": self.put_file,
             "poweroff": self.poweroff,
             "logs": self.logs,
+            "exec": self.exec,
         }
 
     def runner(self) -> L2Runner:
@@ -70,7 +74,7 @@ class Agent:
         return self._runner
 
     def run_l2(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self.runner().run(L2Request.from_json(args)).to_json()
+        return self.runner().run(L2Request.from_json(args), self.notify).to_json()
 
     def put_file(self, args: dict[str, Any]) -> dict[str, Any]:
         import base64
@@ -78,6 +82,24 @@ class Agent:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(args["data"]))
         return {"path": str(path), "size": path.stat().st_size}
+
+    def exec(self, args: dict[str, Any]) -> dict[str, Any]:
+        """One command in L1, waited for: its exit code and output's tails. The lab's own tests
+        use it (tests/integration/test_host_in_l1.py runs `hil run --host` inside L1); it
+        grants L0 nothing run_l2 does not (that runs any argv L0 sends, as root)."""
+        import subprocess
+        argv = [str(a) for a in args["argv"]]
+        timeout = float(args.get("timeout", 60.0))
+        env = {**os.environ, **{str(k): str(v) for k, v in dict(args.get("env") or {}).items()}}
+        try:
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, env=env,
+                                  cwd=args.get("cwd"))
+        except subprocess.TimeoutExpired as e:
+            raise LabError(f"L1: {argv} ran past {timeout:g} s") from e
+        except OSError as e:
+            raise LabError(f"L1: cannot run {argv}: {e}") from e
+        return {"returncode": proc.returncode, "stdout": proc.stdout[-EXEC_CAP:].decode(errors="replace"),
+                "stderr": proc.stderr[-EXEC_CAP:].decode(errors="replace")}
 
     def logs(self, args: dict[str, Any]) -> dict[str, str]:
         """The tails of L1's run logs (L2 QEMU's own log): fetched by L0 when run_l2 failed."""
@@ -125,6 +147,7 @@ class Agent:
             while data:   # unbuffered writes may be partial
                 data = data[writer.write(data):]
 
+        self.notify = send
         send({"event": "ready", "info": host_info()})
         _kmsg("hil-agent: ready")
         pending: list[bytes] = []   # chunks of the current line: joined once, not re-copied per chunk

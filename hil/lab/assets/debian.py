@@ -109,12 +109,27 @@ def download(package: str, version: str, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     log.info("apt-get download %s=%s", package, version)
-    _run(["apt-get", "download", f"{package}={version}"], cwd=dest, timeout=3600)
+    _download(package, version, dest)
     log.info("downloaded %s=%s in %.0f s", package, version, time.monotonic() - t0)
     debs = sorted(dest.glob(f"{package}_*.deb"))
     if not debs:
         raise LabError(f"apt-get download {package}={version} produced no .deb in {dest}")
     return debs[-1]
+
+
+def _download(package: str, version: str, dest: Path) -> None:
+    """apt-get download with its machine-readable status on stdout (no terminal needed):
+    the percentage goes to hil/lab/progress.py as it comes."""
+    from hil.lab import procs, progress
+    argv = ["apt-get", "-o", "APT::Status-Fd=1", "download", f"{package}={version}"]
+    try:
+        proc = procs.run(argv, capture_output=True, text=True, timeout=3600, cwd=dest,
+                         env=dict(os.environ, LC_ALL="C"),
+                         watcher=progress.AptStatus(f"apt-get download {package}"))
+    except subprocess.TimeoutExpired as e:
+        raise LabError(f"command timed out after 3600 s: {argv}") from e
+    if proc.returncode != 0:
+        raise LabError(f"command failed ({proc.returncode}): {argv}\n{proc.stdout}{proc.stderr}")
 
 
 def extract(deb: Path, dest: Path) -> None:

@@ -144,6 +144,7 @@ def kernel_assets(spec: str) -> KernelAssets:
 
     def build(out: Path) -> None:
         deb = debian.download(package, version, out / "deb")
+        log.info("kernel %s: unpacking vmlinuz and the kvm modules", package)
         debian.extract(deb, out / "root")
         (out / "modules").mkdir()
         mods_root = next((out / "root/lib/modules").iterdir())
@@ -272,6 +273,7 @@ def build_l1_image(kernel: KernelAssets, series_build: SeriesBuild | None = None
 
     def build(out: Path) -> None:
         root = out / "root"
+        log.info("L1 image: staging busybox, Python, QEMU and the agent")
         for d in ("bin", "dev", "proc", "sys", "run", "tmp", "etc", "lib/modules/hil"):
             (root / d).mkdir(parents=True, exist_ok=True)
         _stage_busybox(root)
@@ -291,6 +293,7 @@ def build_l1_image(kernel: KernelAssets, series_build: SeriesBuild | None = None
             for ko in series_build.modules.glob("*.ko"):   # same names: load order unchanged
                 shutil.copy2(ko, root / "lib/modules/hil" / ko.name)
         _stage_hil(root)
+        log.info("L1 image: compiling Python bytecode")
         _compile(root)
         init = root / "init"
         shutil.copy2(INIT_SCRIPT, init)
@@ -299,6 +302,7 @@ def build_l1_image(kernel: KernelAssets, series_build: SeriesBuild | None = None
         (root / "etc/hil/image.json").write_text(json.dumps(inputs, indent=1, sort_keys=True))
         version = subprocess.run([QEMU, "--version"], capture_output=True, text=True, check=True, timeout=60).stdout
         (root / "etc/hil/qemu-version").write_text(version.splitlines()[0] + "\n")
+        log.info("L1 image: writing the initrd")
         write_cpio(root, out / "initrd.cpio")
         shutil.rmtree(root)
 

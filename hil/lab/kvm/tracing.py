@@ -59,7 +59,12 @@ class Tracefs:
     def ensure(self, trig: HistTrigger) -> None:
         if trig in self.registered:
             return
-        self._write(trig.event, trig.command())
+        try:
+            self._write(trig.event, trig.command())
+        except FileExistsError:
+            # the same trigger from an earlier agent on this kernel (a second `hil run --host`
+            # on a lab box: triggers outlive the process); every run clears it before use
+            pass
         self.registered.append(trig)
 
     def clear(self, trig: HistTrigger) -> None:

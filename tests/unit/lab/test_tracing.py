@@ -1,4 +1,6 @@
 """Parsing tracefs hist output and building trigger commands (pure logic)."""
+import pytest
+
 from hil.lab.kvm.tracing import HistTrigger, exits_window, parse_hist
 
 SAMPLE = """# event histogram
@@ -95,3 +97,25 @@ def test_the_host_interrupt_observer_looks_before_the_msis_it_must_count():
     from tests.unit.fakes import scenario
     kinds = [type(s) for s in stimuli(scenario("kicks-io-thread"))]
     assert kinds == [HostInterruptsPerOp, IoThreadMsi]
+
+
+def test_a_trigger_left_by_an_earlier_agent_is_reused(tmp_path, monkeypatch):
+    """The kernel answers EEXIST to a hist trigger that is already there (a second
+    `hil run --host` on one box): that is the trigger wanted, not an error."""
+    from hil.lab.kvm import tracing
+    t = tracing.Tracefs(tmp_path)
+    writes = []
+
+    def exists(event, command):
+        writes.append(command)
+        raise FileExistsError(17, "File exists")
+    monkeypatch.setattr(t, "_write", exists)
+    t.ensure(tracing.EXITS_ALL)
+    t.ensure(tracing.EXITS_ALL)
+    assert writes == [tracing.EXITS_ALL.command()] and t.registered == [tracing.EXITS_ALL]
+
+    def denied(event, command):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(t, "_write", denied)
+    with pytest.raises(PermissionError):
+        t.ensure(tracing.PIO_PORTS)

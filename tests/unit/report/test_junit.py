@@ -44,3 +44,15 @@ def test_a_real_result_renders_with_its_kernel():
     kicks = next(t for t in suite.iter("testcase") if t.get("name") == "kicks")
     p = props(kicks)
     assert p["kernel"] and p["image_key"] and p["kicks accepted by vCPU 0's APIC.measured"] == "16"
+
+
+def test_a_bare_metal_result_names_the_machines_kernel():
+    """hil run --host has no L1 image: the kernel under test is the machine's own (found by
+    running hil run --host inside L1: junit.xml was not written)."""
+    import copy
+    d = copy.deepcopy(doc(probe_result()))
+    d["provenance"]["l1"]["image"] = {"machine": "this machine (hil run --host)", "kernel_release": "6.1.0-57-amd64"}
+    p = props(next(ET.fromstring(junit.render(d)).iter("testcase")))
+    assert p["kernel"] == "6.1.0-57-amd64" and "image_key" not in p
+    d["provenance"]["l1"]["image"] = "this machine (hil run --host)"     # as written before
+    assert "kernel" not in props(next(ET.fromstring(junit.render(d)).iter("testcase")))
