@@ -150,6 +150,7 @@ class L2Runner:
         stats: dict[str, dict[str, Any]] = {}
         stats_error = ""
         with machine:
+            t_launched = time.monotonic()
             vm = _Vm(machine, self.trace)
             injected = self._arm(machine, req, vm, drivers)
             t_up = time.monotonic()
@@ -172,11 +173,13 @@ class L2Runner:
                     stats_error = f"{type(e).__name__}: {e}"
             else:
                 stats_error = f"L2 QEMU had exited (code {machine.exitcode}) before its counters were read"
+            t_stopped = time.monotonic()
             results = {trig: self.trace.read(trig) for trig in triggers}
             for d in drivers:
                 d.finish(vm)
             stimuli = {s.kind: d.result() for s, d in zip(req.stimuli, drivers)}
             devices = {kind: {"info": att.info, "host": att.observer.result()} for kind, att in attached}
+            t_read = time.monotonic()
         text, truncated = _read_capped(serial, req.serial_cap)
         t_end = time.monotonic()
         qemu_log = machine.output()[-QEMU_LOG_CAP:]
@@ -186,7 +189,9 @@ class L2Runner:
             pio=results[tracing.PIO_PORTS].entries,
             userspace_exits=results[tracing.USERSPACE_EXITS].entries,
             stats=stats, serial=text, exitcode=exitcode, ended_by=ended_by,
-            timings={"qemu_up": t_up - t0, "workload": t_done - t_up, "total": t_end - t0},
+            timings={"qemu_up": t_up - t0, "qemu_launch": t_launched - t0, "workload": t_done - t_up,
+                     "stop_and_stats": t_stopped - t_done, "trace_read": t_read - t_stopped,
+                     "qemu_quit": t_end - t_read, "total": t_end - t0},
             qemu_version=qemu_version(req.argv[0]),
             dropped=sum(r.dropped for r in results.values()),
             injected=injected,

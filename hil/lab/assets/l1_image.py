@@ -13,8 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 from pathlib import Path
 
-import ptrace
-import pyroute2
+import importlib.util
 import qemu.qmp
 
 import hil
@@ -56,8 +55,16 @@ PYTHON_PRUNE = {"test", "idlelib", "tkinter", "lib2to3", "ensurepip", "turtledem
 # the agent and what it imports (test_layering checks the closure)
 AGENT_FILES = ("__init__.py", "lab/__init__.py", "lab/errors.py", "lab/owner.py", "lab/qemu/__init__.py",
                "lab/qemu/machine.py", "lab/qemu/host.py", "lab/kvm", "lab/stimuli", "lab/devices", "lab/agent")
-# third-party packages shipped with it (pure Python; tests/unit/test_layering.py checks the closure)
-THIRD_PARTY = (qemu.qmp, ptrace, pyroute2)
+# third-party packages shipped with it (pure Python; tests/unit/test_layering.py checks the closure),
+# found without importing them (pyroute2's import alone is ~60 ms of every hil run)
+THIRD_PARTY = ("qemu.qmp", "ptrace", "pyroute2")
+
+
+def package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise CapabilityMissing(f"Python package {name} is missing: run the README's set-up command (make setup)")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 @dataclass(frozen=True)
@@ -216,8 +223,8 @@ def _stage_hil(root: Path) -> None:
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest)
-    for pkg in THIRD_PARTY:
-        shutil.copytree(Path(pkg.__file__).parent, lib / pkg.__name__.replace(".", "/"),
+    for name in THIRD_PARTY:
+        shutil.copytree(package_dir(name), lib / name.replace(".", "/"),
                         ignore=shutil.ignore_patterns("__pycache__"))
 
 
@@ -251,8 +258,7 @@ def _cpio_complete(path: Path) -> bool:
 
 def _input_trees() -> list[tuple[Path, tuple[str, ...]]]:
     agent = [(HIL_SRC / rel, ("**/*.py",)) for rel in AGENT_FILES if (HIL_SRC / rel).is_dir()]
-    return agent + [(Path(qemu.qmp.__file__).parent, ("**/*.py",)), (Path(ptrace.__file__).parent, ("**/*.py",)),
-                    (Path(pyroute2.__file__).parent, ("**/*.py",))]
+    return agent + [(package_dir(name), ("**/*.py",)) for name in THIRD_PARTY]
 
 
 def _input_files() -> list[Path]:
@@ -280,8 +286,8 @@ def _image_inputs(series_build: SeriesBuild | None, kernel: KernelAssets) -> dic
         "agent": {rel: tree_digest(HIL_SRC / rel, ("**/*.py",)) if (HIL_SRC / rel).is_dir() else file_digest(HIL_SRC / rel) for rel in AGENT_FILES},
         "hil": hil.__version__,
         "qemu.qmp": qemu.qmp.__version__ if hasattr(qemu.qmp, "__version__") else "unknown",
-        "python-ptrace": tree_digest(Path(ptrace.__file__).parent, ("**/*.py",)),
-        "pyroute2": tree_digest(Path(pyroute2.__file__).parent, ("**/*.py",)),
+        "python-ptrace": tree_digest(package_dir("ptrace"), ("**/*.py",)),
+        "pyroute2": tree_digest(package_dir("pyroute2"), ("**/*.py",)),
     }
 
 

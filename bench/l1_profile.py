@@ -1,0 +1,97 @@
+"""Where the time goes inside L1 (TCG-emulated): boots the scenario's L1 image by hand with an
+extra initrd segment whose /baseline.sh, instead of the agent, prints (on L1's console)
+  - the agent's import times (python -X importtime, the slowest modules),
+  - the L2 run of the scenario's own agent request under cProfile (the slowest calls),
+  - the same run again, warm (what a second run on the same L1 costs).
+Nothing is measured against a target: a profile for the README's floor analysis.
+
+    python bench/l1_profile.py [--scenario probe-basic] [--top 25]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hil.lab.assets.cpio import write_cpio  # noqa: E402
+from hil.lab.qemu.argv import L2Paths  # noqa: E402
+from hil.lab.request import build_request  # noqa: E402
+from hil.lab.run import l1_builder, prepare  # noqa: E402
+from hil.paths import ROOT as HIL_ROOT  # noqa: E402
+from hil.scenario import load_scenario  # noqa: E402
+
+PROFILE = r'''
+import cProfile, io, json, pstats, sys, time
+t0 = time.monotonic()
+from hil.lab.agent.service import Agent, host_info
+from hil.lab.agent.l2 import L2Runner
+from hil.lab.agent.protocol import L2Request
+print(f"hil-profile: agent imports {time.monotonic() - t0:.3f} s", flush=True)
+t = time.monotonic(); host_info(); print(f"hil-profile: host_info {time.monotonic() - t:.3f} s", flush=True)
+req = L2Request.from_json(json.load(open("/req.json")))
+t = time.monotonic(); runner = L2Runner(__import__("pathlib").Path("/run/hil/l2"), __import__("pathlib").Path("/run/hil/logs"))
+print(f"hil-profile: L2Runner (hist triggers) {time.monotonic() - t:.3f} s", flush=True)
+for label in ("first", "second"):
+    prof = cProfile.Profile()
+    t = time.monotonic()
+    prof.enable()
+    res = runner.run(req)
+    prof.disable()
+    wall = time.monotonic() - t
+    t = time.monotonic(); blob = json.dumps(res.to_json()); enc = time.monotonic() - t
+    print(f"hil-profile: run_l2 {label} {wall:.3f} s timings {json.dumps({k: round(v, 3) for k, v in res.timings.items()})} "
+          f"ended_by {res.ended_by} result {len(blob)} bytes encoded in {enc:.3f} s", flush=True)
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(int(sys.argv[1]))
+    for line in out.getvalue().splitlines():
+        if line.strip():
+            print("hil-profile:", line, flush=True)
+'''
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scenario", default="probe-basic")
+    ap.add_argument("--top", type=int, default=25)
+    args = ap.parse_args()
+    sc = load_scenario(args.scenario, root=HIL_ROOT)
+    prep = prepare(sc.topology, sc.workload.kind == "probe", "tcg")
+    req, payload = build_request(sc, prep.probe)
+    with tempfile.TemporaryDirectory(prefix="hil-l1prof-") as tmp:
+        work = Path(tmp)
+        seg = work / "seg"
+        kernel = seg / L2Paths.kernel.lstrip("/")
+        kernel.parent.mkdir(parents=True)
+        kernel.write_bytes(payload.kernel)
+        (seg / "req.json").write_text(json.dumps(req.to_json()))
+        (seg / "profile.py").write_text(PROFILE)
+        script = seg / "baseline.sh"
+        script.write_text("#!/bin/sh\nexport PYTHONPATH=/opt/hil/lib PYTHONDONTWRITEBYTECODE=1\n"
+                          "python3 -X importtime -c 'import hil.lab.agent.service' 2>/tmp/imp\n"
+                          f"sort -t'|' -k2 -n /tmp/imp | tail -{args.top} | sed 's/^/hil-profile: /'\n"
+                          f"python3 /profile.py {args.top} 2>&1\n")
+        script.chmod(0o755)
+        write_cpio(seg, work / "seg.cpio")
+        combined = work / "initrd.cpio"
+        with open(combined, "wb") as f:
+            f.write(prep.image.initrd.read_bytes())
+            f.write((work / "seg.cpio").read_bytes())
+        console = work / "console.log"
+        argv = l1_builder(sc.topology, prep.image, "tcg")(console_log=console, agent_socket=work / "agent.sock")
+        argv[argv.index("-initrd") + 1] = str(combined)
+        subprocess.run(argv, check=True, capture_output=True, timeout=900)
+        text = console.read_text(errors="replace")
+        lines = [l.split("hil-profile: ", 1)[1] for l in text.splitlines() if "hil-profile: " in l]
+        print("\n".join(lines) if lines else text[-4000:])
+        print(f"host load: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
