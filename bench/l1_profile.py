@@ -2,7 +2,9 @@
 extra initrd segment whose /baseline.sh, instead of the agent, prints (on L1's console)
   - the agent's import times (python -X importtime, the slowest modules),
   - the L2 run of the scenario's own agent request under cProfile (the slowest calls),
-  - the same run again, warm (what a second run on the same L1 costs).
+  - the same run again, warm (what a second run on the same L1 costs),
+  - QEMU's own start-up in L1: --version (loading and linking it), and a paused microvm
+    under KVM told to quit at once (machine and KVM VM set-up).
 Nothing is measured against a target: a profile for the README's floor analysis.
 
     python bench/l1_profile.py [--scenario probe-basic] [--top 25]
@@ -38,11 +40,19 @@ t = time.monotonic(); host_info(); print(f"hil-profile: host_info {time.monotoni
 req = L2Request.from_json(json.load(open("/req.json")))
 t = time.monotonic(); runner = L2Runner(__import__("pathlib").Path("/run/hil/l2"), __import__("pathlib").Path("/run/hil/logs"))
 print(f"hil-profile: L2Runner (hist triggers) {time.monotonic() - t:.3f} s", flush=True)
+import os, traceback
+os.makedirs("/run/hil/l2", exist_ok=True)
+os.makedirs("/run/hil/logs", exist_ok=True)
 for label in ("first", "second"):
     prof = cProfile.Profile()
     t = time.monotonic()
     prof.enable()
-    res = runner.run(req)
+    try:
+        res = runner.run(req)
+    except Exception:
+        for line in traceback.format_exc().splitlines():
+            print("hil-profile:", line, flush=True)
+        raise
     prof.disable()
     wall = time.monotonic() - t
     t = time.monotonic(); blob = json.dumps(res.to_json()); enc = time.monotonic() - t
@@ -60,6 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenario", default="probe-basic")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--keep-console", metavar="FILE", help="copy L1's whole console log there")
     args = ap.parse_args()
     sc = load_scenario(args.scenario, root=HIL_ROOT)
     prep = prepare(sc.topology, sc.workload.kind == "probe", "tcg")
@@ -67,16 +78,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hil-l1prof-") as tmp:
         work = Path(tmp)
         seg = work / "seg"
-        kernel = seg / L2Paths.kernel.lstrip("/")
-        kernel.parent.mkdir(parents=True)
-        kernel.write_bytes(payload.kernel)
+        seg.mkdir()
+        (seg / "payload-kernel").write_bytes(payload.kernel)     # /run is a tmpfs by then: copied there
         (seg / "req.json").write_text(json.dumps(req.to_json()))
-        (seg / "profile.py").write_text(PROFILE)
+        (seg / "hil_l1_profile.py").write_text(PROFILE)
         script = seg / "baseline.sh"
         script.write_text("#!/bin/sh\nexport PYTHONPATH=/opt/hil/lib PYTHONDONTWRITEBYTECODE=1\n"
+                          f"mkdir -p {Path(L2Paths.kernel).parent} && cp /payload-kernel {L2Paths.kernel}\n"
                           "python3 -X importtime -c 'import hil.lab.agent.service' 2>/tmp/imp\n"
+                          "t() { s=$(cut -d' ' -f1 /proc/uptime); \"$@\" >/dev/null 2>&1; "
+                          "e=$(cut -d' ' -f1 /proc/uptime); echo \"hil-profile: $s -> $e: $*\"; }\n"
+                          "t /usr/bin/qemu-system-x86_64 --version\n"
+                          "t /usr/bin/qemu-system-x86_64 --version\n"
+                          "echo quit > /tmp/quit\n"
+                          "t sh -c '/usr/bin/qemu-system-x86_64 -nodefaults -display none -machine microvm "
+                          "-accel kvm -cpu host -m 64 -S -monitor stdio < /tmp/quit'\n"
+                          "t sh -c '/usr/bin/qemu-system-x86_64 -nodefaults -display none -machine microvm "
+                          "-accel kvm -cpu host -m 64 -S -monitor stdio < /tmp/quit'\n"
+                          "t sh -c '/usr/bin/qemu-system-x86_64 -nodefaults -display none -machine none "
+                          "-S -monitor stdio < /tmp/quit'\n"
                           f"sort -t'|' -k2 -n /tmp/imp | tail -{args.top} | sed 's/^/hil-profile: /'\n"
-                          f"python3 /profile.py {args.top} 2>&1\n")
+                          f"python3 /hil_l1_profile.py {args.top} 2>&1 | sed 's/^/hil-profile: /'\n")
         script.chmod(0o755)
         write_cpio(seg, work / "seg.cpio")
         combined = work / "initrd.cpio"
@@ -88,6 +110,8 @@ def main() -> None:
         argv[argv.index("-initrd") + 1] = str(combined)
         subprocess.run(argv, check=True, capture_output=True, timeout=900)
         text = console.read_text(errors="replace")
+        if args.keep_console:
+            Path(args.keep_console).write_text(text)
         lines = [l.split("hil-profile: ", 1)[1] for l in text.splitlines() if "hil-profile: " in l]
         print("\n".join(lines) if lines else text[-4000:])
         print(f"host load: {os.getloadavg()[0]:.2f}")
