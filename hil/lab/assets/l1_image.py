@@ -297,8 +297,9 @@ def build_l1_image(kernel: KernelAssets, series_build: SeriesBuild | None = None
     if series_build is not None and series_build.vmlinuz:   # a whole kernel of the series' own
         kernel = replace(kernel, vmlinuz=series_build.vmlinuz, release=series_build.release or kernel.release,
                          modules=series_build.modules)
+    # keyed by checkout too: two checkouts sharing the cache each keep their own memo
     inputs = stat_memo("l1-image-inputs", {"series": series_build.key if series_build else None,
-                                            "kernel": [kernel.package, kernel.version]},
+                                            "kernel": [kernel.package, kernel.version], "src": str(HIL_SRC)},
                        _input_files(), lambda: _image_inputs(series_build, kernel))
     binaries = [PYTHON, QEMU, BUSYBOX]
     packages = inputs["packages"]

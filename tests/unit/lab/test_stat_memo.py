@@ -142,3 +142,19 @@ def test_a_bad_memo_is_a_miss_and_an_unwritable_one_no_error(xdg, later, tmp_pat
     for f in (xdg / "stat-memo").glob("*.json"):
         f.unlink()
     assert memo([a], h) == h()
+
+
+def test_the_image_memo_watches_every_input_it_hashes():
+    """What _image_inputs reads: the binaries (links and targets), the recipe and init, the
+    agent's files, the shipped packages' files, dpkg's database."""
+    from pathlib import Path
+
+    from hil.lab.assets import l1_image
+    watched = set(l1_image._input_files())
+    for b in (l1_image.PYTHON, l1_image.QEMU, l1_image.BUSYBOX):
+        assert Path(os.path.realpath(b)) in watched and Path(b) in watched
+    assert {Path(l1_image.__file__), l1_image.INIT_SCRIPT, Path("/var/lib/dpkg/status")} <= watched
+    assert l1_image.HIL_SRC / "lab/agent/service.py" in watched
+    assert l1_image.HIL_SRC / "lab/qemu/machine.py" in watched
+    for name in l1_image.THIRD_PARTY:
+        assert l1_image.package_dir(name) / "__init__.py" in watched
