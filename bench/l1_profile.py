@@ -43,7 +43,26 @@ print(f"hil-profile: L2Runner (hist triggers) {time.monotonic() - t:.3f} s", flu
 import os, traceback
 os.makedirs("/run/hil/l2", exist_ok=True)
 os.makedirs("/run/hil/logs", exist_ok=True)
-for label in ("first", "second"):
+class Sequential:
+    """Stands in for the agent's thread pool: each clear runs at submit, before QEMU starts (the old order)."""
+    def __init__(self, **kw):
+        pass
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+        f = Future()
+        f.set_result(fn(*args))
+        return f
+
+    def shutdown(self, wait=True):
+        pass
+
+
+import hil.lab.agent.l2 as l2mod
+concurrent_pool = l2mod.ThreadPoolExecutor
+labels = ["first", "second"] + (["sequential", "concurrent", "sequential", "concurrent"] if sys.argv[2:] == ["ab"] else [])
+for label in labels:
+    l2mod.ThreadPoolExecutor = Sequential if label == "sequential" else concurrent_pool
     prof = cProfile.Profile()
     t = time.monotonic()
     prof.enable()
@@ -60,7 +79,7 @@ for label in ("first", "second"):
           f"ended_by {res.ended_by} result {len(blob)} bytes encoded in {enc:.3f} s", flush=True)
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(int(sys.argv[1]))
-    for line in out.getvalue().splitlines():
+    for line in out.getvalue().splitlines() if label in ("first", "second") else ():
         if line.strip():
             print("hil-profile:", line, flush=True)
 '''
@@ -70,6 +89,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenario", default="probe-basic")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--ab", action="store_true", help="then alternate the hist clears: before QEMU starts vs while it starts")
     ap.add_argument("--keep-console", metavar="FILE", help="copy L1's whole console log there")
     args = ap.parse_args()
     sc = load_scenario(args.scenario, root=HIL_ROOT)
@@ -98,7 +118,7 @@ def main() -> None:
                           "t sh -c '/usr/bin/qemu-system-x86_64 -nodefaults -display none -machine none "
                           "-S -monitor stdio < /tmp/quit'\n"
                           f"sort -t'|' -k2 -n /tmp/imp | tail -{args.top} | sed 's/^/hil-profile: /'\n"
-                          f"python3 /hil_l1_profile.py {args.top} 2>&1 | sed 's/^/hil-profile: /'\n")
+                          f"python3 /hil_l1_profile.py {args.top} {'ab' if args.ab else ''} 2>&1 | sed 's/^/hil-profile: /'\n")
         script.chmod(0o755)
         write_cpio(seg, work / "seg.cpio")
         combined = work / "initrd.cpio"
