@@ -11,14 +11,6 @@ mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /tmp && chmod 1777 /tmp
 mark() { echo "<4>hil-init: $*" > /dev/kmsg; }   # kernel-timestamped progress on the console
 mark start
-export PYTHONPATH=/opt/hil/lib PYTHONDONTWRITEBYTECODE=1
-# The agent's interpreter starts and imports while the modules load (L1 has two vCPUs): it
-# waits for the port's name in /run/hil-port. A hand-run baseline (bench/) appends a cpio
-# holding /baseline.sh: it runs instead of the agent, so no agent is started for it.
-if [ ! -x /baseline.sh ]; then
-    /usr/bin/python3 -m hil.lab.agent serve @/run/hil-port &
-    agent=$!
-fi
 load_group() {
     [ -f "/lib/modules/hil/order.$1" ] || return 0
     while read -r m; do
@@ -30,6 +22,7 @@ load_group common
 if grep -qw svm /proc/cpuinfo; then load_group svm
 elif grep -qw vmx /proc/cpuinfo; then load_group vmx
 else echo "hil-init: no svm/vmx in L1's CPU"; fi
+# A hand-run baseline (bench/) appends a cpio holding /baseline.sh: run it instead of the agent.
 if [ -x /baseline.sh ]; then /baseline.sh; poweroff -f; fi
 mark modules loaded
 port=""
@@ -37,7 +30,5 @@ for n in /sys/class/virtio-ports/*/name; do
     [ "$(cat "$n" 2>/dev/null)" = hil.agent ] && port="/dev/$(basename "$(dirname "$n")")"
 done
 [ -n "$port" ] || { echo "hil-init: no virtio-serial port hil.agent, falling back to ttyS1"; port=/dev/ttyS1; }
-echo "$port" > /run/hil-port.tmp && mv /run/hil-port.tmp /run/hil-port
-# init stays: the agent is its child (an agent that dies ends init, as before: L1 panics and
-# QEMU exits, which L0 reports)
-wait "$agent"
+export PYTHONPATH=/opt/hil/lib PYTHONDONTWRITEBYTECODE=1
+exec /usr/bin/python3 -m hil.lab.agent serve "$port"
