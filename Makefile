@@ -25,6 +25,7 @@ bench: setup
 	$(PY) bench/model_bench.py
 	$(PY) bench/kernel_build_bench.py
 	$(PY) bench/kick_bench.py
+	$(PY) bench/batch_bench.py
 
 doctor: setup
 	.venv/bin/hil doctor

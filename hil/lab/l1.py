@@ -130,7 +130,7 @@ def wait_migration(machine: Machine, timeout: float) -> None:
             return
         if status in ("failed", "cancelled"):
             raise LabError(f"L1 snapshot migration {status}: {machine.command('query-migrate')}")
-        time.sleep(0.05)
+        time.sleep(0.01)
     raise LabError(f"L1 snapshot migration did not finish within {timeout:.0f} s")
 
 
@@ -158,18 +158,21 @@ class L1Session:
         self.boot_timeout = boot_timeout
         self.info: dict[str, Any] = {}
         self.boot_seconds = 0.0
+        self.phases: dict[str, float] = {}     # where the start's time went (launch, migrate, agent)
 
     def start(self) -> None:
         t0 = time.monotonic()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.machine.launch()
         self.channel.connect(10.0)
+        self.phases["launch"] = time.monotonic() - t0
         if self.restore:
             assert self.snapshot is not None
             log.debug("L1: restoring %s", self.snapshot)
             with snapshot_lock(self.snapshot.parent, exclusive=False):   # not pruned while QEMU reads it
                 self.machine.command("migrate-incoming", uri=f"file:{self.snapshot}")
                 wait_migration(self.machine, self.boot_timeout)
+            self.phases["migrate"] = time.monotonic() - t0 - self.phases["launch"]
             self.machine.command("cont")
             self.info = self.request("hello", timeout=self.boot_timeout)
         else:
@@ -189,6 +192,9 @@ class L1Session:
                     # the booted L1 is fine: a snapshot is only a shortcut (e.g. the disk is full)
                     log.warning("L1: no snapshot saved (%s); this run goes on with the booted L1", e)
         self.boot_seconds = time.monotonic() - t0
+        self.phases["agent"] = self.boot_seconds - sum(self.phases.values())
+        log.debug("L1 %s in %.2f s: %s", "restored" if self.restore else "booted", self.boot_seconds,
+                  ", ".join(f"{k} {v:.3f} s" for k, v in self.phases.items()))
 
     def _save_snapshot(self, path: Path) -> None:
         """Migrate the idle L1 to a temp file named with this process's owner tag (a killed
@@ -196,6 +202,11 @@ class L1Session:
         snapshot lock."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{owner.tag()}")
+        try:
+            warm = self.request("warm_up", timeout=120.0)
+            log.debug("L1 warmed up for its snapshot in %s s", warm.get("seconds"))
+        except (AgentError, CapabilityMissing) as e:     # a shortcut only: the snapshot is saved without it
+            log.warning("L1: no warm-up before its snapshot (%s)", str(e).splitlines()[0])
         try:
             self.machine.command("stop")
             self.machine.command("migrate", uri=f"file:{tmp}")

@@ -1,4 +1,4 @@
-"""report.html: one self-contained page per run (plots embedded as PNG data URIs, no script,
+"""report.html: one self-contained page per run (plots embedded as SVG or PNG data URIs, no script,
 no fetch) a person reads, and an index page over several runs. Both read the result.json
 document (a dict), so an old result can be rendered again."""
 from __future__ import annotations
@@ -10,6 +10,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from hil.report import svg
 
 
 CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;max-width:1200px}
@@ -30,9 +32,11 @@ def page(title: str, body: str) -> str:
             f"<style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
 
 
-def img(png: bytes, alt: str, kind: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img class="plot" data-plot="{esc(kind)}" alt="{esc(alt)}" src="data:image/png;base64,{data}">'
+def img(image: bytes | str, alt: str, kind: str) -> str:
+    """An embedded plot: PNG bytes, or SVG text."""
+    mime = "image/svg+xml" if isinstance(image, str) else "image/png"
+    data = base64.b64encode(image.encode() if isinstance(image, str) else image).decode("ascii")
+    return f'<img class="plot" data-plot="{esc(kind)}" alt="{esc(alt)}" src="data:{mime};base64,{data}">'
 
 
 def verdict_span(v: str) -> str:
@@ -69,7 +73,7 @@ def _latency_plots(op: Mapping[str, Any]) -> list[tuple[str, bytes]]:
     summarises it (kind -> {n, p50, p99, histogram of ns buckets, ...}), or a plain list of
     samples under a key naming latency. Raw `samples` stamps (TSC or ns as the probe printed
     them, not all of them latencies) are not plotted."""
-    from hil.report import plots
+    import importlib
     out = []
     predicted = op.get("latency_predicted") or {}
     for key, value in op.items():
@@ -78,17 +82,18 @@ def _latency_plots(op: Mapping[str, Any]) -> list[tuple[str, bytes]]:
             for kind, stats in value.items():
                 if isinstance(stats, dict) and isinstance(stats.get("histogram"), list) and stats["histogram"]:
                     title = f"{op.get('op')} {kind} latency"
+                    plots = importlib.import_module("hil.report.plots")    # matplotlib: only when drawn
                     out.append((title, plots.latency_buckets(title, stats, predicted.get(kind))))
         elif "latenc" in key and isinstance(value, list) and value and \
                 all(isinstance(v, (int, float)) for v in value):
             unit = key.rsplit("_", 1)[1] if key.endswith(("_ns", "_us", "_cycles")) else "latency"
+            plots = importlib.import_module("hil.report.plots")
             out.append((name, plots.histogram(name, [float(v) for v in value], unit)))
     return out
 
 
 def _case_section(case: Mapping[str, Any], ops: Mapping[str, Mapping[str, Any]],
                   host_irqs: Mapping[str, Any]) -> str:
-    from hil.report import plots     # matplotlib loads in about a second: only when a page is drawn
     name = str(case["name"])
     parts = [f'<h2 id="case-{esc(name)}">{esc(name)} {verdict_span(case["verdict"])}</h2>']
     if case.get("detail"):
@@ -101,7 +106,7 @@ def _case_section(case: Mapping[str, Any], ops: Mapping[str, Mapping[str, Any]],
                                    ("ok" if r["ok"] else "MISMATCH") if r.get("judged", True) else "(not judged)")
                                   for r in rows],
                            ["" if r["ok"] else "bad" for r in rows]))
-        parts.append(img(plots.exits_vs_bounds(f"{name}: {'counter vs tracepoint' if cross_check else 'exits'}",
+        parts.append(img(svg.exits_vs_bounds(f"{name}: {'counter vs tracepoint' if cross_check else 'exits'}",
                                                rows), f"{name} measured vs predicted", "exits"))
     op = ops.get(name)
     if op:
@@ -109,6 +114,7 @@ def _case_section(case: Mapping[str, Any], ops: Mapping[str, Mapping[str, Any]],
             parts.append(img(png, title, "latency"))
     by_kind = host_irqs.get(name)
     if by_kind:
+        from hil.report import plots     # matplotlib loads in about a second: only when such a plot is drawn
         parts.append(img(plots.per_cpu(f"{name}: host interrupts per L1 CPU", by_kind),
                          f"{name} host interrupts per CPU", "host-interrupts"))
     return "\n".join(parts)

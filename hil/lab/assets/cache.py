@@ -10,12 +10,16 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 MEMO_MAX_BYTES = 1 << 20
+# A file changed this close to (or after) the moment a stat memo was recorded may have changed
+# again within the same timestamp tick (coarse-grained filesystems: 1 s, some 2 s): such a
+# fingerprint is not trusted, the inputs are hashed again (git calls it "racily clean").
+RACY_NS = 3_000_000_000
 
 
 def cache_root() -> Path:
@@ -108,6 +112,63 @@ def prune(kind: str, keep: int) -> None:
             entries.append(((p / "inputs.json").stat().st_mtime, p))
     for _, old in sorted(entries)[:-keep] if keep > 0 else sorted(entries):
         _entomb(old)
+
+
+# -- stat memos: an input's hash reused while none of its files changed ------------------------
+Fingerprint = list[list[Any]]
+_now_ns = time.time_ns      # the recording moment (tests move it)
+
+
+def watched_files(paths: Iterable[Path], trees: Iterable[tuple[Path, tuple[str, ...]]] = ()) -> list[Path]:
+    """The paths, and for each tree its directories (an added or removed file changes its
+    directory's mtime and ctime) and the files its patterns match, as tree_digest sees them."""
+    out = list(paths)
+    for root, patterns in trees:
+        out.append(root)
+        out.extend(sorted(d for d in root.rglob("*") if d.is_dir() and "__pycache__" not in d.parts))
+        out.extend(sorted({p for pat in patterns for p in root.glob(pat)
+                           if p.is_file() and "__pycache__" not in p.parts}))
+    return out
+
+
+def fingerprint(paths: Iterable[Path]) -> Fingerprint:
+    """Per path: size, mtime, ctime, inode and device (None when missing). ctime cannot be set
+    back by a program, and a file replaced by a rename has a new inode."""
+    out: Fingerprint = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            out.append([str(p), None])
+            continue
+        out.append([str(p), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev])
+    return out
+
+
+def fingerprint_trusted(recorded: Any, now: Fingerprint, recorded_ns: Any) -> bool:
+    """A memo recorded at recorded_ns with fingerprint `recorded` still describes the files
+    `now` describes: same paths and stats, and none of them changed within RACY_NS of the
+    recording (it could have changed again since, within the same timestamp tick)."""
+    if not isinstance(recorded_ns, int) or recorded != now:
+        return False
+    return all(entry[1] is None or max(entry[2], entry[3]) < recorded_ns - RACY_NS for entry in now)
+
+
+def stat_memo(name: str, key: Any, paths: Sequence[Path], compute: Callable[[], Any]) -> Any:
+    """compute()'s JSON-able value, reused from a memo while `key` is the same and no file in
+    `paths` changed (by stat: see fingerprint_trusted); computed again otherwise. `paths` must
+    hold every file compute() reads. A memo that cannot be written is only a lost shortcut."""
+    path = cache_root() / "stat-memo" / f"{name}-{digest(key)}.json"
+    before = fingerprint(paths)
+    memo = read_json_memo(path)
+    if isinstance(memo, dict) and fingerprint_trusted(memo.get("fingerprint"), before, memo.get("recorded_ns")):
+        return memo["value"]
+    recorded_ns = _now_ns()
+    value = compute()
+    if fingerprint(paths) == before:      # nothing changed while it was computed
+        with contextlib.suppress(OSError):
+            write_json_atomic(path, {"fingerprint": before, "recorded_ns": recorded_ns, "value": value})
+    return value
 
 
 # -- small JSON memos (the accelerator choice, apt's candidate versions) ---------------------

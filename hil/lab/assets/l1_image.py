@@ -13,14 +13,14 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 from pathlib import Path
 
-import ptrace
-import pyroute2
+import importlib.util
 import qemu.qmp
 
 import hil
 from hil.lab import procs
 from hil.lab.assets import debian, kernel_line
-from hil.lab.assets.cache import cached_dir, digest, file_digest, prune, tree_digest
+from hil.lab.assets import cache as cache_module
+from hil.lab.assets.cache import cached_dir, digest, file_digest, prune, stat_memo, tree_digest, watched_files
 from hil.lab.assets.cpio import write_cpio
 from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.qemu.host import QEMU_BINARY
@@ -55,8 +55,16 @@ PYTHON_PRUNE = {"test", "idlelib", "tkinter", "lib2to3", "ensurepip", "turtledem
 # the agent and what it imports (test_layering checks the closure)
 AGENT_FILES = ("__init__.py", "lab/__init__.py", "lab/errors.py", "lab/owner.py", "lab/qemu/__init__.py",
                "lab/qemu/machine.py", "lab/qemu/host.py", "lab/kvm", "lab/stimuli", "lab/devices", "lab/agent")
-# third-party packages shipped with it (pure Python; tests/unit/test_layering.py checks the closure)
-THIRD_PARTY = (qemu.qmp, ptrace, pyroute2)
+# third-party packages shipped with it (pure Python; tests/unit/test_layering.py checks the closure),
+# found without importing them (pyroute2's import alone is ~60 ms of every hil run)
+THIRD_PARTY = ("qemu.qmp", "ptrace", "pyroute2")
+
+
+def package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise CapabilityMissing(f"Python package {name} is missing: run the README's set-up command (make setup)")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 @dataclass(frozen=True)
@@ -216,8 +224,8 @@ def _stage_hil(root: Path) -> None:
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest)
-    for pkg in THIRD_PARTY:
-        shutil.copytree(Path(pkg.__file__).parent, lib / pkg.__name__.replace(".", "/"),
+    for name in THIRD_PARTY:
+        shutil.copytree(package_dir(name), lib / name.replace(".", "/"),
                         ignore=shutil.ignore_patterns("__pycache__"))
 
 
@@ -249,27 +257,53 @@ def _cpio_complete(path: Path) -> bool:
     return tail.rstrip(b"\0").endswith(b"TRAILER!!!")
 
 
-def build_l1_image(kernel: KernelAssets, series_build: SeriesBuild | None = None) -> L1Image:
-    """series_build: a kernel series built for `kernel` (hil.lab.kernel.build_series) whose
-    rebuilt modules replace the stock ones, or whose whole kernel replaces the package's."""
+def _input_trees() -> list[tuple[Path, tuple[str, ...]]]:
+    agent = [(HIL_SRC / rel, ("**/*.py",)) for rel in AGENT_FILES if (HIL_SRC / rel).is_dir()]
+    return agent + [(package_dir(name), ("**/*.py",)) for name in THIRD_PARTY]
+
+
+def _input_files() -> list[Path]:
+    """Every file _image_inputs reads (and the dpkg database its package lookups read): while
+    their stats are unchanged, its result is reused instead of hashing ~100 MB again."""
+    files = [Path(os.path.realpath(b)) for b in (PYTHON, QEMU, BUSYBOX)] + [Path(b) for b in (PYTHON, QEMU, BUSYBOX)]
+    files += [Path(d) / fw for d in FIRMWARE_DIRS for fw in QEMU_FIRMWARE] + [Path(d) for d in FIRMWARE_DIRS]
+    files += [PYTHON_LIB / "os.py", PYTHON_LIB / "json/__init__.py", Path("/var/lib/dpkg/status"),
+              Path("/var/lib/dpkg/info"), Path(__file__), INIT_SCRIPT, Path(cache_module.__file__)]
+    files += [HIL_SRC / rel for rel in AGENT_FILES if not (HIL_SRC / rel).is_dir()]
+    return watched_files(files, _input_trees())
+
+
+def _image_inputs(series_build: SeriesBuild | None, kernel: KernelAssets) -> dict[str, object]:
+    """What the image is built from, hashed: the cache key (and the image's own image.json)."""
     binaries, packages = _host_inputs()
-    if series_build is not None and series_build.vmlinuz:   # a whole kernel of the series' own
-        kernel = replace(kernel, vmlinuz=series_build.vmlinuz, release=series_build.release or kernel.release,
-                         modules=series_build.modules)
-    inputs = {
+    return {
         "series": series_build.key if series_build else None,
         "kernel": [kernel.package, kernel.version],
         "packages": packages,
         "binaries": {b: file_digest(Path(os.path.realpath(b))) for b in binaries},
-        "firmware": QEMU_FIRMWARE,
+        "firmware": list(QEMU_FIRMWARE),
         "recipe": file_digest(Path(__file__)),
         "init": file_digest(INIT_SCRIPT),
         "agent": {rel: tree_digest(HIL_SRC / rel, ("**/*.py",)) if (HIL_SRC / rel).is_dir() else file_digest(HIL_SRC / rel) for rel in AGENT_FILES},
         "hil": hil.__version__,
         "qemu.qmp": qemu.qmp.__version__ if hasattr(qemu.qmp, "__version__") else "unknown",
-        "python-ptrace": tree_digest(Path(ptrace.__file__).parent, ("**/*.py",)),
-        "pyroute2": tree_digest(Path(pyroute2.__file__).parent, ("**/*.py",)),
+        "python-ptrace": tree_digest(package_dir("ptrace"), ("**/*.py",)),
+        "pyroute2": tree_digest(package_dir("pyroute2"), ("**/*.py",)),
     }
+
+
+def build_l1_image(kernel: KernelAssets, series_build: SeriesBuild | None = None) -> L1Image:
+    """series_build: a kernel series built for `kernel` (hil.lab.kernel.build_series) whose
+    rebuilt modules replace the stock ones, or whose whole kernel replaces the package's."""
+    if series_build is not None and series_build.vmlinuz:   # a whole kernel of the series' own
+        kernel = replace(kernel, vmlinuz=series_build.vmlinuz, release=series_build.release or kernel.release,
+                         modules=series_build.modules)
+    # keyed by checkout too: two checkouts sharing the cache each keep their own memo
+    inputs = stat_memo("l1-image-inputs", {"series": series_build.key if series_build else None,
+                                            "kernel": [kernel.package, kernel.version], "src": str(HIL_SRC)},
+                       _input_files(), lambda: _image_inputs(series_build, kernel))
+    binaries = [PYTHON, QEMU, BUSYBOX]
+    packages = inputs["packages"]
 
     def build(out: Path) -> None:
         root = out / "root"

@@ -9,12 +9,14 @@ shutdown(); logs live outside the run directory and are kept.
 from __future__ import annotations
 
 import asyncio
-
+import contextlib
 import ctypes
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -83,6 +85,10 @@ class Machine:
             self.shutdown()
             raise LaunchError(f"{self.name}: cannot execute QEMU: {e}", self.argv, "", None) from e
         out.close()
+        accepting = threading.Event()
+        accepting.set()
+        watcher = threading.Thread(target=self._unblock_accept, args=(accepting,), daemon=True)
+        watcher.start()
         try:
             self.qmp.accept(timeout=self.qmp_timeout)
             self.qmp.settimeout(self.qmp_timeout)   # no QMP command may hang the run
@@ -91,6 +97,21 @@ class Machine:
             self.shutdown()
             raise LaunchError(f"{self.name}: QEMU did not come up on QMP ({type(e).__name__}: {e})",
                               self.argv, self.output(), code) from e
+        finally:
+            accepting.clear()
+            watcher.join()
+
+    def _unblock_accept(self, accepting: threading.Event) -> None:
+        """A QEMU that exits before connecting to its monitor (a bad option, a missing file)
+        would leave accept() waiting out qmp_timeout: once it is gone, a connection that closes
+        at once ends the wait (the handshake fails, launch() reports QEMU's exit and output)."""
+        assert self.proc is not None
+        while accepting.is_set():
+            if self.proc.poll() is not None:
+                with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.connect(str(self.qmp_path))
+                return
+            accepting.wait(0.02)
 
     def output(self) -> str:
         try:
@@ -149,9 +170,9 @@ class Machine:
                 try:
                     self.qmp.settimeout(timeout)
                     self.qmp.cmd("quit")
+                    self.wait(timeout)
                 except Exception:
-                    pass  # a dead or wedged monitor: the signals below take over
-                self.wait(timeout)
+                    pass  # a dead, wedged or never connected monitor: the signals below take over
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 if self.is_running():
                     assert self.proc is not None

@@ -8,7 +8,7 @@ from tests.unit.report.results import doc, probe_result, real
 
 
 def plots(page: str) -> list[str]:
-    return re.findall(r'<img class="plot" data-plot="([a-z-]+)" alt="[^"]*" src="data:image/png;base64,', page)
+    return re.findall(r'<img class="plot" data-plot="([a-z-]+)" alt="[^"]*" src="data:image/(?:png|svg\+xml);base64,', page)
 
 
 def test_one_exits_plot_per_case_with_rows_and_nothing_fetched():

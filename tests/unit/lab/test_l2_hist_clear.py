@@ -1,0 +1,71 @@
+"""The agent clears its hist triggers all at once while L2's QEMU starts paused, and every
+clear is done before the guest is let run (`cont`): no exit of the run is ever cleared away."""
+import threading
+import time
+from pathlib import Path
+
+from hil.lab.agent import l2
+from hil.lab.agent.protocol import L2Request
+from hil.lab.kvm import tracing
+
+
+class FakeTrace:
+    def __init__(self, n):
+        self.barrier = threading.Barrier(n, timeout=5.0)   # passes only if all clears overlap
+        self.cleared: list[float] = []
+        self.lock = threading.Lock()
+        self.root = Path("/nonexistent")
+
+    def ensure(self, trig):
+        pass
+
+    def clear(self, trig):
+        self.barrier.wait()
+        time.sleep(0.05)
+        with self.lock:
+            self.cleared.append(time.monotonic())
+
+    def read(self, trig):
+        return tracing.HistResult(entries=[], hits=0, dropped=0)
+
+
+class FakeMachine:
+    events: list[tuple[str, float]] = []
+
+    def __init__(self, argv, **kw):
+        self.argv, self.exitcode, self.proc = argv, None, None
+
+    def __enter__(self):
+        FakeMachine.events.append(("launched", time.monotonic()))
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def command(self, name, **args):
+        FakeMachine.events.append((name, time.monotonic()))
+        if name == "cont":
+            Path(self.argv[self.argv.index("-serial-log") + 1]).write_text("hil-probe: event=done\n")
+        return []
+
+    def is_running(self):
+        return True
+
+    def output(self):
+        return ""
+
+
+def test_clears_overlap_and_end_before_cont(tmp_path, monkeypatch):
+    monkeypatch.setattr(l2, "Machine", FakeMachine)
+    monkeypatch.setattr(l2, "qemu_version", lambda binary: "QEMU emulator version 10.0.2")
+    runner = l2.L2Runner.__new__(l2.L2Runner)
+    runner.run_dir, runner.log_dir, runner.optional = tmp_path, tmp_path, {}
+    serial = tmp_path / "serial.log"
+    req = L2Request(argv=["qemu", "-serial-log", str(serial)], serial_log=str(serial),
+                    done_pattern=r"event=done", window=(0x1000, 0x2000), timeout=10.0)
+    runner.trace = FakeTrace(5)          # four fixed triggers and the window's
+    FakeMachine.events = []
+    result = runner.run(req)
+    assert result.ended_by == "done"
+    cont = next(t for name, t in FakeMachine.events if name == "cont")
+    assert len(runner.trace.cleared) == 5 and max(runner.trace.cleared) <= cont
