@@ -168,13 +168,13 @@ class L2Runner:
         clearing = ThreadPoolExecutor(max_workers=len(triggers), thread_name_prefix="hist-clear")
         cleared = [clearing.submit(self.trace.clear, trig) for trig in triggers]
         try:
-            return self._run_cleared(req, attached, triggers, window, cleared)
+            return self._run_cleared(req, attached, triggers, window, cleared, ops)
         finally:
             clearing.shutdown(wait=True)
 
     def _run_cleared(self, req: L2Request, attached: list[tuple[str, Attached]],
                      triggers: list[tracing.HistTrigger], window: tracing.HistTrigger | None,
-                     cleared: list[Future[None]]) -> L2Result:
+                     cleared: list[Future[None]], ops: OpWatch) -> L2Result:
         serial = Path(req.serial_log)
         serial.unlink(missing_ok=True)
         drivers = [s.driver() for s in req.stimuli] + [att.observer for _, att in attached]

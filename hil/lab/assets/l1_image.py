@@ -302,7 +302,6 @@ def build_l1_image(kernel: KernelAssets, series_build: SeriesBuild | None = None
     inputs = stat_memo("l1-image-inputs", {"series": series_build.key if series_build else None,
                                             "kernel": [kernel.package, kernel.version], "src": str(HIL_SRC)},
                        _input_files(), lambda: _image_inputs(series_build, kernel))
-    binaries = [PYTHON, QEMU, BUSYBOX]
     packages = inputs["packages"]
 
     def build(out: Path) -> None:
