@@ -85,7 +85,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except (ValueError, ResultFileError) as e:
         print(f"hil: {e}", file=sys.stderr)
         return 2
-    c = compare(a, b, tolerance, (args.a, args.b))
+    c = compare(a, b, tolerance, (args.a, args.b), latency_order=args.latency_order)
     try:
         if args.json is not None:
             emit_json(args.json, c.to_dict())
@@ -251,8 +251,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     """Run the calibrate scenario, then write the host profile it measured."""
     from hil.calibrate import SCENARIO, CalibrationError, profile_text
     from hil.report.json import ResultFileError, load
-    output = Path(args.output)
-    if output.exists() and not args.force:
+    from hil.paths import user_host_profile
+    output = Path(args.output) if args.output else user_host_profile()
+    if args.output and output.exists() and not args.force:
         print(f"hil calibrate: {output} exists (--force to replace it)", file=sys.stderr)
         return 2
     args.out = args.out or tempfile.mkdtemp(prefix="hil-calibrate-")
@@ -401,8 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("calibrate", parents=[common],
                        help="measure this lab's mechanism costs (exit, userspace exit, halt wake-up, device "
                        "interrupt delivery) and write them as a host profile")
-    p.add_argument("--output", "-o", metavar="FILE", default="host-profile.yaml",
-                   help="where to write the host profile (default: ./host-profile.yaml)")
+    p.add_argument("--output", "-o", metavar="FILE", help="where to write the host profile (default: this "
+                   "machine's, $XDG_CONFIG_HOME/hil/host-profile.yaml, which runs read when given no --host-profile)")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None, help="override the topology's accel")
     p.add_argument("--out", metavar="DIR", help="keep the calibration run's result and logs in DIR")
@@ -429,6 +430,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("b", help="the same, for the other side")
     p.add_argument("--tolerance", metavar="N|P%", help="allowed |B-A| per reason: a count or a percentage of A")
     p.add_argument("--all", action="store_true", help="list unchanged counts too")
+    p.add_argument("--latency-order", action="store_true",
+                   help="judge each op's latency order: where the model predicts B no slower than A (e.g. a "
+                   "dedicated profile vs stock), B's measured p50 may exceed A's by the band's drift at most "
+                   "(exit 1 when broken)")
     _json_option(p, "the comparison")
     p.add_argument("--html", metavar="FILE", help="write the comparison as an HTML page")
     p.set_defaults(func=cmd_compare)

@@ -7,7 +7,7 @@ already prices on its path, divided by how often the unknown cost occurs there, 
 at that quantile (cpuid -> exit_entry, pio-user -> userspace, hlt -> halt_wakeup, a device
 MSI -> ipi/nmi, the delivery of an interrupt that reaches a running vCPU). The quantile of a
 difference is not the difference of quantiles: the costs are estimates, which is why the band
-is built from the calibration's spread (p10..p90, p99) and not its median alone.
+is built from the calibration's spread (p10..p90, and the largest p99 excess) and not its median alone.
 """
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ from hil.model.types import ZERO
 #: a model event with its parameters, as hil/scenario/probe_ops.py spells them
 Step = tuple[str, tuple[tuple[str, str], ...]]
 
-#: the quantiles a calibrated profile keeps costs at: 10/90 bound the p50, 99 the tail
-QUANTILES = (10, 50, 90, 99)
+#: the quantiles a calibrated profile keeps costs at (10 and 90 bound the p50). A tail is no
+#: per-mechanism cost (a preempted vCPU thread delays whatever it was doing): it is kept as one
+#: figure, the largest p99 - p50 of the calibration ops (Calibrated.tail).
+QUANTILES = (10, 50, 90)
 
 # Why the band is as wide as it is (a measured p50 or p99 outside it is a FAIL):
 #: p50 may differ from the calibrated path by this factor either way: under TCG an exit round
@@ -34,7 +36,7 @@ QUANTILES = (10, 50, 90, 99)
 #: drift and nothing else: a path with one exit more or less than the model says moves the p50
 #: by about one round trip, which the band's ends (exits' low/high bounds) already price.
 P50_DRIFT = 2.0
-#: what a p99 may add to the calibrated path's own p99: one wait of L0's vCPU thread for its
+#: what a p99 may add to the slow path and the calibration's tail: one wait of L0's vCPU thread for its
 #: CPU behind the lab's other threads. On the 2-CPU L0 (EEVDF, base slice 0.75 ms x (1 +
 #: log2 CPUs) = 1.5 ms) with at most nproc runnable threads (the host-load check makes a
 #: busier host inconclusive) a waiting thread is behind at most one slice per other runnable
@@ -60,6 +62,7 @@ class Calibrated:
     at: Mapping[int, HostCosts]
     measured: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict)     # cost -> "op (n samples)"
+    tail: int = 0               # cycles: the largest p99 - p50 of any calibration op
 
     @property
     def costs(self) -> HostCosts:
@@ -68,7 +71,7 @@ class Calibrated:
     def to_mapping(self) -> dict[str, object]:
         return {"cycles": _cycles(self.at[50]),
                 "quantiles": {f"p{q}": _cycles(self.at[q]) for q in QUANTILES if q != 50},
-                "measured": list(self.measured), "sources": dict(self.sources)}
+                "measured": list(self.measured), "sources": dict(self.sources), "tail_cycles": self.tail}
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, object], source: str = "host profile") -> "Calibrated":
@@ -80,7 +83,7 @@ class Calibrated:
             return cls({q: base for q in QUANTILES})
         quantiles = cal.get("quantiles") or {}
         if not isinstance(quantiles, Mapping):
-            raise ModelError(f"{source}: calibration.quantiles: expected a mapping of p10/p90/p99 -> costs")
+            raise ModelError(f"{source}: calibration.quantiles: expected a mapping of p10/p90 -> costs")
         at = {50: base}
         for q in QUANTILES:
             if q != 50:
@@ -92,14 +95,17 @@ class Calibrated:
         measured = cal.get("measured") or ()
         if not isinstance(measured, (list, tuple)) or not all(isinstance(m, str) for m in measured):
             raise ModelError(f"{source}: calibration.measured: expected a list of cost names")
-        return cls(at, tuple(measured), dict(cal.get("sources") or {}))
+        tail = cal.get("tail_cycles", 0)
+        if not isinstance(tail, int) or isinstance(tail, bool) or tail < 0:
+            raise ModelError(f"{source}: calibration.tail_cycles: expected a non-negative integer, got {tail!r}")
+        return cls(at, tuple(measured), dict(cal.get("sources") or {}), tail)
 
     def overlaid(self, other: "Calibrated") -> "Calibrated":
         """These costs with every cost `other` measured taken from `other` (a run's own figures
         over a kept profile's)."""
         at = {q: replace(self.at[q], **{k: getattr(other.at[q], k) for k in other.measured}) for q in QUANTILES}
         measured = tuple(dict.fromkeys(self.measured + other.measured))
-        return Calibrated(at, measured, {**self.sources, **other.sources})
+        return Calibrated(at, measured, {**self.sources, **other.sources}, max(self.tail, other.tail))
 
 
 def _cycles(c: HostCosts) -> dict[str, int]:
@@ -159,7 +165,8 @@ def calibrate(ops: Sequence[CalibrationOp], profile_name: str, arch: str, base: 
                 sources[c] = f"{op.op} ({len(op.samples)} samples)"
         at[q] = costs
     measured = tuple(dict.fromkeys(c for op in ops for c in op.costs))
-    return Calibrated(at, measured, sources)
+    tail = max((quantile(op.samples, 99) - quantile(op.samples, 50) for op in ops), default=0)
+    return Calibrated(at, measured, sources, tail)
 
 
 @dataclass(frozen=True)
@@ -185,16 +192,17 @@ def latency_band(steps: Sequence[Step], profile_name: str, arch: str, cal: Calib
     fast = path_cycles(steps, profile_name, arch, cal.at[10], "low")
     nominal = path_cycles(steps, profile_name, arch, cal.at[50], "low")
     slow = path_cycles(steps, profile_name, arch, cal.at[90], "high")
-    tail = path_cycles(steps, profile_name, arch, cal.at[99], "high")
-    tail_cycles = tail_ns * tsc_khz // 1_000_000
+    allowance = tail_ns * tsc_khz // 1_000_000
     low, high = int(fast / p50_drift), int(slow * p50_drift)
-    return LatencyBand(nominal, low, high, tail + tail_cycles, {
+    return LatencyBand(nominal, low, high, slow + cal.tail + allowance, {
         "p50_low": f"the path with the fewest exits the model allows, every cost at its calibrated p10, "
                    f"/ {p50_drift:g} (run-to-run drift of TCG's translated code and L0's clock)",
         "p50_high": f"the path with the most exits the model allows, every cost at its calibrated p90, "
                     f"x {p50_drift:g} (the same drift)",
-        "p99_high": f"the path at its calibrated p99 with the most exits, + {tail_ns / 1e6:g} ms: L0's vCPU "
-                    "thread waiting for its CPU behind the lab's other threads, and one L1 timer tick"})
+        "p99_high": f"the path at p90 with the most exits, + the calibration's largest p99 excess over its "
+                    f"median ({cal.tail * 1000 // max(tsc_khz, 1)} us: host events that delay any mechanism), "
+                    f"+ {tail_ns / 1e6:g} ms: L0's vCPU thread waiting for its CPU behind the lab's other "
+                    "threads, and one L1 timer tick"})
 
 
 def ordered(a: LatencyBand, b: LatencyBand) -> bool:

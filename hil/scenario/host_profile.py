@@ -55,11 +55,14 @@ def load_host_profile(path: Path, display: str | None = None) -> tuple[Calibrate
             raise src.error("calibration", "expected a mapping")
         quantiles = cal.get("quantiles") or {}
         if not isinstance(quantiles, Mapping):
-            raise src.error("calibration.quantiles", "expected a mapping of p10/p90/p99 -> costs")
+            raise src.error("calibration.quantiles", "expected a mapping of p10/p90 -> costs")
         for q, costs in quantiles.items():
             if q not in {f"p{n}" for n in QUANTILES if n != 50}:
-                raise src.error(f"calibration.quantiles.{q}", "expected p10, p90 or p99")
+                raise src.error(f"calibration.quantiles.{q}", "expected p10 or p90")
             _check_costs(src, costs, f"calibration.quantiles.{q}")
+        tail = cal.get("tail_cycles", 0)
+        if not isinstance(tail, int) or isinstance(tail, bool) or tail < 0:
+            raise src.error("calibration.tail_cycles", f"expected a non-negative integer (cycles), got {tail!r}")
         for i, m in enumerate(cal.get("measured") or []):
             if m not in COSTS:
                 raise src.error(f"calibration.measured[{i}]", f"unknown cost; valid: {', '.join(COSTS)}")
@@ -67,18 +70,20 @@ def load_host_profile(path: Path, display: str | None = None) -> tuple[Calibrate
         costs = Calibrated.from_mapping(data, src.file)
     except ModelError as e:
         raise ConfigError(src.file, None, "", str(e)) from e
-    provenance = {k: v for k, v in (cal or {}).items() if k not in ("quantiles", "measured", "sources")}
+    provenance = {k: v for k, v in (cal or {}).items()
+                  if k not in ("quantiles", "measured", "sources", "tail_cycles")}
     return costs, provenance
 
 
 def dump_host_profile(cal: Calibrated, provenance: Mapping[str, Any], description: str) -> str:
     """The YAML a user keeps: default.yaml's format (cycles) plus `calibration:` (where and when
-    it was measured, the costs at p10/p90/p99, which costs were measured and from what)."""
+    it was measured, the costs at p10/p90, the tail, which costs were measured and from what)."""
     body = cal.to_mapping()
     doc = {"description": description, "cycles": body["cycles"],
            "calibration": {**dict(provenance), "measured": body["measured"], "sources": body["sources"],
-                           "quantiles": body["quantiles"]}}
+                           "quantiles": body["quantiles"], "tail_cycles": body["tail_cycles"]}}
     head = ("# Cycle costs for hil's cost model, measured by `hil calibrate` on the lab named below.\n"
-            "# cycles: the medians; calibration.quantiles: the same costs at the calibration's p10, p90\n"
-            "# and p99 (the latency bands are built from them). Use: hil run SCENARIO --host-profile FILE\n")
+            "# cycles: the medians; calibration.quantiles: the same costs at the calibration's p10 and p90;\n"
+            "# tail_cycles: its largest p99 - p50 (the latency bands are built from them).\n"
+            "# Use: hil run SCENARIO --host-profile FILE\n")
     return head + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)

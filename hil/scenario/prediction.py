@@ -11,6 +11,7 @@ from hil.model import Bound, ModelError, Operation, Prediction, predict
 from hil.model.cost import HostCosts
 from hil.model.latency import Calibrated, CalibrationOp, LatencyBand, calibrate, latency_band
 from hil.model.profiles import PROFILES, Profile
+from hil.paths import user_host_profile
 from hil.scenario.config import Scenario
 from hil.scenario.probe_ops import ProbeOpSpec, spec
 
@@ -78,12 +79,14 @@ def predict_scenario(scenario: Scenario, arch: str) -> ScenarioPrediction:
                 r: Bound(lo, hi) for r, (lo, hi) in scenario.expect.exits.items()})
         ops = tuple(OpPrediction(o.op, o.count, spec(o.op), predict_op(o.op, o.count, name, arch))
                     for o in scenario.workload.ops)
-        host, provenance = None, {}
-        if scenario.host_profile:
+        host, provenance, source = None, {}, scenario.host_profile or ""
+        if not source and any(o.spec.latency_path for o in ops) and user_host_profile().is_file():
+            source = str(user_host_profile())        # this machine's, from an earlier hil calibrate
+        if source:
             from hil.scenario.host_profile import load_host_profile
-            host, provenance = load_host_profile(Path(scenario.host_profile))
+            host, provenance = load_host_profile(Path(source))
         return ScenarioPrediction(profile, arch, ops, ambient=predict([], name, arch), host=host,
-                                  host_source=scenario.host_profile or "", host_provenance=provenance)
+                                  host_source=source, host_provenance=provenance)
     except (KeyError, ModelError) as e:
         raise scenario.error("profile", f"the model cannot answer for {name!r} on {arch}: "
                              f"{e.args[0] if e.args else e}") from e

@@ -260,9 +260,14 @@ def _latency_case(pred: ScenarioPrediction, m: Measurement, op: OpPrediction) ->
     if not op.spec.latency_path:
         return CaseResult(name, Verdict.PASS, f"reported, not judged: {op.spec.latency_unpriced}", measured)
     costs, source = run_costs(pred, m)
-    if costs is None or "exit_entry" not in costs.measured:
-        return CaseResult(name, Verdict.PASS, "reported, not judged: no calibrated costs (run `hil calibrate` "
-                          "and give --host-profile FILE, or add a cpuid op to the scenario)", measured)
+    missing = [c for c in ("exit_entry",) + op.spec.calibrates if costs is None or c not in costs.measured]
+    if missing:
+        return CaseResult(name, Verdict.PASS, f"reported, not judged: {', '.join(missing)} not calibrated on this "
+                          "lab (run `hil calibrate`, or give --host-profile FILE)", measured)
+    accel = (m.provenance.get("accel") or {}).get("accel")
+    if pred.host is not None and pred.host_provenance.get("accel") not in (None, accel):
+        return CaseResult(name, Verdict.PASS, f"reported, not judged: {pred.host_source} was calibrated under "
+                          f"{pred.host_provenance.get('accel')}, this run ran under {accel}", measured)
     tsc_khz = int(got.reported.get("tsc_khz") or 0)
     if tsc_khz <= 0:
         return CaseResult(name, Verdict.ERROR, f"the probe did not report the TSC rate of {op.op}")
