@@ -220,9 +220,12 @@ def compare(a: Mapping[str, dict[str, Any]], b: Mapping[str, dict[str, Any]], to
                 if not tolerance.allows(xa["measured"], xb["measured"]):
                     d.marks.append("over-tolerance")
             deltas.append(d)
+    orders = latency_orders(a, b) if latency_order else None
+    if orders and not set(a) & set(b):
+        # two scenarios paired for their order (stock vs dedicated): each alone on its side is no fault
+        incomparable = [t for t in incomparable if not any(t.startswith(f"{n}: only in ") for n in (*a, *b))]
     return Comparison(names[0], names[1], str(tolerance) if tolerance.absolute is not None or
-                      tolerance.fraction is not None else "", deltas, verdicts, incomparable,
-                      latency_orders(a, b) if latency_order else None)
+                      tolerance.fraction is not None else "", deltas, verdicts, incomparable, orders)
 
 
 def render_text(c: Comparison, all_rows: bool = False) -> str:
