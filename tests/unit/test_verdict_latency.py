@@ -139,3 +139,29 @@ def test_a_bad_host_profile_is_an_error_at_its_file_and_line(tmp_path):
         scenario("calibrate", f"host_profile={tmp_path / 'none.yaml'}")
     # a calibrated profile reads back as written
     assert Calibrated.from_mapping({"cycles": {"exit_entry": 5}}).costs.exit_entry == 5
+
+
+def test_other_work_on_the_host_makes_an_outlying_latency_inconclusive(profile):
+    lat = spread(nominal())
+    lat[-1] = lat[-2] = KHZ * 40
+    r = run(lat, f"host_profile={profile}")
+    case = r.case("dev-msi latency")
+    assert case.verdict.value == "FAIL"
+    m_load = {"before": 0.5, "after": 0.5, "nproc": 2, "other_cpu": 0.3}
+    from tests.unit.fakes import measurement as fake
+    from hil.verdict import judge
+    from hil.scenario.prediction import predict_scenario
+    sc = scenario("device-edu-msi", f"workload.ops.0.count={N}", f"host_profile={profile}")
+    m = fake([edu(lat)], devices={"vfio-pci": {"host": {"host_irqs": {"total": N}}}})
+    m.provenance = {"host_load": m_load, "accel": {"accel": "tcg"}}
+    busy = judge(sc, predict_scenario(sc, "svm"), m).case("dev-msi latency")
+    assert busy.verdict.value == "ERROR" and "took 30% of the host's CPU time" in busy.detail
+
+
+def test_other_cpu_is_the_hosts_busy_time_less_the_labs_own():
+    import os
+    from hil.lab.run import _other_cpu
+    tick, n = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
+    # over 1 s the host was busy 1.2 CPU-seconds, the L1 QEMU 1.0 of them: 0.2 CPU-s of other work
+    assert _other_cpu((0 + 1, 5), (int(1.2 * tick) + 1, 5 + tick), 1.0) == round(0.2 / n, 3)
+    assert _other_cpu((0, 0), (10**6, 0), 1.0) == 0.0          # /proc could not tell before: nothing measured
