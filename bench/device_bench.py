@@ -39,7 +39,7 @@ def table(head: tuple[str, ...], rows: list[tuple]) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
 
 
-def latency_table(runner: Runner, tmp: Path, count: int) -> None:
+def latency_table(runner: Runner, tmp: Path, count: int) -> bool:
     """Calibrate, then the edu MSI per kernel path with its latency judged; ratios to stock."""
     from hil.calibrate import CalibrationError, profile_text
     cal = runner.run(load_scenario("calibrate", root=ROOT, valid_profiles=PROFILES), tmp / "calibrate")
@@ -47,7 +47,7 @@ def latency_table(runner: Runner, tmp: Path, count: int) -> None:
         text, costs = profile_text(cal.to_dict())
     except CalibrationError as e:
         print(f"calibration: {e}")
-        return
+        return False
     profile = tmp / "host-profile.yaml"
     profile.write_text(text)
     print(f"calibration (this session, {cal.verdict.value}):\n{costs}\n")
@@ -69,6 +69,7 @@ def latency_table(runner: Runner, tmp: Path, count: int) -> None:
                      f"{band['p99_high'] / 1000:.0f}", f"{p50 / stock[0]:.2f}", f"{band['nominal'] / stock[1]:.2f}"))
     table(("path", "profile", "latency", "p50 us", "p99 us", "model us", "p50 band us", "p99 max us",
            "p50/stock", "model/stock"), rows)
+    return True
 
 
 def main() -> int:
@@ -81,9 +82,9 @@ def main() -> int:
     rows = []
     with Runner(accel=args.accel) as runner, tempfile.TemporaryDirectory(prefix="hil-device-bench-") as tmp:
         if args.only != "paths":
-            latency_table(runner, Path(tmp), args.count)
+            ok = latency_table(runner, Path(tmp), args.count)
             if args.only == "latency":
-                return 0
+                return 0 if ok else 2
             print()
         for label, scenario, op in PATHS:
             count = min(args.count, 1000) if op == "dev-dma" else args.count
