@@ -42,3 +42,16 @@ def test_a_run_the_model_did_not_predict_or_on_a_busy_host_cannot_calibrate():
         calibrated(result_doc(msr_extra=1))
     with pytest.raises(CalibrationError, match="load was 5.0..5.0 on 2 CPUs"):
         calibrated(result_doc(load=5.0))
+
+
+def test_the_cli_keeps_an_existing_profile_unless_forced(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    kept = tmp_path / "lab.yaml"
+    kept.write_text("cycles: {exit_entry: 1}\n")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "hil.cli", "calibrate", "-o", str(kept)], cwd=root,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and f"{kept} exists (--force to replace it)" in proc.stderr
+    assert kept.read_text() == "cycles: {exit_entry: 1}\n"
