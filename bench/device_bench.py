@@ -58,17 +58,19 @@ def latency_table(runner: Runner, tmp: Path, count: int) -> bool:
         result = runner.run(sc, tmp / f"lat-{len(rows)}")
         case = result.case("dev-msi latency")
         if case is None or not case.rows or not case.extra.get("band_ns"):
-            rows.append((label, sc.profile, result.verdict.value, "-", "-", "-", "-", "-", "-",
-                         (case.detail if case else result.error)[:70]))
+            rows.append((label, sc.profile, result.verdict.value, "-", "-", "-", "-", "-", "-", "-", "-",
+                         (case.detail if case else result.error)[:90]))
             continue
         p50, p99 = case.rows[0].measured, case.rows[1].measured
         band = case.extra["band_ns"]
         stock = stock or (p50, band["nominal"])
+        other = (result.provenance.get("host_load") or {}).get("other_cpu", "-")
         rows.append((label, result.profile, case.verdict.value, f"{p50 / 1000:.1f}", f"{p99 / 1000:.1f}",
                      f"{band['nominal'] / 1000:.1f}", f"{band['p50_low'] / 1000:.0f}..{band['p50_high'] / 1000:.0f}",
-                     f"{band['p99_high'] / 1000:.0f}", f"{p50 / stock[0]:.2f}", f"{band['nominal'] / stock[1]:.2f}"))
+                     f"{band['p99_high'] / 1000:.0f}", f"{p50 / stock[0]:.2f}", f"{band['nominal'] / stock[1]:.2f}",
+                     other, case.detail[:90]))
     table(("path", "profile", "latency", "p50 us", "p99 us", "model us", "p50 band us", "p99 max us",
-           "p50/stock", "model/stock"), rows)
+           "p50/stock", "model/stock", "other_cpu", "detail"), rows)
     return True
 
 

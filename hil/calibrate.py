@@ -67,5 +67,5 @@ def profile_text(doc: Mapping[str, Any]) -> tuple[str, str]:
     for c in cal.measured:
         rows.append(f"{c:<12} {cal.sources.get(c, ''):<22} "
                     + " ".join(f"{getattr(cal.at[q], c) * 1000 / khz:>10.1f}" for q in QUANTILES))
-    rows.append(f"tail (largest p99 - p50 of a calibration op): {cal.tail * 1000 / khz:.1f} us")
+    rows.append(f"tail (largest sample - median of a calibration op): {cal.tail * 1000 / khz:.1f} us")
     return text, "\n".join(rows)

@@ -7,7 +7,7 @@ already prices on its path, divided by how often the unknown cost occurs there, 
 at that quantile (cpuid -> exit_entry, pio-user -> userspace, hlt -> halt_wakeup, a device
 MSI -> ipi/nmi, the delivery of an interrupt that reaches a running vCPU). The quantile of a
 difference is not the difference of quantiles: the costs are estimates, which is why the band
-is built from the calibration's spread (p10..p90, and the largest p99 excess) and not its median alone.
+is built from the calibration's spread (p10..p90, and its worst sample) and not its median alone.
 """
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ Step = tuple[str, tuple[tuple[str, str], ...]]
 
 #: the quantiles a calibrated profile keeps costs at (10 and 90 bound the p50). A tail is no
 #: per-mechanism cost (a preempted vCPU thread delays whatever it was doing): it is kept as one
-#: figure, the largest p99 - p50 of the calibration ops (Calibrated.tail).
+#: figure, the largest excess of a calibration sample over its op's median (Calibrated.tail):
+#: a judged p99 over fewer than 100 samples is their maximum, so the calibration's maximum is
+#: the statistic to hold it against.
 QUANTILES = (10, 50, 90)
 
 # Why the band is as wide as it is (a measured p50 or p99 outside it is a FAIL):
@@ -62,7 +64,7 @@ class Calibrated:
     at: Mapping[int, HostCosts]
     measured: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict)     # cost -> "op (n samples)"
-    tail: int = 0               # cycles: the largest p99 - p50 of any calibration op
+    tail: int = 0               # cycles: the largest sample - median of any calibration op
 
     @property
     def costs(self) -> HostCosts:
@@ -165,7 +167,7 @@ def calibrate(ops: Sequence[CalibrationOp], profile_name: str, arch: str, base: 
                 sources[c] = f"{op.op} ({len(op.samples)} samples)"
         at[q] = costs
     measured = tuple(dict.fromkeys(c for op in ops for c in op.costs))
-    tail = max((quantile(op.samples, 99) - quantile(op.samples, 50) for op in ops), default=0)
+    tail = max((max(op.samples) - quantile(op.samples, 50) for op in ops), default=0)
     return Calibrated(at, measured, sources, tail)
 
 
@@ -199,7 +201,7 @@ def latency_band(steps: Sequence[Step], profile_name: str, arch: str, cal: Calib
                    f"/ {p50_drift:g} (run-to-run drift of TCG's translated code and L0's clock)",
         "p50_high": f"the path with the most exits the model allows, every cost at its calibrated p90, "
                     f"x {p50_drift:g} (the same drift)",
-        "p99_high": f"the path at p90 with the most exits, + the calibration's largest p99 excess over its "
+        "p99_high": f"the path at p90 with the most exits, + the calibration's worst sample's excess over its "
                     f"median ({cal.tail * 1000 // max(tsc_khz, 1)} us: host events that delay any mechanism), "
                     f"+ {tail_ns / 1e6:g} ms: L0's vCPU thread waiting for its CPU behind the lab's other "
                     "threads, and one L1 timer tick"})

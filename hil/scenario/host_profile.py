@@ -84,6 +84,6 @@ def dump_host_profile(cal: Calibrated, provenance: Mapping[str, Any], descriptio
                            "quantiles": body["quantiles"], "tail_cycles": body["tail_cycles"]}}
     head = ("# Cycle costs for hil's cost model, measured by `hil calibrate` on the lab named below.\n"
             "# cycles: the medians; calibration.quantiles: the same costs at the calibration's p10 and p90;\n"
-            "# tail_cycles: its largest p99 - p50 (the latency bands are built from them).\n"
+            "# tail_cycles: its largest sample - median (the latency bands are built from them).\n"
             "# Use: hil run SCENARIO --host-profile FILE\n")
     return head + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
