@@ -24,6 +24,10 @@ def profile(tmp_path_factory):
 def _judged_pass(run, case_name="dev-msi latency"):
     case = run.result.case(case_name)
     assert case is not None, [c.name for c in run.result.cases]
+    if case.verdict.value == "ERROR" and case.detail.startswith("inconclusive"):
+        # the verdict's own finding: a latency outside its band while other work held L0's CPUs
+        # (measured: load, other_cpu) says nothing of the kernel, so this test cannot conclude
+        pytest.skip(case.detail)
     assert case.verdict.value == "PASS", (case.detail, [(r.reason, r.predicted, r.measured) for r in case.rows])
     assert case.rows and all(r.judged for r in case.rows), case.detail
     return case
