@@ -11,6 +11,7 @@ from hil.model.cost import HostCosts
 from hil.model.latency import QUANTILES, Calibrated
 from hil.scenario.host_profile import dump_host_profile
 from hil.scenario.prediction import OpTiming, run_calibration
+from hil.verdict.judge import OTHER_CPU_MAX
 
 SCENARIO = "calibrate"
 
@@ -68,4 +69,8 @@ def profile_text(doc: Mapping[str, Any]) -> tuple[str, str]:
         rows.append(f"{c:<12} {cal.sources.get(c, ''):<22} "
                     + " ".join(f"{getattr(cal.at[q], c) * 1000 / khz:>10.1f}" for q in QUANTILES))
     rows.append(f"tail (largest sample - median of a calibration op): {cal.tail * 1000 / khz:.1f} us")
+    other = (prov.get("host_load") or {}).get("other_cpu", 0)
+    if other > OTHER_CPU_MAX:      # kept, and said: the tail (so the p99 ceilings) carries the other work's stalls
+        rows.append(f"warning: other work took {other:.0%} of the host's CPU time during the calibration; "
+                    "its tail and p90s are wider than this lab's own (calibrate again on a quiet host)")
     return text, "\n".join(rows)
