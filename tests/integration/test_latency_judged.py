@@ -16,6 +16,8 @@ pytestmark = pytest.mark.lab
 def profile(tmp_path_factory):
     d = tmp_path_factory.mktemp("calibrate")
     proc = run_hil(None, "calibrate", "--accel", "tcg", "-o", str(d / "host.yaml"), "--out", str(d / "run"))
+    if proc.returncode == 2 and "calibrate on a quiet host" in proc.stderr:
+        pytest.skip(proc.stderr.strip().splitlines()[-1])      # hil's own finding: the host was busy
     assert proc.returncode == 0, proc.stdout + proc.stderr
     print(proc.stdout)
     return d / "host.yaml"
