@@ -432,8 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--all", action="store_true", help="list unchanged counts too")
     p.add_argument("--latency-order", action="store_true",
                    help="judge each op's latency order: where the model predicts B no slower than A (e.g. a "
-                   "dedicated profile vs stock), B's measured p50 may exceed A's by the band's drift at most "
-                   "(exit 1 when broken)")
+                   "dedicated profile vs stock), B's measured p50 may exceed A's by the band's drift at most; where "
+                   "it predicts the same path, neither side's may (exit 1 when broken)")
     _json_option(p, "the comparison")
     p.add_argument("--html", metavar="FILE", help="write the comparison as an HTML page")
     p.set_defaults(func=cmd_compare)

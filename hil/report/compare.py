@@ -77,23 +77,29 @@ class LatencyOrder:
     predicted_ns: tuple[float, float]
     measured_ns: tuple[float, float]
     ok: bool
+    # the nominal paths in cycles: the same costs give equal paths equal figures (ns differ by
+    # each run's own TSC rate)
+    predicted_cycles: tuple[int, int] = (0, 0)
 
     def text(self) -> str:
         pa, pb = self.predicted_ns
         ma, mb = self.measured_ns
-        sign = "<=" if pb <= pa else ">"
+        sign = "==" if self.predicted_cycles[0] == self.predicted_cycles[1] else \
+            "<" if self.predicted_cycles[1] < self.predicted_cycles[0] else ">"
         return (f"latency order {self.op}: model B {sign} A ({self.profiles[1]} {pb / 1000:.1f} us, "
                 f"{self.profiles[0]} {pa / 1000:.1f} us); measured p50 A {ma / 1000:.1f} us, B {mb / 1000:.1f} us "
                 f"(allowed {P50_DRIFT:g}x drift): {'held' if self.ok else 'BROKEN'}")
 
 
-def _latency_cases(doc: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
-    """op -> (the model's nominal p50 ns, the measured p50 ns), of the latency cases judged."""
+def _latency_cases(doc: Mapping[str, Any]) -> dict[str, tuple[float, float, int]]:
+    """op -> (the model's nominal p50 ns, the measured p50 ns, the nominal in cycles), of the
+    latency cases judged."""
     out = {}
     for c in doc.get("cases") or []:
         x = c.get("extra") or {}
         if x.get("op") and isinstance(x.get("band_ns"), dict) and c.get("rows"):
-            out[x["op"]] = (float(x["band_ns"]["nominal"]), float(c["rows"][0]["measured"]))
+            out[x["op"]] = (float(x["band_ns"]["nominal"]), float(c["rows"][0]["measured"]),
+                            int((x.get("band_cycles") or {}).get("nominal", x["band_ns"]["nominal"])))
     return out
 
 
@@ -107,10 +113,12 @@ def latency_orders(a: Mapping[str, dict[str, Any]], b: Mapping[str, dict[str, An
     for da, db in pairs:
         la, lb = _latency_cases(da), _latency_cases(db)
         for op in sorted(set(la) & set(lb)):
-            (pa, ma), (pb, mb) = la[op], lb[op]
-            ok = mb <= ma * P50_DRIFT if pb <= pa else ma <= mb * P50_DRIFT
+            (pa, ma, ca), (pb, mb, cb) = la[op], lb[op]
+            # the side the model says is no slower may not be slower by more than the drift;
+            # where it predicts the same path, neither side may
+            ok = (mb <= ma * P50_DRIFT or cb > ca) and (ma <= mb * P50_DRIFT or ca > cb)
             out.append(LatencyOrder(op, (da["scenario"], db["scenario"]), (da.get("profile", ""), db.get("profile", "")),
-                                    (pa, pb), (ma, mb), ok))
+                                    (pa, pb), (ma, mb), ok, (ca, cb)))
     return out
 
 
