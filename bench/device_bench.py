@@ -51,7 +51,7 @@ def latency_table(runner: Runner, tmp: Path, count: int) -> bool:
     profile = tmp / "host-profile.yaml"
     profile.write_text(text)
     print(f"calibration (this session, {cal.verdict.value}):\n{costs}\n")
-    rows, stock = [], None
+    rows, stock, docs = [], None, []
     for label, scenario, overrides in LATENCY:
         sc = load_scenario(scenario, root=ROOT, valid_profiles=PROFILES, overrides=[
             f"workload.ops.0.count={count}", f"host_profile={profile}", *overrides])
@@ -61,6 +61,7 @@ def latency_table(runner: Runner, tmp: Path, count: int) -> bool:
             rows.append((label, sc.profile, result.verdict.value, "-", "-", "-", "-", "-", "-", "-", "-",
                          (case.detail if case else result.error)[:90]))
             continue
+        docs.append((label, dict(result.to_dict(), scenario=label)))
         p50, p99 = case.rows[0].measured, case.rows[1].measured
         band = case.extra["band_ns"]
         stock = stock or (p50, band["nominal"])
@@ -71,6 +72,10 @@ def latency_table(runner: Runner, tmp: Path, count: int) -> bool:
                      other, case.detail[:90]))
     table(("path", "profile", "latency", "p50 us", "p99 us", "model us", "p50 band us", "p99 max us",
            "p50/stock", "model/stock", "other_cpu", "detail"), rows)
+    from hil.report.compare import latency_orders      # the order the model predicts, as hil compare judges it
+    for label, doc in docs[1:] if docs and docs[0][0] == LATENCY[0][0] else []:
+        for order in latency_orders({"stock": docs[0][1]}, {label: doc}):
+            print(f"{label} vs stock: {order.text()}")
     return True
 
 
