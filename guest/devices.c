@@ -541,8 +541,8 @@ out:
 
 /* `event=samples name=<op> kind=<kind> unit=<unit> first=<i> v=a,b,...`, SAMPLE_LINE values a
  * line; value i is a[i] - b[i] (b NULL: a[i] - base). */
-static void put_samples(const char *name, const char *kind, const char *unit, const uint64_t *a,
-			const uint64_t *b, uint64_t base, uint64_t n)
+void put_samples(const char *name, const char *kind, const char *unit, const uint64_t *a,
+		 const uint64_t *b, uint64_t base, uint64_t n)
 {
 	if (n > DEV_MAX_SAMPLES)
 		n = DEV_MAX_SAMPLES;

@@ -16,6 +16,8 @@
  *   hil-probe: event=begin name=<op>        (kicks, ipi-race, dev-msi, dev-dma, net-tx: the op
  *                                            starts 200 ms later; net-rx: at once)
  *   hil-probe: event=op name=<op> count=<n> tsc=<cycles> [hlts= | irqs= | sent= late= lat_avg_ns= lat_max_ns=]
+ *              simple ops (cpuid .. hlt): tsc_khz= samples= (hlt: timer_us=), and their
+ *              per-iteration TSC as event=samples kind=iter lines (the first 1024)
  *              device ops: irqs= tsc_khz= samples= and raised= | transfers= data_errors= |
  *              frames= in_order= first_seq= other= notifies= | frames= notifies=
  *   hil-probe: event=samples name=<op> kind=<lat|isr|sender> unit=<tsc|sender> first=<i> v=<a>,<b>,...
@@ -658,6 +660,38 @@ void announce_begin(const char *name, bool settle)
 			;
 }
 
+/* The simple ops one iteration at a time, each timed (TSC, glue code outside the window:
+ * no exits), so hil's calibration reads per-iteration order statistics, not a mean a single
+ * host hiccup can skew. The op's own code and exits are those of op_<op>(1). */
+#define ITER_MAX_SAMPLES 1024
+static uint64_t iter_tsc[ITER_MAX_SAMPLES];
+
+static void timed_iterations(int kind, uint64_t count)
+{
+	for (uint64_t i = 0; i < count; i++) {
+		uint64_t t = rdtsc_ordered();
+		switch (kind) {
+		case OP_CPUID:
+			op_cpuid(1);
+			break;
+		case OP_PIO_KERNEL:
+			op_pio_kernel(1);
+			break;
+		case OP_PIO_USER:
+			op_pio_user(1);
+			break;
+		case OP_MSR:
+			op_msr(1);
+			break;
+		default:
+			op_hlt(1, (uint64_t)hlt_timer_us * APIC_TICKS_PER_US);
+			break;
+		}
+		if (i < ITER_MAX_SAMPLES)
+			iter_tsc[i] = rdtsc_ordered() - t;
+	}
+}
+
 static void run_op(const struct op *op)
 {
 	switch (op->kind) {
@@ -675,7 +709,7 @@ static void run_op(const struct op *op)
 	uint64_t irqs_before = hlt_timer_irqs;
 	uint64_t hlts_before = hlt_executed;
 	uint64_t kicks_before;
-	if (op->kind == OP_KICKS || op->kind == OP_IPI_RACE)
+	if (op->kind == OP_KICKS || op->kind == OP_IPI_RACE || op->kind <= OP_HLT)
 		calibrate_tsc(); /* before "begin": the kicks must not meet its timer exits */
 	if (op->kind == OP_IPI_RACE) {
 		const char *err = start_ap();
@@ -702,19 +736,11 @@ static void run_op(const struct op *op)
 	if (op->count) {
 		switch (op->kind) {
 		case OP_CPUID:
-			op_cpuid(op->count);
-			break;
 		case OP_PIO_KERNEL:
-			op_pio_kernel(op->count);
-			break;
 		case OP_PIO_USER:
-			op_pio_user(op->count);
-			break;
 		case OP_MSR:
-			op_msr(op->count);
-			break;
 		case OP_HLT:
-			op_hlt(op->count, (uint64_t)hlt_timer_us * APIC_TICKS_PER_US);
+			timed_iterations(op->kind, op->count);
 			break;
 		case OP_KICKS:
 			op_kicks(op->count);
@@ -737,6 +763,16 @@ static void run_op(const struct op *op)
 		put_str(" hlts=");
 		put_dec(hlt_executed - hlts_before);
 	}
+	if (op->kind <= OP_HLT) {
+		put_str(" tsc_khz=");
+		put_dec(tsc_per_us * 1000);
+		put_str(" samples=");
+		put_dec(op->count < ITER_MAX_SAMPLES ? op->count : ITER_MAX_SAMPLES);
+	}
+	if (op->kind == OP_HLT) {
+		put_str(" timer_us=");
+		put_dec(hlt_timer_us);
+	}
 	if (op->kind == OP_KICKS || op->kind == OP_IPI_RACE) {
 		put_str(" irqs=");
 		put_dec(kick_irqs - kicks_before);
@@ -757,6 +793,9 @@ static void run_op(const struct op *op)
 
 	}
 	put_char('\n');
+	if (op->kind <= OP_HLT)
+		put_samples(op_names[op->kind], "iter", "tsc", iter_tsc, NULL, 0,
+			    op->count < ITER_MAX_SAMPLES ? op->count : ITER_MAX_SAMPLES);
 	if (op->kind == OP_HLT && hlt_timer_irqs - irqs_before != op->count)
 		fail("hlt-timer-irq-count-mismatch");
 	ops_done++;

@@ -88,6 +88,10 @@ void announce_begin(const char *name, bool settle);
 
 /* ---------------------------------------------------- exported by devices.c */
 
+/* event=samples lines: a[i] - (b ? b[i] : base), 64 a line */
+void put_samples(const char *name, const char *kind, const char *unit, const uint64_t *a,
+		 const uint64_t *b, uint64_t base, uint64_t n);
+
 enum dev_op { DEV_MSI, DEV_DMA, NET_RX, NET_TX };
 void dev_run_op(enum dev_op op, const char *name, uint64_t count);
 

@@ -85,7 +85,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except (ValueError, ResultFileError) as e:
         print(f"hil: {e}", file=sys.stderr)
         return 2
-    c = compare(a, b, tolerance, (args.a, args.b))
+    c = compare(a, b, tolerance, (args.a, args.b), latency_order=args.latency_order)
     try:
         if args.json is not None:
             emit_json(args.json, c.to_dict())
@@ -249,6 +249,29 @@ def _shown(result, out: Path, args: argparse.Namespace, t0: float) -> int:
     return result.exit_code
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Run the calibrate scenario, then write the host profile it measured."""
+    from hil.calibrate import SCENARIO, CalibrationError, profile_text
+    from hil.report.json import ResultFileError, load
+    from hil.paths import user_host_profile
+    output = Path(args.output) if args.output else user_host_profile()
+    if args.output and output.exists() and not args.force:
+        print(f"hil calibrate: {output} exists (--force to replace it)", file=sys.stderr)
+        return 2
+    args.out = args.out or tempfile.mkdtemp(prefix="hil-calibrate-")
+    args.scenario, args.keep, args.host = SCENARIO, True, False
+    code = cmd_run(args)
+    try:
+        text, table = profile_text(load(Path(args.out) / "result.json"))
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+    except (CalibrationError, ResultFileError, OSError) as e:
+        print(f"hil calibrate: {e}", file=sys.stderr)
+        return code if code else 2
+    print(f"{table}\nhost profile: {output}  (hil run SCENARIO --host-profile {output})")
+    return 0
+
+
 def cmd_run_or_batch(args: argparse.Namespace) -> int:
     if args.group or len(args.scenario) != 1 or args.repeat != 1 or args.kernel or args.no_wait:
         from hil.batch import cmd_batch
@@ -386,7 +409,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-wait", action="store_true", help="exit 2 instead of waiting when another lab holds this machine")
     p.add_argument("--host", action="store_true", help="bare metal: run the L1 side (agent, L2 QEMU, tracing) on "
                    "this machine, whose own KVM is under test (root)")
+    p.add_argument("--host-profile", metavar="FILE", help="the cost model's host profile for latency predictions "
+                   "(a file `hil calibrate` wrote; the scenario's host_profile key)")
     p.set_defaults(func=cmd_run_or_batch)
+    p = sub.add_parser("calibrate", parents=[common],
+                       help="measure this lab's mechanism costs (exit, userspace exit, halt wake-up, device "
+                       "interrupt delivery) and write them as a host profile")
+    p.add_argument("--output", "-o", metavar="FILE", help="where to write the host profile (default: this "
+                   "machine's, $XDG_CONFIG_HOME/hil/host-profile.yaml, which runs read when given no --host-profile)")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None, help="override the topology's accel")
+    p.add_argument("--out", metavar="DIR", help="keep the calibration run's result and logs in DIR")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a value of the calibrate scenario (e.g. workload.ops.0.count=400)")
+    p.set_defaults(func=cmd_calibrate, json=None, topology=None, host_profile=None)
     p = sub.add_parser("list", help="list scenarios with their groups and descriptions", parents=[common])
     p.add_argument("--group", metavar="GROUP", help="only the scenarios of this group")
     _json_option(p)
@@ -407,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("b", help="the same, for the other side")
     p.add_argument("--tolerance", metavar="N|P%", help="allowed |B-A| per reason: a count or a percentage of A")
     p.add_argument("--all", action="store_true", help="list unchanged counts too")
+    p.add_argument("--latency-order", action="store_true",
+                   help="judge each op's latency order: where the model predicts B no slower than A (e.g. a "
+                   "dedicated profile vs stock), B's measured p50 may exceed A's by the band's drift at most; where "
+                   "it predicts the same path, neither side's may (exit 1 when broken)")
     _json_option(p, "the comparison")
     p.add_argument("--html", metavar="FILE", help="write the comparison as an HTML page")
     p.set_defaults(func=cmd_compare)
@@ -422,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "topology", None):   # --topology NAME is --set topology=NAME, first: later --set topology.KEY refine it
         args.set = [f"topology={args.topology}"] + args.set
+    if getattr(args, "host_profile", None):
+        args.set = [f"host_profile={args.host_profile}"] + args.set
     _setup_logging(-1 if args.quiet else args.verbose)
     try:
         return _dispatch(args)

@@ -79,6 +79,7 @@ class LatencyStats:
     max: float
     mean: float
     histogram: list[dict[str, float]]     # non-empty buckets: {"lo_ns", "hi_ns", "count"}, lo <= v < hi
+    samples: list[int] = field(default_factory=list)   # every value, ns, in the order measured
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -91,13 +92,14 @@ def latency_stats(values_ns: list[float]) -> LatencyStats | None:
     if not values_ns:
         return None
     v = sorted(values_ns)
+    kept = [round(x) for x in values_ns]
     buckets: dict[int, int] = {}
     for x in v:
         b = max(0, int(x)).bit_length()           # bucket b holds [2^(b-1), 2^b)
         buckets[b] = buckets.get(b, 0) + 1
     hist = [{"lo_ns": float(1 << (b - 1)) if b else 0.0, "hi_ns": float(1 << b), "count": n}
             for b, n in sorted(buckets.items())]
-    return LatencyStats(len(v), v[0], percentile(v, 50), percentile(v, 99), v[-1], sum(v) / len(v), hist)
+    return LatencyStats(len(v), v[0], percentile(v, 50), percentile(v, 99), v[-1], sum(v) / len(v), hist, kept)
 
 
 @dataclass

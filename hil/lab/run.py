@@ -224,6 +224,29 @@ def _fetch_l1_logs(l1: L1Session, out_dir: Path) -> None:
             (out_dir / name).write_text(text)
 
 
+def _cpu_jiffies(pid: int | None) -> tuple[int, int]:
+    """(busy jiffies of all L0 CPUs, steal included; the L1 QEMU's own), now. (0, 0) when
+    /proc cannot tell (not Linux): then no other work is measured."""
+    try:
+        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        own = 0
+        if pid is not None:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            f = stat[stat.rindex(")") + 2:].split()
+            own = int(f[11]) + int(f[12])        # utime + stime: every thread of the process
+        return sum(v) - v[3] - v[4], own          # less idle and iowait
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+
+
+def _other_cpu(before: tuple[int, int], after: tuple[int, int], seconds: float) -> float:
+    """The share of L0's CPU time that work other than the lab's L1 QEMU took meanwhile
+    (0..1): what can take a CPU away from the vCPU threads whose timings the probe records."""
+    ticks = os.sysconf("SC_CLK_TCK") * seconds * (os.cpu_count() or 1)
+    other = (after[0] - before[0]) - (after[1] - before[1])
+    return round(max(0.0, other / ticks), 3) if ticks > 0 and before != (0, 0) else 0.0
+
+
 def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> Measurement:
     arch = check_arch(l1, scenario)
     request, payload = build_request(scenario, prep.probe)
@@ -238,13 +261,16 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
     t1 = time.monotonic()
     log.info("L2: %s on %s", scenario.name, arch)
     load_before = os.getloadavg()[0]
+    proc = getattr(getattr(l1, "machine", None), "proc", None)
+    cpu_before = _cpu_jiffies(proc.pid if proc is not None else None)
     try:
         raw = l1.request("run_l2", request.to_json(), timeout=request.timeout + 60.0)
     except AgentError:
         _fetch_l1_logs(l1, out_dir)
         raise
     t2 = time.monotonic()
-    host_load = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2), "nproc": os.cpu_count()}
+    host_load = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2), "nproc": os.cpu_count(),
+                 "other_cpu": _other_cpu(cpu_before, _cpu_jiffies(proc.pid if proc is not None else None), t2 - t1)}
     try:
         result = L2Result.from_json(raw)
     except (TypeError, ValueError) as e:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hil.model.latency import P50_DRIFT
 from hil.report.json import ResultFileError, load
 
 # cases whose "predicted" is not the model's: kvm-counters holds KVM's own counter, which
@@ -67,6 +68,61 @@ class Delta:
 
 
 @dataclass
+class LatencyOrder:
+    """One op's latency on both sides: the model's nominal p50 says which side is faster (or
+    neither is slower); the measured p50s must not contradict it by more than the band's drift."""
+    op: str
+    scenarios: tuple[str, str]
+    profiles: tuple[str, str]
+    predicted_ns: tuple[float, float]
+    measured_ns: tuple[float, float]
+    ok: bool
+    # the nominal paths in cycles: the same costs give equal paths equal figures (ns differ by
+    # each run's own TSC rate)
+    predicted_cycles: tuple[int, int] = (0, 0)
+
+    def text(self) -> str:
+        pa, pb = self.predicted_ns
+        ma, mb = self.measured_ns
+        sign = "==" if self.predicted_cycles[0] == self.predicted_cycles[1] else \
+            "<" if self.predicted_cycles[1] < self.predicted_cycles[0] else ">"
+        return (f"latency order {self.op}: model B {sign} A ({self.profiles[1]} {pb / 1000:.1f} us, "
+                f"{self.profiles[0]} {pa / 1000:.1f} us); measured p50 A {ma / 1000:.1f} us, B {mb / 1000:.1f} us "
+                f"(allowed {P50_DRIFT:g}x drift): {'held' if self.ok else 'BROKEN'}")
+
+
+def _latency_cases(doc: Mapping[str, Any]) -> dict[str, tuple[float, float, int]]:
+    """op -> (the model's nominal p50 ns, the measured p50 ns, the nominal in cycles), of the
+    latency cases judged."""
+    out = {}
+    for c in doc.get("cases") or []:
+        x = c.get("extra") or {}
+        if x.get("op") and isinstance(x.get("band_ns"), dict) and c.get("rows"):
+            out[x["op"]] = (float(x["band_ns"]["nominal"]), float(c["rows"][0]["measured"]),
+                            int((x.get("band_cycles") or {}).get("nominal", x["band_ns"]["nominal"])))
+    return out
+
+
+def latency_orders(a: Mapping[str, dict[str, Any]], b: Mapping[str, dict[str, Any]]) -> list[LatencyOrder]:
+    """Pairs of results by scenario name, or the one result of each side when they share no
+    name (stock vs dedicated: two scenarios), and in each pair every op with a judged latency."""
+    shared = sorted(set(a) & set(b))
+    pairs = [(a[n], b[n]) for n in shared] or ([(next(iter(a.values())), next(iter(b.values())))]
+                                              if len(a) == len(b) == 1 else [])
+    out = []
+    for da, db in pairs:
+        la, lb = _latency_cases(da), _latency_cases(db)
+        for op in sorted(set(la) & set(lb)):
+            (pa, ma, ca), (pb, mb, cb) = la[op], lb[op]
+            # the side the model says is no slower may not be slower by more than the drift;
+            # where it predicts the same path, neither side may
+            ok = (mb <= ma * P50_DRIFT or cb > ca) and (ma <= mb * P50_DRIFT or ca > cb)
+            out.append(LatencyOrder(op, (da["scenario"], db["scenario"]), (da.get("profile", ""), db.get("profile", "")),
+                                    (pa, pb), (ma, mb), ok, (ca, cb)))
+    return out
+
+
+@dataclass
 class Comparison:
     a: str
     b: str
@@ -74,6 +130,7 @@ class Comparison:
     deltas: list[Delta]
     verdicts: list[dict[str, str]]            # scenario, a, b
     incomparable: list[str]                   # scenarios on one side only, or ERROR/SKIP on either
+    orders: list[LatencyOrder] | None = None  # --latency-order: None when not asked
 
     @property
     def regressions(self) -> list[Delta]:
@@ -83,15 +140,18 @@ class Comparison:
     def exit_code(self) -> int:
         """1: an exact count changed (or a --tolerance was exceeded); 2: nothing could be compared
         for some scenario (missing, ERROR or SKIP on a side); 0 otherwise."""
-        if self.regressions:
+        if self.regressions or any(not o.ok for o in self.orders or []):
             return 1
+        if self.orders is not None and not self.orders:
+            return 2        # asked to judge an order, and no op had a judged latency on both sides
         return 2 if self.incomparable else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"a": self.a, "b": self.b, "tolerance": self.tolerance, "exit_code": self.exit_code,
                 "verdicts": self.verdicts, "incomparable": self.incomparable,
                 "regressions": [f"{d.scenario}/{d.case}/{d.reason}" for d in self.regressions],
-                "deltas": [asdict(d) | {"delta": d.delta} for d in self.deltas]}
+                "deltas": [asdict(d) | {"delta": d.delta} for d in self.deltas],
+                **({"latency_order": [asdict(o) for o in self.orders]} if self.orders is not None else {})}
 
 
 def load_side(path: Path) -> dict[str, dict[str, Any]]:
@@ -130,7 +190,7 @@ def _rows(doc: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def compare(a: Mapping[str, dict[str, Any]], b: Mapping[str, dict[str, Any]], tolerance: Tolerance | None = None,
-            names: tuple[str, str] = ("A", "B")) -> Comparison:
+            names: tuple[str, str] = ("A", "B"), latency_order: bool = False) -> Comparison:
     tolerance = tolerance or Tolerance()
     deltas: list[Delta] = []
     verdicts, incomparable = [], []
@@ -168,8 +228,12 @@ def compare(a: Mapping[str, dict[str, Any]], b: Mapping[str, dict[str, Any]], to
                 if not tolerance.allows(xa["measured"], xb["measured"]):
                     d.marks.append("over-tolerance")
             deltas.append(d)
+    orders = latency_orders(a, b) if latency_order else None
+    if orders and not set(a) & set(b):
+        # two scenarios paired for their order (stock vs dedicated): each alone on its side is no fault
+        incomparable = [t for t in incomparable if not any(t.startswith(f"{n}: only in ") for n in (*a, *b))]
     return Comparison(names[0], names[1], str(tolerance) if tolerance.absolute is not None or
-                      tolerance.fraction is not None else "", deltas, verdicts, incomparable)
+                      tolerance.fraction is not None else "", deltas, verdicts, incomparable, orders)
 
 
 def render_text(c: Comparison, all_rows: bool = False) -> str:
@@ -194,6 +258,8 @@ def render_text(c: Comparison, all_rows: bool = False) -> str:
         what = "an exact count changed" if "changed-exact" in d.marks else f"over the tolerance {c.tolerance}"
         out.append(f"REGRESSION {d.scenario} case {d.case} reason {d.reason}: {what} "
                    f"(A {'-' if d.a is None else d.a}, B {'-' if d.b is None else d.b}, predicted {d.predicted_b})")
+    if c.orders is not None:
+        out += [o.text() for o in c.orders] or ["latency order: no op has a judged latency on both sides"]
     out.append(f"result: {('REGRESSION', 'INCOMPARABLE', 'SAME')[(1, 2, 0).index(c.exit_code)]}")
     return "\n".join(out)
 

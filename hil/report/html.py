@@ -137,6 +137,10 @@ def render(doc: Mapping[str, Any], base: Path | None = None) -> str:
     """The page of one result.json document; `base` is the directory the page is written to."""
     m = doc.get("measurement") or {}
     ops = {o.get("op"): o for o in m.get("ops") or []}
+    for c in doc.get("cases") or []:      # the model's latency band, shaded over the op's distribution
+        x = c.get("extra") or {}
+        if isinstance(x.get("predicted_ns"), dict) and x.get("op") in ops:
+            ops[x["op"]] = {**ops[x["op"]], "latency_predicted": x["predicted_ns"]}
     host_irqs = (m.get("kick_trace") or {}).get("host_interrupts_per_op") or {}
     accel = (doc.get("provenance") or {}).get("accel") or {}
     head = [f"<h1>hil: {esc(doc['scenario'])} {verdict_span(doc['verdict'])}</h1>",

@@ -114,6 +114,8 @@ class Scenario:
     workload: Workload
     expect: Expect
     overrides: tuple[str, ...] = ()
+    # the cost model's host profile (a file hil calibrate wrote), resolved; None: none given
+    host_profile: str | None = None
     # dotted key -> where its value was set: "FILE:LINE" or "--set KEY=VALUE" (topology keys
     # are "topology.l1.smp", whichever file of an `extends:` chain set them)
     origins: dict[str, str] = field(default_factory=dict, compare=False)

@@ -469,6 +469,14 @@ def load_scenario(path_or_name: str | Path, *, root: Path, overrides: Sequence[s
     profiles = list(valid_profiles) if valid_profiles is not None else None
     if profiles is not None and v["profile"] != "auto" and v["profile"] not in profiles:
         raise src.error("profile", f"unknown profile {v['profile']!r}{suggest(v['profile'], profiles)}")
+    host_profile = None
+    if v["host_profile"] is not None:
+        from hil.scenario.host_profile import host_profile_path, load_host_profile
+        hp = host_profile_path(v["host_profile"], root)
+        if not _is_file(hp):
+            raise src.error("host_profile", f"no such host profile {printable(str(hp))} (hil calibrate writes one)")
+        load_host_profile(hp, _display(hp, root))       # its errors now, at its own file:line
+        host_profile = str(hp.resolve())
     return Scenario(
         name=path.stem, source=path, description=v["description"], topology=topology, profile=v["profile"],
         arch=v["arch"], groups=tuple(v["groups"]),
@@ -476,5 +484,6 @@ def load_scenario(path_or_name: str | Path, *, root: Path, overrides: Sequence[s
                           resolve(wl["kernel"]), wl["append"], resolve(wl["initrd"]), wl["done_pattern"],
                           wl["kick_interval_ms"], wl["race_timeout_us"], wl["frame_interval_us"],
                           wl["dev_timeout_us"]),
-        expect=_expect(v["expect"], src, v["arch"]), overrides=tuple(overrides), origins=origins,
+        expect=_expect(v["expect"], src, v["arch"]), overrides=tuple(overrides), host_profile=host_profile,
+        origins=origins,
     )

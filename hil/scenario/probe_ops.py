@@ -37,6 +37,14 @@ class ProbeOpSpec:
     per: tuple[tuple[str, str], ...] = ()
     # model events once per op run: the device ops open with sti after an interrupts-off set-up
     once: tuple[ModelStep, ...] = ()
+    # the HostCosts this op measures when hil calibrates (hil/model/latency.py): its per-iteration
+    # cycles are that cost plus what the model already prices on its path
+    calibrates: tuple[str, ...] = ()
+    # the model events between the two TSC stamps of each latency sample ("lat": request ->
+    # handler entry), for ops whose latency the model predicts; empty: not predicted
+    latency_path: tuple[ModelStep, ...] = ()
+    # why an op with latency samples has no predicted latency (the verdict says so)
+    latency_unpriced: str = ""
 
     @property
     def symbol(self) -> str:
@@ -51,14 +59,14 @@ _TAKE_AND_EOI: tuple[ModelStep, ...] = (("interrupt-in", (("guest_state", "runni
 _STI: tuple[ModelStep, ...] = (("interrupts-on", ()),)
 
 PROBE_OPS: dict[str, ProbeOpSpec] = {s.name: s for s in (
-    ProbeOpSpec("cpuid", "CPUID leaf 0", (("cpuid", ()),)),
+    ProbeOpSpec("cpuid", "CPUID leaf 0", (("cpuid", ()),), calibrates=("exit_entry",)),
     ProbeOpSpec("pio-kernel", "in from port 0x4d0 (the in-kernel PIC's ELCR)", (("pio-kernel", ()),)),
-    ProbeOpSpec("pio-user", "out to port 0x1234 (QEMU userspace)", (("pio-user", ()),)),
+    ProbeOpSpec("pio-user", "out to port 0x1234 (QEMU userspace)", (("pio-user", ()),), calibrates=("userspace",)),
     ProbeOpSpec("msr", "rdmsr IA32_APIC_BASE", (("msr", (("access", "read"), ("msr", "apic-base"))),)),
     # arm the x2APIC one-shot timer (TMICT write) with interrupts off, sti; hlt; the handler EOIs
     ProbeOpSpec("hlt", "HLT woken by the guest's x2APIC one-shot timer",
                 (("timer", (("apic", "x2apic"), ("armed_with", "interrupts-off"))), ("hlt", ()), ("eoi", _X2APIC)),
-                results=("hlts",)),
+                results=("hlts", "timer_us"), calibrates=("halt_wakeup",)),
     ProbeOpSpec("kicks", "spin with interrupts on while hil sends MSIs from QEMU's I/O thread",
                 _TAKE_AND_EOI, judge="kicks", stimulus="io-thread-msi", max_count=100_000,
                 results=("irqs", "sent", "late")),
@@ -69,21 +77,28 @@ PROBE_OPS: dict[str, ProbeOpSpec] = {s.name: s for s in (
     # prints its per-interrupt latency samples (event=samples lines)
     ProbeOpSpec("dev-msi", "the edu device raises an MSI (register 0x60) N times, one at a time; the handler acks",
                 (("msi-assigned", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="edu",
-                max_count=100_000, results=("irqs", "raised"), once=_STI),
+                max_count=100_000, results=("irqs", "raised"), once=_STI,
+                # timed: the raise (an MMIO write L0 emulates at once) -> handler entry; the EOI is after
+                latency_path=(("msi-assigned", (("guest_state", "running"),)),), calibrates=("ipi", "nmi")),
     ProbeOpSpec("dev-dma", "edu DMA transfers, each completion an MSI from a QEMU timer",
                 (("msi-assigned", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="edu",
-                max_count=1_000, results=("irqs", "transfers", "data_errors"), once=_STI),
+                max_count=1_000, results=("irqs", "transfers", "data_errors"), once=_STI,
+                latency_unpriced="the edu device completes a DMA from a 100 ms QEMU timer of L0's virtual "
+                                 "clock: no mechanism cost of the lab's"),
     ProbeOpSpec("net-rx", "receive N frames the host sends into L2's virtio-net NIC (split virtqueue, MSI-X)",
                 (("interrupt-in", (("guest_state", "busy"),)), ("eoi", _X2APIC)), device="virtio-net",
                 stimulus="frame-sender", max_count=100_000, per=(("interrupt-in", "irqs"), ("eoi", "irqs")), once=_STI,
-                results=("irqs", "frames", "in_order", "first_seq", "other", "notifies")),
+                results=("irqs", "frames", "in_order", "first_seq", "other", "notifies"),
+                latency_unpriced="no request to time from: the host sends the frames at its own pace"),
     ProbeOpSpec("net-tx", "send N frames through L2's virtio-net NIC, one at a time",
                 # the notify (ioeventfd: an MMIO exit, no userspace exit), the backend's TX
                 # interrupt racing the vCPU's way back in, its EOI
                 (("virtio-notify", (("ioeventfd", "on"),)), ("interrupt-in", (("guest_state", "returning"),)),
                  ("eoi", _X2APIC)),
                 device="virtio-net", stimulus="frame-counter", max_count=100_000, results=("irqs", "frames", "notifies"),
-                per=(("virtio-notify", "notifies"), ("interrupt-in", "irqs"), ("eoi", "irqs")), once=_STI),
+                per=(("virtio-notify", "notifies"), ("interrupt-in", "irqs"), ("eoi", "irqs")), once=_STI,
+                latency_unpriced="the path waits for QEMU's or vhost's backend thread in L1 to be scheduled, "
+                                 "which the cost model has no term for (p50 varied 40x between runs)"),
 )}
 
 

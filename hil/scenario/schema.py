@@ -196,4 +196,7 @@ SCENARIO_FIELDS: dict[str, Field] = {
                     doc="names to select scenarios by (hil list, pytest -m GROUP)"),
     "workload": Field("map", required=True, fields=WORKLOAD_FIELDS, doc="what L2 runs"),
     "expect": Field("map", default=dict, fields=EXPECT_FIELDS, doc="what is judged"),
+    "host_profile": Field("str", nullable=True,
+                          doc="the cost model's host profile for latency predictions: a name in "
+                              "qemu_configs/host_profiles or a file `hil calibrate` wrote (--host-profile)"),
 }

@@ -22,7 +22,8 @@ ALLOWED = {
     "batch": {"runner", "report", "verdict", "scenario", "measurement", "model", "paths"},
     "lava": set(),
     "kut": {"batch", "runner", "report", "verdict", "lab", "scenario", "measurement", "model", "paths"},
-    "cli": {"batch", "lava", "kut", "runner", "report", "verdict", "lab", "scenario", "measurement", "model",
+    "calibrate": {"verdict", "scenario", "model", "measurement", "paths"},
+    "cli": {"batch", "lava", "kut", "calibrate", "runner", "report", "verdict", "lab", "scenario", "measurement", "model",
             "paths"},
     "pytest_plugin": {"runner", "report", "verdict", "scenario", "measurement", "model", "paths"},
 }

@@ -157,10 +157,16 @@ def test_tcg_boot(probe, tmp_path, machine, variant, boot):
     cmdline = format_cmdline(SMOKE_OPS, exit=1)
     rc, lines = boot_tcg(getattr(probe, variant), machine, cmdline, tmp_path / "serial.log")
     assert rc == 1, lines  # isa-debug-exit: (0 << 1) | 1
-    start, *ops, done = lines
+    start, *body, done = lines
     assert start == {"event": "start", "version": 1, "window": probe.window, "boot": boot}
+    ops = [o for o in body if o["event"] == "op"]
     assert [(o["event"], o["name"], o["count"]) for o in ops] == [("op", n, c) for n, c in SMOKE_OPS]
-    assert all(o["tsc"] > 0 for o in ops)
+    assert all(o["tsc"] > 0 and o["tsc_khz"] > 0 and o["samples"] == o["count"] for o in ops)
+    # each iteration timed on its own (hil calibrate reads them): as many samples as iterations,
+    # each a part of the op's whole time
+    iters = {o["name"]: o["v"] for o in body if o["event"] == "samples" and o["kind"] == "iter"}
+    assert {n: len(v) for n, v in iters.items()} == dict(SMOKE_OPS)
+    assert all(0 < sum(iters[o["name"]]) <= o["tsc"] for o in ops)
     assert done == {"event": "done", "status": "ok", "ops": len(SMOKE_OPS)}
 
 

@@ -170,9 +170,9 @@ def test_missing_device_is_a_clear_error(probe, tmp_path, op, msg, devices, mach
     rc, lines = boot(probe.path, format_cmdline([("cpuid", 1), (op, 5)], exit=1), tmp_path / "serial.log", devices,
                      machine=machine)
     assert rc == 3, lines  # (1 << 1) | 1
-    assert [line["event"] for line in lines] == ["start", "op", "error", "done"]
-    assert lines[2]["msg"] == msg
-    assert lines[3] == {"event": "done", "status": "error", "ops": 1}
+    assert [line["event"] for line in lines] == ["start", "op", "samples", "error", "done"]   # cpuid timed, then the error
+    assert lines[3]["msg"] == msg
+    assert lines[4] == {"event": "done", "status": "error", "ops": 1}
 
 
 # ---------------------------------------------------------------- virtio-net over UDP

@@ -49,7 +49,7 @@ def stats(values: list[float]) -> dict[str, Any]:
         buckets[int(x).bit_length()] = buckets.get(int(x).bit_length(), 0) + 1
     return {"n": len(v), "min": v[0], "p50": v[len(v) // 2], "p99": v[-1], "max": v[-1], "mean": sum(v) / len(v),
             "histogram": [{"lo_ns": float(1 << (b - 1)), "hi_ns": float(1 << b), "count": n}
-                          for b, n in sorted(buckets.items())]}
+                          for b, n in sorted(buckets.items())], "samples": [round(x) for x in values]}
 
 
 def doc(result: RunResult, **extra: Any) -> dict[str, Any]:

@@ -101,3 +101,49 @@ def test_the_cli_on_directories_with_json_and_html(tmp_path):
 def test_the_cli_names_a_missing_file(tmp_path):
     proc = hil(str(tmp_path / "nope.json"), str(tmp_path / "nope.json"))
     assert proc.returncode == 2 and proc.stderr.strip() == f"hil: {tmp_path / 'nope.json'}: no such file or directory"
+
+
+def latency_doc(scenario, profile, nominal_ns, p50_ns, khz=2_500_000):
+    """A result with one judged latency case, as the verdict writes it."""
+    return {"scenario": scenario, "profile": profile, "verdict": "PASS", "error": "",
+            "cases": [{"name": "dev-msi latency", "verdict": "PASS", "detail": "",
+                       "rows": [{"reason": "p50 ns", "predicted": {"low": 1, "high": None}, "measured": p50_ns,
+                                 "ok": True}],
+                       "extra": {"op": "dev-msi", "band_ns": {"nominal": nominal_ns * 2_500_000 / khz},
+                                 "band_cycles": {"nominal": round(nominal_ns * 2.5)}}}]}
+
+
+@pytest.mark.parametrize("stock_p50,dedicated_p50,held", [
+    (80_000, 57_000, True),        # dedicated faster, as the model says
+    (80_000, 150_000, True),       # slower, but within the band's 2x drift
+    (80_000, 170_000, False),      # slower by more than the drift: the order is broken
+])
+def test_latency_order_between_two_profiles(stock_p50, dedicated_p50, held):
+    a = {"device-edu-msi": latency_doc("device-edu-msi", "stock-svm", 82_000, stock_p50)}
+    b = {"device-edu-msi-dedicated": latency_doc("device-edu-msi-dedicated", "dedicated-v2", 36_000, dedicated_p50)}
+    c = compare(a, b, latency_order=True)
+    assert [o.ok for o in c.orders] == [held]
+    assert c.exit_code == (0 if held else 1)          # the two scenarios paired: neither is "only on one side"
+    assert ("held" if held else "BROKEN") in c.orders[0].text() and "model B < A" in c.orders[0].text()
+    # the other way round the model predicts A no slower: the same measured pair, judged from B's side
+    back = compare(b, a, latency_order=True)
+    assert back.orders[0].ok == held
+    assert compare(a, b).orders is None and compare(a, b).exit_code == 2
+
+
+def test_latency_order_with_no_judged_latency_is_incomparable():
+    a = {"x": latency_doc("x", "stock-svm", 1, 1)}
+    a["x"]["cases"][0]["extra"] = {}
+    c = compare(a, a, latency_order=True)
+    assert c.orders == [] and c.exit_code == 2
+
+
+def test_the_same_path_predicted_on_both_sides_holds_neither_slower_by_more_than_the_drift():
+    # disable-exits and stock: the same path for an edu MSI; each run's TSC rate differs, so the
+    # ns figures do, the cycles do not
+    stock = {"device-edu-msi": latency_doc("device-edu-msi", "stock-svm", 126_800, 152_700, khz=2_530_000)}
+    for p50, held in ((100_000, True), (60_800, False)):
+        other = {"edu-cpu-pm": latency_doc("edu-cpu-pm", "disable-exits", 126_800, p50, khz=2_550_000)}
+        for a, b in ((stock, other), (other, stock)):
+            c = compare(a, b, latency_order=True)
+            assert [o.ok for o in c.orders] == [held] and "model B == A" in c.orders[0].text()

@@ -29,6 +29,23 @@ def test_latency_gets_a_histogram_and_its_absence_none():
     assert plots(html.render(d)).count("latency") == 1
 
 
+def test_the_models_latency_band_is_shaded_over_the_ops_distribution(monkeypatch):
+    from hil.report import plots as plots_module
+    seen = []
+    real_plot = plots_module.latency_buckets
+    monkeypatch.setattr(plots_module, "latency_buckets",
+                        lambda title, stats, predicted=None: seen.append(predicted) or real_plot(title, stats, predicted))
+    d = doc(probe_result(samples={"cpuid": [1000.0 + 90 * (i % 7) for i in range(64)]}))
+    band = {"lat": {"low": 500.0, "high": 4000.0, "nominal": 1100.0}}
+    d["cases"].append({"name": "cpuid latency", "verdict": "PASS", "detail": "", "rows": [],
+                       "extra": {"op": "cpuid", "predicted_ns": band}})
+    html.render(d)
+    assert seen == [band["lat"]]
+    seen.clear()
+    html.render(doc(probe_result(samples={"cpuid": [1000.0] * 8})))
+    assert seen == [None]                 # no latency case: nothing predicted to shade
+
+
 def test_kick_ops_get_host_interrupts_per_cpu():
     page = html.render(real("kicks-io-thread"))
     assert plots(page) == ["exits", "host-interrupts", "exits", "exits"]

@@ -49,6 +49,16 @@ def test_the_schema_rejects_a_predicted_bound_written_as_text(validator):
         validator.validate(d)
 
 
+def test_latency_carries_its_samples_and_the_schema_checks_them(validator):
+    d = doc(probe_result(samples={"hlt": [900.0, 1100.0, 5000.0]}))
+    lat = next(o for o in d["measurement"]["ops"] if o["op"] == "hlt")["latency"]["lat"]
+    assert lat["samples"] == [900, 1100, 5000] and {"p50", "p99", "max", "histogram"} <= set(lat)
+    validator.validate(d)
+    lat["samples"] = ["900"]
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(d)
+
+
 def test_log_paths_that_do_not_exist_are_left_out(tmp_path):
     (tmp_path / "l1-console.log").write_text("boot")
     r = probe_result()
