@@ -31,6 +31,17 @@ ASSUMPTIONS: dict[str, str] = {
                            "entry intercepted INTR because the host timer was armed) or an NMI kick when "
                            "nohz_full let the hrtimer run on a housekeeping CPU; measured by direct-timer "
                            "(6 + 2 of 8). Modelled as 0..1 of each.",
+    "isolated-cpu-quiet": "dedicated-direct: the vCPU's CPU does no host work while the window runs: "
+                          "isolcpus=domain,managed_irq, nohz_full (no tick with one task), rcu_nocbs and "
+                          "irqaffinity keep timers, callbacks and device IRQs off it, and KVM_SET_DEDICATED 3 "
+                          "refuses a CPU without them (0006 svm_direct_allowed). No ambient external-interrupt "
+                          "exit. A host request that does come (deferred host work, KVM's own requests such as "
+                          "a kvmclock update) is an NMI exit, the event host-ipi, each traced "
+                          "(kvm_dedicated_deferred, kvm_dedicated_nmi), and the verdict accounts for it from "
+                          "the traces.",
+    "host-work-by-nmi": "dedicated-direct: a reschedule or call-function IPI to the CPU while it runs the guest "
+                        "is an NMI plus deferred work, re-raised in root mode at the exit (0005 ded_cpu_send_ipi): "
+                        "one nmi exit.",
     "ambient-host-interrupts": "Host interrupts (timer tick, IPIs) may hit the vCPU's pCPU at any time in "
                                "profiles without a dedicated CPU: 0..inf external-interrupt exits per window.",
     # slave series

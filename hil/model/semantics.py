@@ -342,7 +342,10 @@ def _page_fault(p: Profile, arch: str, q: Q, e: Effect) -> None:
 
 
 def _eoi(p: Profile, arch: str, q: Q, e: Effect) -> None:
-    direct, apic = q["source"] == "direct", q["apic"]
+    source, apic = q["source"], q["apic"]
+    if source == "assigned-msi":                # the EOI of the msi-assigned before it: direct where that was
+        source = "direct" if p.direct_msi and p.ext_int_exiting != "on" else "virtual"
+    direct = source == "direct"
     if direct and p.ext_int_exiting == "on":
         raise ModelError(f"eoi source=direct: profile {p.name} delivers no interrupt without an exit "
                          "(only the slave profiles do)")
@@ -361,7 +364,9 @@ def _eoi(p: Profile, arch: str, q: Q, e: Effect) -> None:
 
 
 def _host_ipi(p: Profile, arch: str, q: Q, e: Effect) -> None:
-    if not p.dedicated_cpu:
+    if p.host_isolated:                         # direct:0005: an NMI doorbell, the work re-raised at the exit
+        e.exit("NMI").assume("host-work-by-nmi")
+    elif not p.dedicated_cpu:
         e.exit("EXTINT", where="host")
     elif q["kind"] == "call-function":
         e.delivered = False                     # a slave is not online: generic IPIs do not target it
@@ -418,10 +423,14 @@ def effect(p: Profile, arch: str, event: str, q: Q) -> Effect:
 
 
 def ambient(p: Profile) -> Effect:
-    """Exits nobody asked for: host interrupts on a pCPU the host still uses."""
+    """Exits nobody asked for: host interrupts on a pCPU the host still uses. A pCPU the host
+    does no work on (a slave; an isolated CPU whose host IPIs go by NMI) bounds them to 0, and
+    the answer names the assumption that does it."""
     e = Effect().assume("one-vcpu-per-pcpu", *p.assumptions)
     if p.dedicated_cpu:
         e.assume("slave-cpu-quiet")
+    elif p.host_isolated:
+        e.assume("isolated-cpu-quiet")
     else:
         e.exit("EXTINT", NOISE, where="host")
         e.assume("ambient-host-interrupts")

@@ -47,6 +47,9 @@ class ProbeOpSpec:
 _X2APIC = (("apic", "x2apic"),)
 # the handler takes each interrupt with interrupts on and writes the x2APIC EOI
 _TAKE_AND_EOI: tuple[ModelStep, ...] = (("interrupt-in", (("guest_state", "running"),)), ("eoi", _X2APIC))
+# an assigned device's MSI and its EOI: a direct EOI where the profile delivers the MSI directly
+_ASSIGNED_MSI: tuple[ModelStep, ...] = (("msi-assigned", (("guest_state", "running"),)),
+                                        ("eoi", (("apic", "x2apic"), ("source", "assigned-msi"))))
 # the device ops' loops open with sti after set-up with interrupts off (guest/devices.c)
 _STI: tuple[ModelStep, ...] = (("interrupts-on", ()),)
 
@@ -68,11 +71,10 @@ PROBE_OPS: dict[str, ProbeOpSpec] = {s.name: s for s in (
     # device ops (guest/devices.c): the guest drives a PCI device and takes its MSIs; each
     # prints its per-interrupt latency samples (event=samples lines)
     ProbeOpSpec("dev-msi", "the edu device raises an MSI (register 0x60) N times, one at a time; the handler acks",
-                (("msi-assigned", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="edu",
-                max_count=100_000, results=("irqs", "raised"), once=_STI),
+                _ASSIGNED_MSI, device="edu", max_count=100_000, results=("irqs", "raised"), once=_STI),
     ProbeOpSpec("dev-dma", "edu DMA transfers, each completion an MSI from a QEMU timer",
-                (("msi-assigned", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="edu",
-                max_count=1_000, results=("irqs", "transfers", "data_errors"), once=_STI),
+                _ASSIGNED_MSI, device="edu", max_count=1_000, results=("irqs", "transfers", "data_errors"),
+                once=_STI),
     ProbeOpSpec("net-rx", "receive N frames the host sends into L2's virtio-net NIC (split virtqueue, MSI-X)",
                 (("interrupt-in", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="virtio-net",
                 stimulus="frame-sender", max_count=100_000, per=(("interrupt-in", "irqs"), ("eoi", "irqs")), once=_STI,

@@ -2,6 +2,7 @@
 bounds (relayed MSIs: no exit, no EOI exit) and the L1 health case."""
 from hil.lab import health
 from hil.measurement import KickTrace, OpMeasurement
+from hil.model import Bound
 from hil.model.predict import predict_event
 from tests.unit.fakes import measurement, scenario, verdict
 
@@ -70,9 +71,39 @@ def test_leaks_sum_every_vcpu():
 
 def test_model_assigned_msi_under_direct_delivery_is_exit_free_and_says_why():
     p = predict_event("dedicated-direct", "svm", "msi-assigned", 10)
-    assert p.guest_interrupts.low == 10 and "direct-relay" in p.assumptions
-    # ambient host noise aside (the timer an entry may find armed), the MSIs themselves cost nothing
-    assert all(b.low == 0 for b in p.exits.values())
+    assert p.guest_interrupts == Bound.exactly(10) and "direct-relay" in p.assumptions
+    # no exit at all: the MSIs cost none, and the isolated CPU bounds the ambient host noise to 0,
+    # an assumption the answer names (a stock CPU's ambient term stays 0..inf, named too)
+    assert p.exits == {} and p.counters["exits"] == Bound.exactly(0)
+    assert p.ambient == {} and "isolated-cpu-quiet" in p.ambient_assumptions
+    assert "isolated-cpu-quiet" in p.assumptions
+    stock = predict_event("stock-svm", "svm", "msi-assigned", 10)
+    assert stock.ambient == {"interrupt": Bound(0, None)} and "ambient-host-interrupts" in stock.ambient_assumptions
+    assert stock.exits["interrupt"] == Bound(10, None)
+
+
+def test_hil_model_answers_0_exits_for_assigned_msis_on_the_direct_profile(capsys):
+    import json
+    from hil.model.cli import main
+    argv = ["--profile", "dedicated-direct", "--arch", "svm", "--event", "msi-assigned", "--count", "10", "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["exits"] == {} and out["counters"] == {"exits": 0} and out["guest_interrupts"] == 10
+    assert out["ambient"] == {"exits": {}, "assumptions": ["isolated-cpu-quiet", "one-vcpu-per-pcpu"]}
+    assert {"direct-relay", "isolated-cpu-quiet", "vcpu-resident"} <= set(out["assumptions"])
+    assert main(argv[:-1]) == 0
+    assert "ambient host noise: none (rests on: isolated-cpu-quiet" in capsys.readouterr().out
+
+
+def test_the_edu_op_s_eoi_is_direct_only_where_its_msi_was():
+    from hil.scenario.prediction import predict_op
+    assert predict_op("dev-msi", 37, "dedicated-direct", "svm").exits.get("msr") is None
+    assert predict_op("dev-msi", 37, "dedicated-v2", "svm").exits["msr"] == Bound.exactly(37)
+
+
+def test_a_host_request_on_the_isolated_cpu_is_an_nmi_exit():
+    p = predict_event("dedicated-direct", "svm", "host-ipi", 3, kind="call-function")
+    assert p.exits == {"nmi": Bound.exactly(3)} and "host-work-by-nmi" in p.assumptions
 
 
 def test_direct_mode_goes_to_vcpu_0_and_the_others_get_v2():
