@@ -143,3 +143,35 @@ def test_isr_read_from_qemu_info_lapic():
     assert health.isr_in_service("no apic here") is None
     stuck = burst(health_=health.health(True, "", [], 0, ["50"]))
     assert by_case(stuck)["l1-health"].verdict.value == "FAIL"
+
+
+def edu_direct(n=37, *, exits=None, relays=None, forwards=0, guest_nmis=0, deferred=0):
+    """direct-vfio-edu's dev-msi op: the edu device's MSIs through VFIO and the irqfd, relayed."""
+    from hil.lab.results import op_latency
+    lat = [3000 + i for i in range(n)]
+    op = OpMeasurement("dev-msi", n, exits or {}, 10**6, {"count": n, "irqs": n, "raised": n, "tsc_khz": 3_000_000},
+                       {"lat": lat}, op_latency({"lat": lat}, 3_000_000))
+    trace = KickTrace(series_traced=True, relays=n if relays is None else relays, forwards=forwards,
+                      guest_nmis_all_vcpus=guest_nmis, deferred=deferred)
+    m = measurement([op], kick_trace=trace, l1_health=health.health(True, "", [], 0, []),
+                    devices={"vfio-pci": {"host": {"host_irqs": {"total": n}}}})
+    return verdict(scenario("direct-vfio-edu", f"workload.ops.0.count={n}"), m)
+
+
+def test_edu_msis_relayed_with_no_exit_pass_and_an_eoi_exit_fails():
+    r = edu_direct()
+    assert r.verdict.value == "PASS", [(c.name, c.detail) for c in r.cases]
+    assert "isolated-cpu-quiet" in r.case("dev-msi").extra["assumptions"]
+    assert "msr: predicted 0, measured 37" in edu_direct(exits={"msr": 37}).case("dev-msi").detail
+    assert "interrupt: predicted 0, measured 1" in edu_direct(exits={"interrupt": 1}).case("dev-msi").detail
+
+
+def test_an_edu_msi_not_relayed_or_taken_in_root_mode_fails():
+    assert "kvm_dedicated_relay" in edu_direct(relays=36).case("dev-msi").detail
+    assert "kvm_dedicated_forward" in edu_direct(forwards=1).case("dev-msi").detail
+
+
+def test_nmi_exits_in_the_edu_op_only_as_many_as_the_host_requests_traced():
+    assert edu_direct(exits={"nmi": 3}, guest_nmis=2, deferred=1).verdict.value == "PASS"
+    bad = edu_direct(exits={"nmi": 3}, guest_nmis=2)
+    assert bad.verdict.value == "FAIL" and "nmi: predicted 0..2, measured 3" in bad.case("dev-msi").detail
