@@ -26,11 +26,16 @@ ASSUMPTIONS: dict[str, str] = {
                   "service at the entry, and a trapped EOI ends the highest vector in service, physical or "
                   "virtual (kernel_patches/dedicated-cpu-direct 0006); measured by direct-msi-burst (0 EOI exits "
                   "for 16 relayed MSIs) and kick-race-direct.",
-    "direct-timer-expiry": "dedicated-direct does not pass the guest's LAPIC timer through: each expiry is "
-                           "one exit, an external interrupt when KVM's hrtimer fires on the vCPU's CPU (that "
-                           "entry intercepted INTR because the host timer was armed) or an NMI kick when "
-                           "nohz_full let the hrtimer run on a housekeeping CPU; measured by direct-timer "
-                           "(6 + 2 of 8). Modelled as 0..1 of each.",
+    "direct-timer": "dedicated-direct 0007 (K4): for each direct entry (the host's own LAPIC timer stopped on "
+                    "the vCPU's CPU: isolated-cpu-quiet) KVM's hrtimer for the guest's one-shot x2APIC timer is "
+                    "cancelled and the rest of its count loaded into the physical LAPIC timer with the guest's "
+                    "vector; TMICT writes pass through, the expiry goes through the guest's IDT and its EOI "
+                    "passes through (direct-eoi). Measured by direct-timer.",
+    "direct-timer-expiry": "dedicated-direct keeps a TSC-deadline or xAPIC timer KVM's: each expiry is one exit, "
+                           "an external interrupt when KVM's hrtimer fires on the vCPU's CPU (that entry "
+                           "intercepted INTR because the host timer was armed) or an NMI kick when nohz_full let "
+                           "the hrtimer run on a housekeeping CPU (measured before 0007 with the one-shot timer: "
+                           "6 + 2 of 8). Modelled as 0..1 of each.",
     "isolated-cpu-quiet": "dedicated-direct: the vCPU's CPU does no host work while the window runs: "
                           "isolcpus=domain,managed_irq, nohz_full (no tick with one task), rcu_nocbs and "
                           "irqaffinity keep timers, callbacks and device IRQs off it, and KVM_SET_DEDICATED 3 "

@@ -86,10 +86,11 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             "dedicated-cpu-direct, SVM): v2's HLT and kicks, plus direct delivery on the vCPU's isolated CPU: "
             "host IPIs to it go by NMI, INTR intercept off with V_INTR_MASKING=0 while the host's LAPIC timer "
             "is not armed there, device interrupts relayed to it as physical IPIs with the guest's vector, "
-            "x2APIC EOI passed through while no virtual vector is in service; the guest's timer stays KVM's",
+            "x2APIC EOI passed through while no virtual vector is in service, the guest's one-shot x2APIC "
+            "timer in the CPU's physical LAPIC timer for each direct entry (TMICT passed through)",
             arches=("svm",), hlt_exiting=False, kick="nmi-unless-outside", prevent_run=True,
             ext_int_exiting="host-timer", direct_msi=True, direct_eoi_x2apic=True, pv_eoi=False,
-            host_isolated=True),
+            host_isolated=True, timer_passthrough=True),
     replace(_DISABLE_ALL, name="disable-exits-hlt", description="KVM_CAP_X86_DISABLE_EXITS with HLT only",
             mwait_exiting=True, pause_exiting=True, cstate_exiting=True),
     _SEED,

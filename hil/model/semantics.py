@@ -283,11 +283,19 @@ def _interrupt_in(p: Profile, arch: str, q: Q, e: Effect) -> None:
 def _timer(p: Profile, arch: str, q: Q, e: Effect) -> None:
     direct = _check_direct(p, q)
     state, apic = q["guest_state"], q["apic"]
+    # dedicated-direct 0007 (K4): a one-shot x2APIC timer is the physical one for each direct
+    # entry: TMICT passes, the expiry is the guest's vector through its IDT (no window to wait
+    # for); a TSC-deadline or xAPIC timer stays KVM's (below)
+    own = p.timer_passthrough and p.host_isolated
+    if own and q["mode"] == "oneshot" and apic == "x2apic" and direct:
+        e.guest_interrupts = ONE
+        e.assume("direct-timer")
+        return
     if q["mode"] == "tsc-deadline":
         e.exit("MSR_WRITE")                     # intercepted in every profile (v2/20 mirrors it on the exit)
-    elif not (p.timer_passthrough and apic == "x2apic" and direct):
+    elif own or not (p.timer_passthrough and apic == "x2apic" and direct):
         _apic_write(p, arch, apic, e)           # v2/19-20: TMICT passes only in the slave bitmap
-    if p.timer_passthrough:                     # v2/20: the slave's physical LAPIC timer
+    if p.timer_passthrough and not own:         # v2/20: the slave's physical LAPIC timer
         e.assume("v2-lvtt-vector")
         if q["lvtt_vector"] == "other":         # LVTT write refused (-EINVAL): never armed
             e.delivered = False
@@ -345,6 +353,8 @@ def _eoi(p: Profile, arch: str, q: Q, e: Effect) -> None:
     source, apic = q["source"], q["apic"]
     if source == "assigned-msi":                # the EOI of the msi-assigned before it: direct where that was
         source = "direct" if p.direct_msi and p.ext_int_exiting != "on" else "virtual"
+    elif source == "timer":                     # the EOI of the (one-shot) timer before it: likewise
+        source = "direct" if p.timer_passthrough and p.ext_int_exiting != "on" else "virtual"
     direct = source == "direct"
     if direct and p.ext_int_exiting == "on":
         raise ModelError(f"eoi source=direct: profile {p.name} delivers no interrupt without an exit "

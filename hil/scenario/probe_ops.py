@@ -60,7 +60,8 @@ PROBE_OPS: dict[str, ProbeOpSpec] = {s.name: s for s in (
     ProbeOpSpec("msr", "rdmsr IA32_APIC_BASE", (("msr", (("access", "read"), ("msr", "apic-base"))),)),
     # arm the x2APIC one-shot timer (TMICT write) with interrupts off, sti; hlt; the handler EOIs
     ProbeOpSpec("hlt", "HLT woken by the guest's x2APIC one-shot timer",
-                (("timer", (("apic", "x2apic"), ("armed_with", "interrupts-off"))), ("hlt", ()), ("eoi", _X2APIC)),
+                (("timer", (("apic", "x2apic"), ("armed_with", "interrupts-off"))), ("hlt", ()),
+                 ("eoi", (("apic", "x2apic"), ("source", "timer")))),
                 results=("hlts",)),
     ProbeOpSpec("kicks", "spin with interrupts on while hil sends MSIs from QEMU's I/O thread",
                 _TAKE_AND_EOI, judge="kicks", stimulus="io-thread-msi", max_count=100_000,

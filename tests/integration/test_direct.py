@@ -63,15 +63,15 @@ def test_assigned_edu_msis_through_vfio_reach_the_guest_with_no_exit(tmp_path, n
     assert result["verdict"] == "PASS"
 
 
-def test_direct_mode_with_the_guest_timer_keeps_hlt_exit_free_and_l1_healthy(tmp_path):
-    proc, result = run(tmp_path, "direct-timer")
+@pytest.mark.parametrize("n", [8, 61])
+def test_the_guest_timer_in_the_physical_lapic_expires_with_no_exit(tmp_path, n):
+    """K4 (0007): the guest's one-shot x2APIC timer is the CPU's own for each direct entry: the
+    TMICT write, the expiry and its EOI make no exit, and every hlt is woken by the timer."""
+    proc, result = run(tmp_path, "direct-timer", f"workload.ops.1.count={n}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     hlt = next(o for o in result["measurement"]["ops"] if o["op"] == "hlt")
-    # HLT does not exit; the guest's timer is not passed through (K4 is not in the series): each
-    # expiry costs one exit, an external interrupt (KVM's hrtimer fired on CPU 1) or an NMI kick
-    # (nohz_full let the hrtimer run on CPU 0), as in dedicated-v2
-    assert "hlt" not in hlt["exits"]
-    assert hlt["exits"].get("interrupt", 0) + hlt["exits"].get("nmi", 0) >= hlt["count"]
+    assert hlt["count"] == n and hlt["reported"]["hlts"] == n      # no spurious wake-up, none missed
+    assert set(hlt["exits"]) <= {"nmi"}, hlt["exits"]            # no msr (TMICT, EOI), no interrupt, no hlt
     assert case(result, "l1-health")["verdict"] == "PASS"
     assert result["verdict"] == "PASS"
 
