@@ -289,7 +289,7 @@ def _timer(p: Profile, arch: str, q: Q, e: Effect) -> None:
     own = p.timer_passthrough and p.host_isolated
     if own and q["mode"] == "oneshot" and apic == "x2apic" and direct:
         e.guest_interrupts = ONE
-        e.assume("direct-timer")
+        e.assume("direct-timer", "direct-timer-host-request")
         return
     if q["mode"] == "tsc-deadline":
         e.exit("MSR_WRITE")                     # intercepted in every profile (v2/20 mirrors it on the exit)

@@ -158,6 +158,11 @@ def _with_host_requests(pred: Prediction, m: Measurement) -> Prediction:
     traced = m.kick_trace.guest_nmis_all_vcpus + m.kick_trace.deferred
     exits = dict(pred.exits)
     exits[nmi] = exits.get(nmi, Bound(0, 0)) + Bound(0, traced)
+    if "direct-timer-host-request" in pred.assumptions:
+        # that exit gives the guest's timer back to KVM's hrtimer: due before the next direct
+        # entry, it is injected virtually once and its EOI traps
+        msr = names.reason(pred.arch, "MSR_WRITE")
+        exits[msr] = exits.get(msr, Bound(0, 0)) + Bound(0, traced)
     return replace(pred, exits=exits)
 
 

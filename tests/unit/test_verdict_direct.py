@@ -175,3 +175,20 @@ def test_nmi_exits_in_the_edu_op_only_as_many_as_the_host_requests_traced():
     assert edu_direct(exits={"nmi": 3}, guest_nmis=2, deferred=1).verdict.value == "PASS"
     bad = edu_direct(exits={"nmi": 3}, guest_nmis=2)
     assert bad.verdict.value == "FAIL" and "nmi: predicted 0..2, measured 3" in bad.case("dev-msi").detail
+
+
+def timer_run(n=61, *, exits=None, guest_nmis=1, deferred=0):
+    op = OpMeasurement("hlt", n, exits or {}, 10**6, {"count": n, "hlts": n})
+    trace = KickTrace(series_traced=True, guest_nmis_all_vcpus=guest_nmis, deferred=deferred)
+    m = measurement([OpMeasurement("cpuid", 6, {"cpuid": 6}, 10, {"count": 6}), op], kick_trace=trace,
+                    l1_health=health.health(True, "", [], 0, []))
+    return verdict(scenario("direct-timer", f"workload.ops.1.count={n}"), m)
+
+
+def test_the_passed_through_timer_makes_no_exit_but_a_host_request_may_cost_one_trapped_eoi():
+    assert timer_run().verdict.value == "PASS"
+    assert timer_run(exits={"nmi": 1, "msr": 1}).verdict.value == "PASS"     # measured (dev build, 61 expiries)
+    bad = timer_run(exits={"nmi": 1, "msr": 2})
+    assert bad.verdict.value == "FAIL" and "msr: predicted 0..1, measured 2" in bad.case("hlt").detail
+    assert "msr: predicted 0, measured 1" in timer_run(exits={"msr": 1}, guest_nmis=0).case("hlt").detail
+    assert "interrupt: predicted 0, measured 1" in timer_run(exits={"interrupt": 1}).case("hlt").detail
