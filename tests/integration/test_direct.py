@@ -71,7 +71,10 @@ def test_the_guest_timer_in_the_physical_lapic_expires_with_no_exit(tmp_path, n)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     hlt = next(o for o in result["measurement"]["ops"] if o["op"] == "hlt")
     assert hlt["count"] == n and hlt["reported"]["hlts"] == n      # no spurious wake-up, none missed
-    assert set(hlt["exits"]) <= {"nmi"}, hlt["exits"]            # no msr (TMICT, EOI), no interrupt, no hlt
+    # no interrupt, no hlt exit; no msr exit (TMICT, EOI) but one a host request's nmi exit may
+    # cost (the timer KVM's until the next entry: direct-timer-host-request; seen 1 in 61)
+    assert set(hlt["exits"]) <= {"nmi", "msr"}, hlt["exits"]
+    assert hlt["exits"].get("msr", 0) <= hlt["exits"].get("nmi", 0), hlt["exits"]
     assert case(result, "l1-health")["verdict"] == "PASS"
     assert result["verdict"] == "PASS"
 
