@@ -20,8 +20,10 @@ ASSUMPTIONS: dict[str, str] = {
     # dedicated-cpu-direct (kernel_patches/dedicated-cpu-direct, issue 10)
     "direct-relay": "dedicated-direct: a device MSI reaches the guest IDT with no exit when KVM relays it "
                     "(the vCPU is in the guest on its isolated CPU) and that entry left INTR unintercepted "
-                    "(the host's LAPIC timer was not armed on that CPU); measured by direct-msi-burst "
-                    "(kernel_patches/dedicated-cpu-direct 0006, tracepoint kvm_dedicated_relay).",
+                    "(the host's LAPIC timer was not armed on that CPU); one that meets the vCPU on its way "
+                    "out is raised again at the next direct entry (0008), still with no exit of its own; "
+                    "measured by direct-msi-burst and direct-vfio-edu (kernel_patches/dedicated-cpu-direct "
+                    "0006, tracepoint kvm_dedicated_relay).",
     "direct-eoi": "dedicated-direct: the x2APIC EOI MSR (0x80b) passes through while no virtual vector is in "
                   "service at the entry, and a trapped EOI ends the highest vector in service, physical or "
                   "virtual (kernel_patches/dedicated-cpu-direct 0006); measured by direct-msi-burst (0 EOI exits "
