@@ -9,6 +9,7 @@ setup:
 kernels: setup
 	.venv/bin/hil kernel build --series dedicated-cpu
 	.venv/bin/hil kernel build --series dedicated-cpu --base 6.12
+	.venv/bin/hil kernel build --series dedicated-cpu-direct
 
 demo: setup
 	.venv/bin/hil run probe-basic --accel auto

@@ -20,17 +20,40 @@ ASSUMPTIONS: dict[str, str] = {
     # dedicated-cpu-direct (kernel_patches/dedicated-cpu-direct, issue 10)
     "direct-relay": "dedicated-direct: a device MSI reaches the guest IDT with no exit when KVM relays it "
                     "(the vCPU is in the guest on its isolated CPU) and that entry left INTR unintercepted "
-                    "(the host's LAPIC timer was not armed on that CPU); measured by direct-msi-burst "
-                    "(kernel_patches/dedicated-cpu-direct 0006, tracepoint kvm_dedicated_relay).",
+                    "(the host's LAPIC timer was not armed on that CPU); one that meets the vCPU on its way "
+                    "out is raised again at the next direct entry (0008), still with no exit of its own; "
+                    "measured by direct-msi-burst and direct-vfio-edu (kernel_patches/dedicated-cpu-direct "
+                    "0006, tracepoint kvm_dedicated_relay).",
     "direct-eoi": "dedicated-direct: the x2APIC EOI MSR (0x80b) passes through while no virtual vector is in "
                   "service at the entry, and a trapped EOI ends the highest vector in service, physical or "
                   "virtual (kernel_patches/dedicated-cpu-direct 0006); measured by direct-msi-burst (0 EOI exits "
                   "for 16 relayed MSIs) and kick-race-direct.",
-    "direct-timer-expiry": "dedicated-direct does not pass the guest's LAPIC timer through: each expiry is "
-                           "one exit, an external interrupt when KVM's hrtimer fires on the vCPU's CPU (that "
-                           "entry intercepted INTR because the host timer was armed) or an NMI kick when "
-                           "nohz_full let the hrtimer run on a housekeeping CPU; measured by direct-timer "
-                           "(6 + 2 of 8). Modelled as 0..1 of each.",
+    "direct-timer": "dedicated-direct 0007 (K4): for each direct entry (the host's own LAPIC timer stopped on "
+                    "the vCPU's CPU: isolated-cpu-quiet) KVM's hrtimer for the guest's one-shot x2APIC timer is "
+                    "cancelled and the rest of its count loaded into the physical LAPIC timer with the guest's "
+                    "vector; TMICT writes pass through, the expiry goes through the guest's IDT and its EOI "
+                    "passes through (direct-eoi). Measured by direct-timer.",
+    "direct-timer-host-request": "dedicated-direct 0007: a host request's exit (an nmi exit the series traced) "
+                                 "takes the guest's timer back to KVM's hrtimer until the next direct entry; "
+                                 "if it comes due in between it is injected virtually and its EOI traps: at "
+                                 "most one msr exit per host request (measured: direct-timer, 61 expiries, 1 "
+                                 "nmi exit, 1 trapped EOI in the timer's handler).",
+    "direct-timer-expiry": "dedicated-direct keeps a TSC-deadline or xAPIC timer KVM's: each expiry is one exit, "
+                           "an external interrupt when KVM's hrtimer fires on the vCPU's CPU (that entry "
+                           "intercepted INTR because the host timer was armed) or an NMI kick when nohz_full let "
+                           "the hrtimer run on a housekeeping CPU (measured before 0007 with the one-shot timer: "
+                           "6 + 2 of 8). Modelled as 0..1 of each.",
+    "isolated-cpu-quiet": "dedicated-direct: the vCPU's CPU does no host work while the window runs: "
+                          "isolcpus=domain,managed_irq, nohz_full (no tick with one task), rcu_nocbs and "
+                          "irqaffinity keep timers, callbacks and device IRQs off it, and KVM_SET_DEDICATED 3 "
+                          "refuses a CPU without them (0006 svm_direct_allowed). No ambient external-interrupt "
+                          "exit. A host request that does come (deferred host work, KVM's own requests such as "
+                          "a kvmclock update) is an NMI exit, the event host-ipi, each traced "
+                          "(kvm_dedicated_deferred, kvm_dedicated_nmi), and the verdict accounts for it from "
+                          "the traces.",
+    "host-work-by-nmi": "dedicated-direct: a reschedule or call-function IPI to the CPU while it runs the guest "
+                        "is an NMI plus deferred work, re-raised in root mode at the exit (0005 ded_cpu_send_ipi): "
+                        "one nmi exit.",
     "ambient-host-interrupts": "Host interrupts (timer tick, IPIs) may hit the vCPU's pCPU at any time in "
                                "profiles without a dedicated CPU: 0..inf external-interrupt exits per window.",
     # slave series

@@ -83,6 +83,8 @@ def main(argv: list[str]) -> int:
         print(f"  counter {c:19s} {b.to_json()}")
     print(f"  guest interrupts {pred.guest_interrupts.to_json()}, misdelivered {pred.misdelivered.to_json()}, "
           f"bounces {pred.bounces.to_json()}, delivered {pred.delivered}")
+    noise = ", ".join(f"{r} {b.to_json()}" for r, b in sorted(pred.ambient.items())) or "none"
+    print(f"  of which ambient host noise: {noise} (rests on: {', '.join(pred.ambient_assumptions)})")
     for a in pred.assumptions:
         print(f"  assumes: {a}")
     return 0

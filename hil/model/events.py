@@ -70,8 +70,9 @@ EVENTS: dict[str, EventSpec] = {e.name: e for e in (
     EventSpec("nmi", "a host NMI arrives on the pCPU while the guest runs"),
     EventSpec("page-fault", "first guest touch of a page not yet mapped in EPT/NPT"),
     EventSpec("eoi", "guest writes EOI for an interrupt it received (source=direct: one the slave series "
-              "delivered without an exit)",
-              {"apic": APIC, "source": ("virtual", "direct"), "pv_eoi": ("off", "on")}),
+              "delivered without an exit; assigned-msi: an assigned device's MSI, direct where the profile "
+              "delivers those directly; timer: the one-shot timer's, direct where the profile passes it through)",
+              {"apic": APIC, "source": ("virtual", "direct", "assigned-msi", "timer"), "pv_eoi": ("off", "on")}),
     EventSpec("host-ipi", "the host sends a housekeeping IPI (TLB shootdown, call-function) to the vCPU's pCPU",
               {"kind": ("tlb", "call-function")}, deterministic=False),
     EventSpec("host-irq", "a host interrupt the host meant for itself (its timer tick, a stray IPI, a device IRQ "

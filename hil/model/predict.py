@@ -1,6 +1,7 @@
 """predict: operations x counts -> exits by reason, counters, guest interrupts, bounces.
 Closed form: operations are first summed per (event, parameters), then each distinct one's
-per-occurrence effect is scaled by its total, plus the profile's ambient noise; a million
+per-occurrence effect is scaled by its total, plus the profile's ambient noise (also reported
+apart: Prediction.ambient); a million
 single-count operations cost one dictionary update each."""
 from __future__ import annotations
 
@@ -68,7 +69,11 @@ def predict(ops: Iterable[Operation], profile_name: str, arch: str, *, apic: str
 
     for (event, params), k in _totals(ops).items():
         fold(_effect(p.name, arch, event, params, apic), k)
-    fold(ambient(p), 1)
+    noise = ambient(p)
+    fold(noise, 1)
+    for r, b in noise.exits.items():
+        pred.ambient[names.reason(arch, r, p.era)] = b
+    pred.ambient_assumptions = sorted(noise.assumptions)
     total = ZERO
     for r, b in exits.items():
         name = names.reason(arch, r, p.era)

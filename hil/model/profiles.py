@@ -22,6 +22,9 @@ class Profile:
     kick: str = "ipi"                   # ipi | nmi-if-in-guest (v1) | nmi-unless-outside (v2)
     prevent_run: bool = False           # v2/17: a kick NMI landing during entry forces an immediate exit
     dedicated_cpu: bool = False         # the vCPU's pCPU is not a host CPU (slave): no host interrupts there
+    # the vCPU's pCPU is a host CPU kept free of host work (isolcpus, nohz_full, irqaffinity;
+    # host IPIs to it go by NMI): no ambient host interrupt, host requests are NMI exits
+    host_isolated: bool = False
     direct_msi: bool = False            # assigned MSI retargeted to the guest vector on the dedicated CPU
     direct_eoi_x2apic: bool = False     # v2/19: x2APIC EOI MSR not intercepted in direct mode
     timer_passthrough: bool = False     # v2/20: LAPIC timer mirrored to the slave's physical LAPIC
@@ -83,9 +86,11 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             "dedicated-cpu-direct, SVM): v2's HLT and kicks, plus direct delivery on the vCPU's isolated CPU: "
             "host IPIs to it go by NMI, INTR intercept off with V_INTR_MASKING=0 while the host's LAPIC timer "
             "is not armed there, device interrupts relayed to it as physical IPIs with the guest's vector, "
-            "x2APIC EOI passed through while no virtual vector is in service; the guest's timer stays KVM's",
+            "x2APIC EOI passed through while no virtual vector is in service, the guest's one-shot x2APIC "
+            "timer in the CPU's physical LAPIC timer for each direct entry (TMICT passed through)",
             arches=("svm",), hlt_exiting=False, kick="nmi-unless-outside", prevent_run=True,
-            ext_int_exiting="host-timer", direct_msi=True, direct_eoi_x2apic=True, pv_eoi=False),
+            ext_int_exiting="host-timer", direct_msi=True, direct_eoi_x2apic=True, pv_eoi=False,
+            host_isolated=True, timer_passthrough=True),
     replace(_DISABLE_ALL, name="disable-exits-hlt", description="KVM_CAP_X86_DISABLE_EXITS with HLT only",
             mwait_exiting=True, pause_exiting=True, cstate_exiting=True),
     _SEED,

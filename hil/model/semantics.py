@@ -287,11 +287,19 @@ def _interrupt_in(p: Profile, arch: str, q: Q, e: Effect) -> None:
 def _timer(p: Profile, arch: str, q: Q, e: Effect) -> None:
     direct = _check_direct(p, q)
     state, apic = q["guest_state"], q["apic"]
+    # dedicated-direct 0007 (K4): a one-shot x2APIC timer is the physical one for each direct
+    # entry: TMICT passes, the expiry is the guest's vector through its IDT (no window to wait
+    # for); a TSC-deadline or xAPIC timer stays KVM's (below)
+    own = p.timer_passthrough and p.host_isolated
+    if own and q["mode"] == "oneshot" and apic == "x2apic" and direct:
+        e.guest_interrupts = ONE
+        e.assume("direct-timer", "direct-timer-host-request")
+        return
     if q["mode"] == "tsc-deadline":
         e.exit("MSR_WRITE")                     # intercepted in every profile (v2/20 mirrors it on the exit)
-    elif not (p.timer_passthrough and apic == "x2apic" and direct):
+    elif own or not (p.timer_passthrough and apic == "x2apic" and direct):
         _apic_write(p, arch, apic, e)           # v2/19-20: TMICT passes only in the slave bitmap
-    if p.timer_passthrough:                     # v2/20: the slave's physical LAPIC timer
+    if p.timer_passthrough and not own:         # v2/20: the slave's physical LAPIC timer
         e.assume("v2-lvtt-vector")
         if q["lvtt_vector"] == "other":         # LVTT write refused (-EINVAL): never armed
             e.delivered = False
@@ -346,7 +354,12 @@ def _page_fault(p: Profile, arch: str, q: Q, e: Effect) -> None:
 
 
 def _eoi(p: Profile, arch: str, q: Q, e: Effect) -> None:
-    direct, apic = q["source"] == "direct", q["apic"]
+    source, apic = q["source"], q["apic"]
+    if source == "assigned-msi":                # the EOI of the msi-assigned before it: direct where that was
+        source = "direct" if p.direct_msi and p.ext_int_exiting != "on" else "virtual"
+    elif source == "timer":                     # the EOI of the (one-shot) timer before it: likewise
+        source = "direct" if p.timer_passthrough and p.ext_int_exiting != "on" else "virtual"
+    direct = source == "direct"
     if direct and p.ext_int_exiting == "on":
         raise ModelError(f"eoi source=direct: profile {p.name} delivers no interrupt without an exit "
                          "(only the slave profiles do)")
@@ -365,7 +378,9 @@ def _eoi(p: Profile, arch: str, q: Q, e: Effect) -> None:
 
 
 def _host_ipi(p: Profile, arch: str, q: Q, e: Effect) -> None:
-    if not p.dedicated_cpu:
+    if p.host_isolated:                         # direct:0005: an NMI doorbell, the work re-raised at the exit
+        e.exit("NMI").assume("host-work-by-nmi")
+    elif not p.dedicated_cpu:
         e.exit("EXTINT", where="host")
     elif q["kind"] == "call-function":
         e.delivered = False                     # a slave is not online: generic IPIs do not target it
@@ -422,10 +437,14 @@ def effect(p: Profile, arch: str, event: str, q: Q) -> Effect:
 
 
 def ambient(p: Profile) -> Effect:
-    """Exits nobody asked for: host interrupts on a pCPU the host still uses."""
+    """Exits nobody asked for: host interrupts on a pCPU the host still uses. A pCPU the host
+    does no work on (a slave; an isolated CPU whose host IPIs go by NMI) bounds them to 0, and
+    the answer names the assumption that does it."""
     e = Effect().assume("one-vcpu-per-pcpu", *p.assumptions)
     if p.dedicated_cpu:
         e.assume("slave-cpu-quiet")
+    elif p.host_isolated:
+        e.assume("isolated-cpu-quiet")
     else:
         e.exit("EXTINT", NOISE, where="host")
         e.assume("ambient-host-interrupts")

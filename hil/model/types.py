@@ -107,6 +107,10 @@ class Prediction:
     assumptions: list[str] = field(default_factory=list)
     # host interrupts taken through the guest IDT at a host vector (external-interrupt exiting off)
     misdelivered: Bound = ZERO
+    # the ambient term, named apart (already inside exits): exits nobody's event caused (host
+    # noise on the vCPU's pCPU) and the assumptions that bound them
+    ambient: dict[str, Bound] = field(default_factory=dict)
+    ambient_assumptions: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,4 +120,6 @@ class Prediction:
             "guest_interrupts": self.guest_interrupts.to_json(), "bounces": self.bounces.to_json(),
             "misdelivered": self.misdelivered.to_json(),
             "delivered": self.delivered, "handled_on": self.handled_on, "assumptions": self.assumptions,
+            "ambient": {"exits": {r: b.to_json() for r, b in sorted(self.ambient.items())},
+                        "assumptions": self.ambient_assumptions},
         }

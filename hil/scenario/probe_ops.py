@@ -55,6 +55,9 @@ class ProbeOpSpec:
 _X2APIC = (("apic", "x2apic"),)
 # the handler takes each interrupt with interrupts on and writes the x2APIC EOI
 _TAKE_AND_EOI: tuple[ModelStep, ...] = (("interrupt-in", (("guest_state", "running"),)), ("eoi", _X2APIC))
+# an assigned device's MSI and its EOI: a direct EOI where the profile delivers the MSI directly
+_ASSIGNED_MSI: tuple[ModelStep, ...] = (("msi-assigned", (("guest_state", "running"),)),
+                                        ("eoi", (("apic", "x2apic"), ("source", "assigned-msi"))))
 # the device ops' loops open with sti after set-up with interrupts off (guest/devices.c)
 _STI: tuple[ModelStep, ...] = (("interrupts-on", ()),)
 
@@ -65,7 +68,8 @@ PROBE_OPS: dict[str, ProbeOpSpec] = {s.name: s for s in (
     ProbeOpSpec("msr", "rdmsr IA32_APIC_BASE", (("msr", (("access", "read"), ("msr", "apic-base"))),)),
     # arm the x2APIC one-shot timer (TMICT write) with interrupts off, sti; hlt; the handler EOIs
     ProbeOpSpec("hlt", "HLT woken by the guest's x2APIC one-shot timer",
-                (("timer", (("apic", "x2apic"), ("armed_with", "interrupts-off"))), ("hlt", ()), ("eoi", _X2APIC)),
+                (("timer", (("apic", "x2apic"), ("armed_with", "interrupts-off"))), ("hlt", ()),
+                 ("eoi", (("apic", "x2apic"), ("source", "timer")))),
                 results=("hlts", "timer_us"), calibrates=("halt_wakeup",)),
     ProbeOpSpec("kicks", "spin with interrupts on while hil sends MSIs from QEMU's I/O thread",
                 _TAKE_AND_EOI, judge="kicks", stimulus="io-thread-msi", max_count=100_000,
@@ -76,13 +80,12 @@ PROBE_OPS: dict[str, ProbeOpSpec] = {s.name: s for s in (
     # device ops (guest/devices.c): the guest drives a PCI device and takes its MSIs; each
     # prints its per-interrupt latency samples (event=samples lines)
     ProbeOpSpec("dev-msi", "the edu device raises an MSI (register 0x60) N times, one at a time; the handler acks",
-                (("msi-assigned", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="edu",
-                max_count=100_000, results=("irqs", "raised"), once=_STI,
+                _ASSIGNED_MSI, device="edu", max_count=100_000, results=("irqs", "raised"), once=_STI,
                 # timed: the raise (an MMIO write L0 emulates at once) -> handler entry; the EOI is after
                 latency_path=(("msi-assigned", (("guest_state", "running"),)),), calibrates=("ipi", "nmi")),
     ProbeOpSpec("dev-dma", "edu DMA transfers, each completion an MSI from a QEMU timer",
-                (("msi-assigned", (("guest_state", "running"),)), ("eoi", _X2APIC)), device="edu",
-                max_count=1_000, results=("irqs", "transfers", "data_errors"), once=_STI,
+                _ASSIGNED_MSI, device="edu", max_count=1_000, results=("irqs", "transfers", "data_errors"),
+                once=_STI,
                 latency_unpriced="the edu device completes a DMA from a 100 ms QEMU timer of L0's virtual "
                                  "clock: no mechanism cost of the lab's"),
     ProbeOpSpec("net-rx", "receive N frames the host sends into L2's virtio-net NIC (split virtqueue, MSI-X)",
