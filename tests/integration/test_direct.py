@@ -63,17 +63,18 @@ def test_assigned_edu_msis_through_vfio_reach_the_guest_with_no_exit(tmp_path, n
     assert result["verdict"] == "PASS"
 
 
-@pytest.mark.parametrize("n", [8, pytest.param(61, marks=pytest.mark.xfail(
-    reason="known: the passed-through timer still loses an expiry now and then on 0008 (a 200-expiry run "
-    "hung: L2's hlt never woken; kernel_patches/README.md, dedicated-cpu-direct); the assertion stays",
-    strict=False))])
+@pytest.mark.parametrize("n", [8, 61])
 def test_the_guest_timer_in_the_physical_lapic_expires_with_no_exit(tmp_path, n):
-    """K4 (0007): the guest's one-shot x2APIC timer is the CPU's own for each direct entry: the
-    TMICT write, the expiry and its EOI make no exit, and every hlt is woken by the timer."""
+    """K4 (0007-0009): the guest's one-shot x2APIC timer is the CPU's own for each direct entry:
+    the TMICT write, the expiry and its EOI make no exit, and every hlt is woken by the timer
+    (0009: a spent one-shot whose vector QEMU has not raised yet survives the next entry)."""
     proc, result = run(tmp_path, "direct-timer", f"workload.ops.1.count={n}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     hlt = next(o for o in result["measurement"]["ops"] if o["op"] == "hlt")
-    assert hlt["count"] == n and hlt["reported"]["hlts"] == n      # no spurious wake-up, none missed
+    # every expiry taken (the probe fails on a count mismatch), none missed; a hlt ends early only
+    # by an exit (SVM resumes after the hlt and the probe halts again): at most one per nmi exit
+    nmi = hlt["exits"].get("nmi", 0)
+    assert hlt["count"] == n and n <= hlt["reported"]["hlts"] <= n + nmi, (hlt["reported"], hlt["exits"])
     # no interrupt, no hlt exit; no msr exit (TMICT, EOI) but one a host request's nmi exit may
     # cost (the timer KVM's until the next entry: direct-timer-host-request; seen 1 in 61)
     assert set(hlt["exits"]) <= {"nmi", "msr"}, hlt["exits"]
