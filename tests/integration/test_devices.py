@@ -2,7 +2,11 @@
 and a virtio-net NIC on a tap in L1 (QEMU's backend and vhost-net). Every interrupt is
 taken once, EOI'd with exactly one msr exit, and timed; every frame gets through in order;
 what L1 set up for the run is gone after it."""
+import json
+
 import pytest
+
+from reliability import run_hil
 
 pytestmark = pytest.mark.lab
 
@@ -69,8 +73,6 @@ def test_net_tx_every_frame_on_the_tap(hil_lab, scenario):
 
 # -- missing capabilities and a device that cannot be set up: never a verdict on the kernel --
 def _cli(tmp_path, *sets: str):
-    import json
-    from reliability import run_hil
     out = tmp_path / "out"
     args = [a for s in sets for a in ("--set", s)]
     proc = run_hil(None, "run", "device-edu-msi", "--accel", "tcg", "--out", str(out), *args)
