@@ -79,22 +79,18 @@ def _cli(tmp_path, *sets: str):
     return proc, json.loads((out / "result.json").read_text())
 
 
-def test_l1_without_an_iommu_is_skip_naming_the_fix(tmp_path):
+@pytest.mark.parametrize("append,code,verdict,says", [
     # the user's append comes last on L1's command line: intel_iommu=off wins over the device's =on
-    proc, result = _cli(tmp_path, "topology.l1.append=intel_iommu=off")
-    assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert result["verdict"] == "SKIP"
-    text = proc.stdout + proc.stderr
-    assert "no IOMMU groups" in text and "intel_iommu=on" in text
-
-
-def test_a_vfio_driver_l1_refuses_is_error_with_l1s_log(tmp_path):
+    ("intel_iommu=off", 3, "SKIP", ("no IOMMU groups", "intel_iommu=on")),
     # vfio-pci exists in L1's image but L1 refuses to load it: the device cannot be bound
-    proc, result = _cli(tmp_path, "topology.l1.append=module_blacklist=vfio_pci")
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert result["verdict"] == "ERROR"
+    ("module_blacklist=vfio_pci", 2, "ERROR", ("insmod vfio-pci failed", "L1's kernel log ends")),
+], ids=["no-iommu-is-skip-naming-the-fix", "refused-vfio-driver-is-error-with-l1s-log"])
+def test_a_device_l1_cannot_set_up_is_never_a_verdict(tmp_path, append, code, verdict, says):
+    proc, result = _cli(tmp_path, f"topology.l1.append={append}")
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert result["verdict"] == verdict
     text = proc.stdout + proc.stderr
-    assert "insmod vfio-pci failed" in text and "L1's kernel log ends" in text
+    assert all(s in text for s in says), text
 
 
 # -- the same devices on the dedicated-cpu series (v2 mode): a kick is an NMI, the EOI still traps --

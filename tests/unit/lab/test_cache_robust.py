@@ -18,12 +18,6 @@ HOUR = 3600.0
 
 
 @pytest.fixture
-def xdg(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    return tmp_path / "xdg" / "hil"
-
-
-@pytest.fixture
 def kvm_host(monkeypatch):
     monkeypatch.setattr(accel, "kvm_device_usable", lambda: (True, "/dev/kvm present"))
     monkeypatch.setattr(accel, "qemu_version", lambda binary="qemu-system-x86_64": "QEMU emulator version 8.2.2")

@@ -11,12 +11,6 @@ OLD_NS = 1_000_000_000_000_000_000     # a 2001 timestamp: far outside the racy 
 
 
 @pytest.fixture
-def xdg(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    return tmp_path / "xdg" / "hil"
-
-
-@pytest.fixture
 def later(monkeypatch):
     """Memos recorded as if well after the files' last change (a fresh file's ctime is now)."""
     real = cache._now_ns
