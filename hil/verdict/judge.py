@@ -248,12 +248,9 @@ def _kick_case(scenario: Scenario, pred: ScenarioPrediction, m: Measurement, op:
     bad = any(not r.ok for r in rows)
     extra = {"count": op.count, "kick_trace": asdict(trace), "reported": rep, "unrelated_exits": unrelated}
     timed = [r for r in rows if not r.ok and r.reason.startswith(("late kicks", "interrupts taken"))]
-    load = m.provenance.get("host_load") or {}
-    if timed and max(load.get("before", 0), load.get("after", 0)) > (load.get("nproc") or 1):
-        # a kick counts as late by the clock: on an overloaded host that says nothing of the kernel
-        return CaseResult(op.op, Verdict.ERROR, f"inconclusive: {_mismatches(timed)} while the host's load was "
-                          f"{load.get('before')}..{load.get('after')} on {load.get('nproc')} CPUs (run one lab "
-                          "at a time, on a quiet host)", rows, extra)
+    busy = _load_exceeded(m) if timed else None
+    if busy:            # a kick counts as late by the clock: on an overloaded host that says nothing of the kernel
+        return CaseResult(op.op, Verdict.ERROR, f"inconclusive: {_mismatches(timed)} while {busy}", rows, extra)
     if bounds.evidence and not bad and getattr(trace, bounds.evidence) == 0:
         return CaseResult(op.op, Verdict.ERROR, "no kick landed in the window" +
                           (" with its request still pending" if bounds.evidence == "window_pending" else "") +
@@ -273,11 +270,20 @@ def timings(m: Measurement) -> list[OpTiming]:
 OTHER_CPU_MAX = 0.10
 
 
-def _overloaded(m: Measurement) -> str | None:
+def _load_exceeded(m: Measurement) -> str | None:
+    """Why a clock reading of this run says nothing of the kernel: L0's load exceeded its CPUs."""
     load = m.provenance.get("host_load") or {}
     if max(load.get("before", 0), load.get("after", 0)) > (load.get("nproc") or 1):
         return (f"the host's load was {load.get('before')}..{load.get('after')} on {load.get('nproc')} CPUs "
                 "(run one lab at a time, on a quiet host)")
+    return None
+
+
+def _overloaded(m: Measurement) -> str | None:
+    """As _load_exceeded, or other work took more than OTHER_CPU_MAX of L0's CPU time."""
+    if busy := _load_exceeded(m):
+        return busy
+    load = m.provenance.get("host_load") or {}
     if load.get("other_cpu", 0) > OTHER_CPU_MAX:
         return (f"work other than the lab took {load['other_cpu']:.0%} of the host's CPU time during the run "
                 f"(over {OTHER_CPU_MAX:.0%}: run one lab at a time, on a quiet host)")
