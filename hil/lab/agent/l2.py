@@ -132,9 +132,11 @@ class L2Runner:
         pattern = re.compile(req.done_pattern) if req.done_pattern else None
         while time.monotonic() < deadline:
             text, _ = _read_capped(serial, req.serial_cap)
+            # whole lines only: a line caught half-written ("name=cpui") would be read as ended
+            lines = text[:text.rfind("\n") + 1]
             for d in drivers:
-                d.on_serial(text, vm)
-            ops.on_serial(text)
+                d.on_serial(lines, vm)
+            ops.on_serial(lines)
             if pattern and pattern.search(text):
                 return "done"
             if not machine.is_running():

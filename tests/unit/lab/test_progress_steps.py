@@ -10,7 +10,9 @@ import time
 import pytest
 
 from hil.lab import procs, progress
-from hil.lab.agent.l2 import OpWatch
+from types import SimpleNamespace
+
+from hil.lab.agent.l2 import L2Runner, OpWatch
 
 
 class Clock:
@@ -126,6 +128,28 @@ def test_the_agent_reports_each_op_that_ended_and_l0_logs_each_one(records):
     lines = [progress.step_of(r).text() for r in records if r.levelno == logging.INFO]
     assert lines == ["L2 ops: 1/3 ops (33 %) cpuid ended", "L2 ops: 2/3 ops (66 %) hlt ended",
                      "L2 ops: 3/3 ops (100 %) kicks ended done"]
+
+
+class _Ended:
+    """A machine that has exited: _watch reads the serial log once and returns."""
+    def is_running(self):
+        return False
+
+
+def test_a_line_caught_half_written_is_read_once_it_is_whole(tmp_path):
+    """The probe writes its serial log while the agent reads it: an op line read half-written
+    ("name=cpui") is not an op that ended (a fresh make test saw 'cpui ended')."""
+    serial = tmp_path / "serial.log"
+    req = SimpleNamespace(serial_log=str(serial), serial_cap=1 << 20, done_pattern="event=done")
+    sent, seen = [], []
+    watch = OpWatch(["cpuid"], sent.append)
+    driver = SimpleNamespace(on_serial=lambda text, vm: seen.append(text))
+    serial.write_text("hil-probe: event=start version=1\nhil-probe: event=op name=cpui")
+    assert L2Runner._watch(_Ended(), req, None, [driver], time.monotonic() + 5, watch) == "exit"
+    assert sent == [] and seen == ["hil-probe: event=start version=1\n"]
+    serial.write_text("hil-probe: event=start version=1\nhil-probe: event=op name=cpuid count=2 tsc=1\n")
+    L2Runner._watch(_Ended(), req, None, [driver], time.monotonic() + 5, watch)
+    assert [e["detail"] for e in sent] == ["cpuid ended"]
 
 
 def test_a_foreign_workload_has_no_ops_to_report():
