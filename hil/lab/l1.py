@@ -101,7 +101,9 @@ class AgentChannel:
             self.sock = None
 
 
-SNAPSHOTS_KEPT = 4
+#: Idle-L1 snapshots kept (~250-320 MB each), least recently used pruned first: the suite
+#: alone uses a dozen topologies, and with 4 kept every warm suite booted most of them again.
+SNAPSHOTS_KEPT = 16
 
 
 @contextlib.contextmanager
@@ -172,6 +174,8 @@ class L1Session:
             with snapshot_lock(self.snapshot.parent, exclusive=False):   # not pruned while QEMU reads it
                 self.machine.command("migrate-incoming", uri=f"file:{self.snapshot}")
                 wait_migration(self.machine, self.boot_timeout)
+                with contextlib.suppress(OSError):
+                    os.utime(self.snapshot)          # its mtime is its last use: the prune is LRU
             self.phases["migrate"] = time.monotonic() - t0 - self.phases["launch"]
             self.machine.command("cont")
             self.info = self.request("hello", timeout=self.boot_timeout)
@@ -216,7 +220,7 @@ class L1Session:
             with snapshot_lock(path.parent, exclusive=True):
                 tmp.rename(path)
                 _fsync_dir(path.parent)
-                # Snapshots are ~300 MB: keep only the few newest (older images' are stale anyway).
+                # Snapshots are ~300 MB: keep only the most recently used (older images' are stale anyway).
                 for old in sorted(path.parent.glob("*.state"), key=lambda p: p.stat().st_mtime)[:-SNAPSHOTS_KEPT]:
                     old.unlink(missing_ok=True)
         finally:

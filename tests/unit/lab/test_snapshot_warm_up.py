@@ -47,3 +47,19 @@ def test_warm_up_comes_before_the_vm_stops_and_never_blocks_the_snapshot(tmp_pat
     assert requests == [("warm_up", [])]                 # asked while L1 still ran
     assert s.machine.commands[:2] == ["stop", "migrate"] and s.machine.commands[-1] == "cont"
     assert path.read_bytes() == b"state"
+
+
+def test_the_prune_keeps_the_most_recently_used_snapshots(tmp_path):
+    """A dozen topologies in one suite: the one restored last survives a save, however old."""
+    import os
+
+    from hil.lab import l1
+    snaps = tmp_path / "snap"
+    snaps.mkdir()
+    for i in range(l1.SNAPSHOTS_KEPT):
+        (snaps / f"s{i}.state").write_bytes(b"x")
+        os.utime(snaps / f"s{i}.state", (1000 + i, 1000 + i))
+    os.utime(snaps / "s0.state")                       # the oldest, just restored (L1Session.start)
+    session([], {"seconds": 0})._save_snapshot(snaps / "new.state")
+    left = sorted(p.name for p in snaps.glob("*.state"))
+    assert len(left) == l1.SNAPSHOTS_KEPT and "s0.state" in left and "s1.state" not in left
