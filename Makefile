@@ -1,7 +1,7 @@
 # The two set-up commands of the README: both install what they need first.
 PY := .venv/bin/python
 
-.PHONY: setup kernels demo test test-unit bench doctor
+.PHONY: setup kernels demo test test-deep test-unit bench doctor
 setup:
 	./scripts/setup.sh
 
@@ -14,9 +14,14 @@ kernels: setup
 demo: setup
 	.venv/bin/hil run probe-basic --accel auto
 
-# pytest's live log: the progress lines of in-process lab runs appear as they happen
+# pytest's live log: the progress lines of in-process lab runs appear as they happen.
+# test: every feature on the real stack once (the tier a developer runs often);
+# test-deep: the same features again for statistical depth or from a cold cache (CI runs both)
 test: setup kernels
-	$(PY) -m pytest -q -rs -o log_cli=true -o log_cli_level=INFO
+	$(PY) -m pytest -q -rs -m "not deep" --durations=15 -o log_cli=true -o log_cli_level=INFO
+
+test-deep: setup kernels
+	$(PY) -m pytest -q -rs -m deep --durations=15 -o log_cli=true -o log_cli_level=INFO
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit

@@ -37,6 +37,7 @@ def _checkout_copy(dst: Path) -> Path:
     return dst
 
 
+@pytest.mark.deep    # fast tier: the lab lock (unit), crash clean-up
 def test_three_runs_at_once_from_two_checkouts(warm_result, tmp_path, capsys):
     cold_image = os.environ.get("HIL_COLD_IMAGE") == "1"
     lab = private_lab(tmp_path / "lab", ("kernel",) if cold_image else ("kernel", "l1-image"))
@@ -75,6 +76,7 @@ def test_three_runs_at_once_from_two_checkouts(warm_result, tmp_path, capsys):
               f"1 snapshot, 0 leftovers")
 
 
+@pytest.mark.deep    # fast tier: the cache heal unit tests
 def test_truncated_snapshot_and_probe_are_rebuilt(warm_result, tmp_path, capsys):
     lab = private_lab(tmp_path / "lab")
     first = run_hil(lab, "run", SCENARIO, "--accel", "tcg", "--out", str(tmp_path / "first"))
@@ -133,6 +135,7 @@ def _fill(fs: Path, leave: int = 0) -> Path:
     return filler
 
 
+@pytest.mark.deep    # fast tier: crash clean-up, hangs
 def test_full_disk_is_error_naming_the_path_and_heals(warm_result, tmp_path, tmpfs, capsys):
     lab = Lab(tmp_path / "lab")
     shared = private_lab(tmp_path / "shared", ("kernel", "l1-image"))
@@ -188,8 +191,7 @@ def _image_key(warm: Path) -> str:
     return result["provenance"]["l1"]["image"]["image_key"]
 
 
-@pytest.mark.skipif(os.environ.get("HIL_SLOW_RELIABILITY") != "1",
-                    reason="a cold kvm-module build takes 1-2 minutes: HIL_SLOW_RELIABILITY=1 runs it")
+@pytest.mark.deep    # two cold kvm-module builds: 1-2 minutes
 def test_two_kernel_builds_at_once_from_two_checkouts(warm_result, tmp_path):
     lab = private_lab(tmp_path / "lab", ("kernel", "kernel-source"))
     second = _checkout_copy(tmp_path / "checkout2")

@@ -51,7 +51,7 @@ def test_edu_dma_transfers_intact(hil_lab):
     assert op.reported["data_errors"] == 0 and op.reported["transfers"] == op.count
 
 
-@pytest.mark.parametrize("scenario", ["virtio-net-rx", "virtio-net-rx-vhost"])
+@pytest.mark.parametrize("scenario", [pytest.param("virtio-net-rx", marks=pytest.mark.deep), "virtio-net-rx-vhost"])
 def test_net_rx_every_frame_in_order(hil_lab, scenario):
     run = hil_lab.run(scenario, "workload.ops.0.count=29")
     _passed(run)
@@ -85,6 +85,7 @@ def _cli(tmp_path, *sets: str):
     # vfio-pci exists in L1's image but L1 refuses to load it: the device cannot be bound
     ("module_blacklist=vfio_pci", 2, "ERROR", ("insmod vfio-pci failed", "L1's kernel log ends")),
 ], ids=["no-iommu-is-skip-naming-the-fix", "refused-vfio-driver-is-error-with-l1s-log"])
+@pytest.mark.deep    # fast tier: bind-failure unit tests
 def test_a_device_l1_cannot_set_up_is_never_a_verdict(tmp_path, append, code, verdict, says):
     proc, result = _cli(tmp_path, f"topology.l1.append={append}")
     assert proc.returncode == code, proc.stdout + proc.stderr
@@ -94,6 +95,7 @@ def test_a_device_l1_cannot_set_up_is_never_a_verdict(tmp_path, append, code, ve
 
 
 # -- the same devices on the dedicated-cpu series (v2 mode): a kick is an NMI, the EOI still traps --
+@pytest.mark.deep    # fast tier: the direct series' assigned edu
 @pytest.mark.parametrize("scenario,op_name", [("device-edu-dma-dedicated", "dev-dma"),
                                               ("virtio-net-rx-dedicated", "net-rx"),
                                               ("virtio-net-tx-vhost-dedicated", "net-tx")])

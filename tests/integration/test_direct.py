@@ -38,6 +38,9 @@ def test_relayed_msis_reach_the_guest_with_no_exit_and_l1_stays_healthy(tmp_path
     assert op["exits"].get("interrupt", 0) == 0 and op["exits"].get("msr", 0) == 0, op["exits"]
     assert set(op["exits"]) <= {"nmi"}, op["exits"]
     assert m["kick_trace"]["relays"] == 16 and m["kick_trace"]["forwards"] == 0
+    # a series that touches core code (0005) is built whole and L1 boots that bzImage
+    l1 = result["provenance"]["l1"]
+    assert l1["image"]["series"]["build"] == "full-kernel" and l1["agent"]["kernel"].endswith("-hil-direct")
     assert m["l1_health"] == {"agent_answers": True, "agent_error": "", "console_problems": [], "leaks": 0,
                               "l1_isr": []}     # nothing left in service in L1's APIC of CPU 1
     assert result["provenance"]["l1"]["agent"]["kernel"].endswith("-hil-direct")
@@ -45,7 +48,7 @@ def test_relayed_msis_reach_the_guest_with_no_exit_and_l1_stays_healthy(tmp_path
     assert result["verdict"] == "PASS"
 
 
-@pytest.mark.parametrize("n", [37, 203])
+@pytest.mark.parametrize("n", [37, pytest.param(203, marks=pytest.mark.deep)])
 def test_assigned_edu_msis_through_vfio_reach_the_guest_with_no_exit(tmp_path, n):
     """The edu device's MSI: a vfio interrupt on L1's CPU 0, VFIO's eventfd, KVM's irqfd, then
     the relay to CPU 1 with the guest's vector; no interrupt and no msr exit in the op."""
@@ -63,7 +66,7 @@ def test_assigned_edu_msis_through_vfio_reach_the_guest_with_no_exit(tmp_path, n
     assert result["verdict"] == "PASS"
 
 
-@pytest.mark.parametrize("n", [8, 61])
+@pytest.mark.parametrize("n", [8, pytest.param(61, marks=pytest.mark.deep)])
 def test_the_guest_timer_in_the_physical_lapic_expires_with_no_exit(tmp_path, n):
     """K4 (0007-0009): the guest's one-shot x2APIC timer is the CPU's own for each direct entry:
     the TMICT write, the expiry and its EOI make no exit, and every hlt is woken by the timer
@@ -90,6 +93,7 @@ def test_direct_mode_is_refused_on_a_cpu_that_is_not_isolated(tmp_path):
     assert "failed: errno 1" in result["error"]          # EPERM: not an isolated nohz_full CPU
 
 
+@pytest.mark.deep    # known 1-in-1000 loss, xfail
 @pytest.mark.xfail(reason="known: about 1 kick in 1000 is late then lost on the direct series "
                    "(kernel_patches/README.md, kick-race-direct); the assertion stays", strict=False)
 def test_kick_race_on_the_direct_series_loses_no_kick(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from hil.lab.assets.l1_image import kernel_assets
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.deep]    # the fast tier: test_hangs runs a foreign kernel
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -72,7 +72,7 @@ def test_l1_that_never_boots_is_error_within_boot_timeout(lab, tmp_path, capsys)
 def test_frozen_l1_is_error_within_the_run_timeout(lab, tmp_path, capsys):
     """SIGSTOP of L1 QEMU once L2 runs: the agent never answers, QMP is wedged."""
     out = tmp_path / "out"
-    timeout = 25
+    timeout = 12          # a warm run reaches L2 in 2-4 s; the watchdog must outlast that only
     hil = Hil([*HIL, "run", SCENARIO, "--accel", "tcg", "--out", str(out), "--set", f"topology.timeout={timeout}"],
               lab.env())
     assert hil.wait_for(lambda: hil.has(STAGE_LINES["l2"]), 300), hil.output

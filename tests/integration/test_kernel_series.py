@@ -19,6 +19,7 @@ def hil(*args, env=None, timeout=900):
                           env=env, timeout=timeout)
 
 
+@pytest.mark.deep    # fast tier: make kernels builds the same way; the series tests load its modules
 def test_build_from_clean_cache_then_cache_hit(tmp_path):
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
     first = hil("kernel", "build", "--series", "dedicated-cpu", env=env)
@@ -69,6 +70,7 @@ def test_dedicated_mode_takes_hlt_exits_away(tmp_path):
     assert dedicated["verdict"] == "PASS"
 
 
+@pytest.mark.deep    # fast tier: test_direct boots the whole-kernel dedicated-cpu-direct
 def test_a_series_that_touches_core_code_is_built_whole_and_l1_boots_it(tmp_path):
     """build: full-kernel (kernel_patches/core-marker): Debian's whole source, the patch to
     init/main.c, tinyconfig + what L1 needs; L1 boots that bzImage and the model holds."""

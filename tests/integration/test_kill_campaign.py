@@ -28,7 +28,7 @@ from hil.lab.assets.cache import cache_root
 from reliability import (HIL, SCENARIO, STAGE_LINES, Hil, entries_hash, leftovers, private_lab, tree_hash,
                          wait_gone)
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.deep]    # the fast tier: test_crash_cleanup
 SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: hil's own stages, each seen by its stage line or file, with a delay after it (seconds; for
 #: the L2 stages a fraction of the L2 run's length, measured on this host first)

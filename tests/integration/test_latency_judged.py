@@ -62,6 +62,7 @@ def test_a_run_with_calibration_ops_uses_its_own_figures(hil_lab, profile):
     assert "this run's exit_entry, userspace, halt_wakeup" in case.extra["costs_from"]
 
 
+@pytest.mark.deep    # fast tier: the calibrated device latency
 def test_dedicated_no_slower_than_stock_as_the_model_predicts(hil_lab, profile):
     stock = hil_lab.run("device-edu-msi", f"host_profile={profile}", "workload.ops.0.count=48")
     dedicated = hil_lab.run("device-edu-msi-dedicated", f"host_profile={profile}", "workload.ops.0.count=48")

@@ -15,6 +15,7 @@ SCENARIO = str(ROOT / "tests/integration/data/long-probe.yaml")
 OPS = ["cpuid", "hlt", "msr", "pio-kernel"]
 
 
+@pytest.mark.deep    # fast tier: progress unit tests on real make and the agent's op watch
 def test_a_long_workload_prints_a_line_per_op_as_it_happens(tmp_path):
     # warm first (image, snapshot): the timed run below is the L2 run, not an image build
     warm = run_hil(None, "run", SCENARIO, "--accel", "tcg", "--out", str(tmp_path / "warm"), timeout=1800)
