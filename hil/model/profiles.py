@@ -28,6 +28,9 @@ class Profile:
     direct_msi: bool = False            # assigned MSI retargeted to the guest vector on the dedicated CPU
     direct_eoi_x2apic: bool = False     # v2/19: x2APIC EOI MSR not intercepted in direct mode
     timer_passthrough: bool = False     # v2/20: LAPIC timer mirrored to the slave's physical LAPIC
+    # dedicated-direct 0011: an entry closes an interrupt window with nothing injectable (stock KVM
+    # closes one only at its exit, even when the interrupt it waited for has gone)
+    closes_stale_window: bool = False
     tlb_by_nmi: bool = False            # v1 18/18, v2 21/21
     bounce_to_online: bool = False      # exits needing process context run on the online CPU
     apicv: bool = False                 # VMX APICv / SVM AVIC: virtual interrupt delivery, EOI virtualised
@@ -90,7 +93,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             "timer in the CPU's physical LAPIC timer for each direct entry (TMICT passed through)",
             arches=("svm",), hlt_exiting=False, kick="nmi-unless-outside", prevent_run=True,
             ext_int_exiting="host-timer", direct_msi=True, direct_eoi_x2apic=True, pv_eoi=False,
-            host_isolated=True, timer_passthrough=True),
+            host_isolated=True, timer_passthrough=True, closes_stale_window=True),
     replace(_DISABLE_ALL, name="disable-exits-hlt", description="KVM_CAP_X86_DISABLE_EXITS with HLT only",
             mwait_exiting=True, pause_exiting=True, cstate_exiting=True),
     _SEED,

@@ -58,7 +58,9 @@ def test_assigned_edu_msis_through_vfio_reach_the_guest_with_no_exit(tmp_path, n
     op = next(o for o in m["ops"] if o["op"] == "dev-msi")
     assert op["count"] == n and op["reported"]["irqs"] == n
     assert op["exits"].get("interrupt", 0) == 0 and op["exits"].get("msr", 0) == 0, op["exits"]
-    assert set(op["exits"]) <= {"nmi"}, op["exits"]     # host requests only, traced (the verdict checks)
+    # host requests only, traced (the verdict checks); no vintr exit at the op's sti: 0011 closes the
+    # window the firmware's PIT left open with nothing to inject (kernel_patches/README.md)
+    assert set(op["exits"]) <= {"nmi"}, op["exits"]
     assert m["kick_trace"]["relays"] == n and m["kick_trace"]["forwards"] == 0
     assert m["devices"]["vfio-pci"]["host"]["host_irqs"]["total"] == n     # each one a vfio interrupt in L1
     assert case(result, "l1-health")["verdict"] == "PASS"

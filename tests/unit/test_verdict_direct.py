@@ -179,6 +179,15 @@ def test_nmi_exits_in_the_edu_op_only_as_many_as_the_host_requests_traced():
     assert bad.verdict.value == "FAIL" and "nmi: predicted 0..2, measured 3" in bad.case("dev-msi").detail
 
 
+def test_a_vintr_exit_at_the_edu_op_s_sti_fails_even_beside_host_requests():
+    """0011 closes a window with nothing to inject (the firmware's stale one measured at dev-msi's
+    sti); no virtual interrupt is pending at that sti, so no host request excuses a vintr exit."""
+    bad = edu_direct(n=203, exits={"vintr": 1})
+    assert bad.verdict.value == "FAIL" and "vintr: predicted 0, measured 1" in bad.case("dev-msi").detail
+    assert edu_direct(n=203, exits={"vintr": 1, "nmi": 1}, guest_nmis=1, deferred=2).verdict.value == "FAIL"
+    assert "no-stale-window" in edu_direct(n=203).case("dev-msi").extra["assumptions"]
+
+
 def timer_run(n=61, *, exits=None, guest_nmis=1, deferred=0):
     op = OpMeasurement("hlt", n, exits or {}, 10**6, {"count": n, "hlts": n})
     trace = KickTrace(series_traced=True, guest_nmis_all_vcpus=guest_nmis, deferred=deferred)

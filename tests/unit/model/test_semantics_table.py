@@ -24,6 +24,8 @@ ROWS = [
     ("stock-svm", "svm", "interrupt-in", {"guest_state": "returning"}, {"interrupt": (0, 1)}, {},
      "lab:virtio-tx-interrupt"),
     ("stock-svm", "svm", "interrupts-on", {}, {"vintr": (0, 1)}, {}, "lab:sti-window"),
+    ("dedicated-v2", "svm", "interrupts-on", {}, {"vintr": (0, 1)}, {}, "lab:sti-window"),
+    ("dedicated-direct", "svm", "interrupts-on", {}, {}, {"assumes": "no-stale-window"}, "direct:0011"),
     ("stock-svm", "svm", "interrupt-in", {"guest_state": "busy"}, {"interrupt": (0, 1), "vintr": (0, 1)},
      {"irq_injections": 1}, "lab:rx-busy"),
     ("dedicated-v2", "svm", "interrupt-in", {"guest_state": "busy"}, {"nmi": (0, 1), "vintr": (0, 1)},
