@@ -19,8 +19,9 @@ def reported(masked=0, at_sti=N - 1, irqs=N):
 def direct(*, exits=None, **rep):
     op = OpMeasurement("cli-window", N, exits or {}, reported=reported(**rep))
     trace = KickTrace(accepted=N, io_thread_msis=[1] * N, series_traced=True, relays=N)
-    return verdict(scenario("direct-cli-window"), measurement([op], exits_all={"io": 10, **(exits or {})},
-                                                             kick_trace=trace, l1_health=health.health(True, "", [], 0)))
+    m = measurement([op], exits_all={"io": 10, **(exits or {})}, kick_trace=trace,
+                    l1_health=health.health(True, "", [], 0))
+    return verdict(scenario("direct-cli-window"), m)
 
 
 def stock(*, exits=None, **rep):
