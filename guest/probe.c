@@ -7,6 +7,7 @@
  *   hlt_timer_us=1000                                  APIC timer per hlt (default 1000)
  *   exit=1                                             write status to port 0xf4 at the end
  *   race_timeout_us=20000  ipi-race: a kick not taken within this is counted late
+ *   cli_window_us=5000     cli-window: how long each window holds IF=0
  *   dev_timeout_us=5000000 device ops: an interrupt (net-rx: a frame) not seen within this ends
  *                          the op with an error
  * Device ops (devices.c): dev-msi, dev-dma (QEMU's edu), net-rx, net-tx (virtio-net).
@@ -16,6 +17,7 @@
  *   hil-probe: event=begin name=<op>        (kicks, ipi-race, dev-msi, dev-dma, net-tx: the op
  *                                            starts 200 ms later; net-rx: at once)
  *   hil-probe: event=op name=<op> count=<n> tsc=<cycles> [hlts= | irqs= | sent= late= lat_avg_ns= lat_max_ns=]
+ *              cli-window: irqs= masked= at_sti= windows= masked_rip= tsc_khz=
  *              simple ops (cpuid .. hlt): tsc_khz= samples= (hlt: timer_us=), and their
  *              per-iteration TSC as event=samples kind=iter lines (the first 1024)
  *              device ops: irqs= tsc_khz= samples= and raised= | transfers= data_errors= |
@@ -90,6 +92,10 @@ extern volatile uint64_t kick_irqs;
 extern volatile uint64_t race_done;
 extern volatile uint64_t race_eoi_cost, race_irqs_a, race_irqs_b;
 extern void race_isr_b(void);
+extern void op_cli_window(uint64_t n, uint64_t window_tsc, uint64_t idle_tsc);
+extern void cli_window_isr(void);
+extern volatile uint64_t cli_window_irqs, cli_window_masked_irqs, cli_window_at_sti, cli_window_windows;
+extern volatile uint64_t cli_window_masked_rip;
 extern const char ap_trampoline[], ap_trampoline_end[];
 extern void probe_spurious_isr(void);
 extern void probe_unexpected_irq(void);
@@ -194,7 +200,7 @@ void put_hex(uint64_t v)
 /* ------------------------------------------------------------------ state */
 
 enum op_kind {
-	OP_CPUID, OP_PIO_KERNEL, OP_PIO_USER, OP_MSR, OP_HLT, OP_KICKS, OP_IPI_RACE,
+	OP_CPUID, OP_PIO_KERNEL, OP_PIO_USER, OP_MSR, OP_HLT, OP_KICKS, OP_IPI_RACE, OP_CLI_WINDOW,
 	OP_DEV_MSI, OP_DEV_DMA, OP_NET_RX, OP_NET_TX, OP_KINDS
 };
 
@@ -206,6 +212,7 @@ static const char *const op_names[OP_KINDS] = {
 	[OP_HLT] = "hlt",
 	[OP_KICKS] = "kicks",
 	[OP_IPI_RACE] = "ipi-race",
+	[OP_CLI_WINDOW] = "cli-window",
 	[OP_DEV_MSI] = "dev-msi",
 	[OP_DEV_DMA] = "dev-dma",
 	[OP_NET_RX] = "net-rx",
@@ -223,6 +230,7 @@ static unsigned ops_done;
 static uint32_t hlt_timer_us = HLT_TIMER_US_DEFAULT;
 static bool exit_on_done;
 static uint32_t race_timeout_us = 20000;
+static uint32_t cli_window_us = 5000;
 static uint32_t begin_wait_us = 200000;   /* after event=begin: the host's snapshot, then its MSIs */
 uint32_t dev_timeout_us = 5000000;
 static char cmdline[CMDLINE_MAX];
@@ -379,6 +387,11 @@ static const char *parse_cmdline(const char *s)
 			if (!parse_u64(val, vlen, 100000000, &us) || us == 0)
 				return "bad-dev-timeout-us";
 			dev_timeout_us = (uint32_t)us;
+		} else if (str_eq_n(tok, eq, "cli_window_us")) {
+			uint64_t us;
+			if (!parse_u64(val, vlen, 10000000, &us) || us == 0)
+				return "bad-cli-window-us";
+			cli_window_us = (uint32_t)us;
 		} else if (str_eq_n(tok, eq, "race_timeout_us")) {
 			uint64_t us;
 			if (!parse_u64(val, vlen, 10000000, &us) || us == 0)
@@ -709,7 +722,8 @@ static void run_op(const struct op *op)
 	uint64_t irqs_before = hlt_timer_irqs;
 	uint64_t hlts_before = hlt_executed;
 	uint64_t kicks_before;
-	if (op->kind == OP_KICKS || op->kind == OP_IPI_RACE || op->kind <= OP_HLT)
+	bool from_outside = op->kind == OP_KICKS || op->kind == OP_IPI_RACE || op->kind == OP_CLI_WINDOW;
+	if (from_outside || op->kind <= OP_HLT)
 		calibrate_tsc(); /* before "begin": the kicks must not meet its timer exits */
 	if (op->kind == OP_IPI_RACE) {
 		const char *err = start_ap();
@@ -719,9 +733,13 @@ static void run_op(const struct op *op)
 		race_sent = race_late = race_lat_sum = race_lat_n = race_lat_max = 0;
 		race_done = 0;
 	}
-	if (op->kind == OP_KICKS || op->kind == OP_IPI_RACE) {
+	if (op->kind == OP_CLI_WINDOW)
+		cli_window_irqs = cli_window_masked_irqs = cli_window_at_sti = cli_window_windows =
+			cli_window_masked_rip = 0;
+	if (from_outside) {
 		/* the handler lives in the op's own code range, so its EOI exit counts for the op */
-		set_gate(KICK_VECTOR, (uint64_t)(uintptr_t)(op->kind == OP_KICKS ? kick_isr : race_isr));
+		set_gate(KICK_VECTOR, (uint64_t)(uintptr_t)(op->kind == OP_KICKS ? kick_isr :
+							    op->kind == OP_CLI_WINDOW ? cli_window_isr : race_isr));
 		put_str("hil-probe: event=begin name=");
 		put_str(op_names[op->kind]);
 		put_char('\n');
@@ -747,6 +765,11 @@ static void run_op(const struct op *op)
 			break;
 		case OP_IPI_RACE:
 			op_ipi_race(op->count);
+			break;
+		case OP_CLI_WINDOW:
+			/* gives up after dev_timeout_us without an interrupt: the verdict counts what was taken */
+			op_cli_window(op->count, (uint64_t)cli_window_us * tsc_per_us,
+				      (uint64_t)dev_timeout_us * tsc_per_us);
 			break;
 		default:
 			break;
@@ -776,6 +799,20 @@ static void run_op(const struct op *op)
 	if (op->kind == OP_KICKS || op->kind == OP_IPI_RACE) {
 		put_str(" irqs=");
 		put_dec(kick_irqs - kicks_before);
+		put_str(" tsc_khz=");
+		put_dec(tsc_per_us * 1000);
+	}
+	if (op->kind == OP_CLI_WINDOW) {
+		put_str(" irqs=");
+		put_dec(cli_window_irqs);
+		put_str(" masked=");
+		put_dec(cli_window_masked_irqs);
+		put_str(" at_sti=");
+		put_dec(cli_window_at_sti);
+		put_str(" windows=");
+		put_dec(cli_window_windows);
+		put_str(" masked_rip=");
+		put_dec(cli_window_masked_rip);
 		put_str(" tsc_khz=");
 		put_dec(tsc_per_us * 1000);
 	}

@@ -160,6 +160,102 @@ race_eoi:
 	pop	%rax
 	iretq
 
+/* cli-window: hold IF=0 in windows while hil sends MSIs from QEMU's I/O thread. The handler
+ * looks at where it interrupted (the saved RIP and RFLAGS of its frame): a maskable interrupt
+ * must never be taken inside cli..sti's shadow; one that arrived in a window waits there and is
+ * taken right after the shadow (cli_window_open). rdi = interrupts to wait for, rsi = window
+ * length (TSC ticks), rdx = give up after this many ticks without a new interrupt. IF is 1 only
+ * from the sti's shadow to the next cli: a handful of instructions per window. */
+	.section .text.window.cli_window, "ax"
+	.globl op_cli_window
+op_cli_window:
+	push	%rbx
+	mov	%rdx, %r11              /* idle timeout (rdtsc clobbers rdx) */
+	mov	%rsi, %r10              /* window length */
+	mov	cli_window_irqs(%rip), %r9
+	add	%rdi, %r9               /* the count to reach */
+	mov	cli_window_irqs(%rip), %rbx     /* the count at the last progress ... */
+	rdtsc
+	shl	$32, %rdx
+	or	%rax, %rdx
+	mov	%rdx, %r8               /* ... and its time */
+1:	cli
+	.globl cli_window_masked
+cli_window_masked:              /* from here up to cli_window_open: IF=0 (or the sti's shadow) */
+	incq	cli_window_windows(%rip)
+	rdtsc
+	shl	$32, %rdx
+	or	%rax, %rdx
+	mov	%rdx, %rsi              /* the window's start */
+2:	rdtsc
+	shl	$32, %rdx
+	or	%rax, %rdx
+	sub	%rsi, %rdx
+	cmp	%r10, %rdx
+	jb	2b
+	sti
+	nop                             /* the sti's shadow: nothing is taken before it retires */
+	.globl cli_window_open
+cli_window_open:                /* an interrupt pending across the window is taken here */
+	nop
+	nop
+	nop
+	.globl cli_window_open_end
+cli_window_open_end:            /* loop control, IF=1 */
+	mov	cli_window_irqs(%rip), %rax
+	cmp	%rax, %r9
+	jbe	3f                      /* all taken */
+	cmp	%rax, %rbx
+	je	4f
+	mov	%rax, %rbx              /* progress: the idle clock starts again */
+	rdtsc
+	shl	$32, %rdx
+	or	%rax, %rdx
+	mov	%rdx, %r8
+	jmp	1b
+4:	rdtsc
+	shl	$32, %rdx
+	or	%rax, %rdx
+	sub	%r8, %rdx
+	cmp	%r11, %rdx
+	jb	1b
+3:	cli
+	pop	%rbx
+	ret
+
+	.globl cli_window_isr
+cli_window_isr:                 /* vector 0x50 during cli-window; still in the op's range */
+	push	%rax
+	push	%rcx
+	push	%rdx
+	mov	24(%rsp), %rax          /* the frame: RIP, CS, RFLAGS, RSP, SS */
+	testl	$0x200, 40(%rsp)        /* RFLAGS.IF of the interrupted code */
+	jz	5f
+	lea	cli_window_masked(%rip), %rcx
+	cmp	%rcx, %rax
+	jb	6f                      /* before the cli: IF=1 */
+	lea	cli_window_open(%rip), %rcx
+	cmp	%rcx, %rax
+	jb	5f                      /* cli .. the sti's shadow */
+	lea	cli_window_open_end(%rip), %rcx
+	cmp	%rcx, %rax
+	jae	6f
+	incq	cli_window_at_sti(%rip) /* pending across the window, taken as IF became 1 */
+	jmp	6f
+5:	incq	cli_window_masked_irqs(%rip)
+	cmpq	$0, cli_window_masked_rip(%rip)
+	jne	6f
+	mov	%rax, cli_window_masked_rip(%rip)
+6:	incq	cli_window_irqs(%rip)
+	mov	$0x80b, %ecx            /* x2APIC EOI */
+	xor	%eax, %eax
+	xor	%edx, %edx
+	wrmsr
+	pop	%rdx
+	pop	%rcx
+	pop	%rax
+	iretq
+
 /* A device op's interrupt handler: the TSC at entry goes to dev_isr_tsc[\counter] (the first
  * DEV_MAX_SAMPLES of them), \counter counts the interrupt; with \ack, dev_ack_val is written
  * to the 32-bit MMIO register at dev_ack_reg (edu's interrupt acknowledge); then x2APIC EOI.
@@ -231,6 +327,20 @@ race_irqs_a:                    /* ipi-race: kick A and kick B interrupts taken 
 race_irqs_b:
 	.quad 0
 race_eoi_cost:                  /* TSC cycles its last EOI exit took, re-entry included */
+	.quad 0
+
+	.data
+	.balign 8
+	.globl cli_window_irqs, cli_window_masked_irqs, cli_window_at_sti, cli_window_windows, cli_window_masked_rip
+cli_window_irqs:                /* cli-window: interrupts taken */
+	.quad 0
+cli_window_masked_irqs:         /* of them, taken with IF=0 (inside cli .. the sti's shadow) */
+	.quad 0
+cli_window_at_sti:              /* of them, pending across a window: taken right after its sti */
+	.quad 0
+cli_window_windows:             /* cli windows run */
+	.quad 0
+cli_window_masked_rip:          /* the first interrupted RIP of a masked one (0: none) */
 	.quad 0
 
 	.data

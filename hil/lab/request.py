@@ -23,6 +23,10 @@ KICK_VECTORS = (0x50, 0x60)      # guest/probe.c: the kicks' vectors (ipi-race: 
 # every 50 ms), and the first MSI is sent after it.
 BEGIN_WAIT_US = 200_000
 START_MARGIN_S = 0.1
+# cli-window: each window holds IF=0 for this share of the MSI interval, so at most one MSI
+# arrives per window (two would merge in the one IRR bit of their vector), while IF=1 only for
+# the few instructions between windows: nearly every MSI arrives with IF=0 and waits for a sti
+CLI_WINDOW_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -92,9 +96,11 @@ def build_request(scenario: Scenario, probe: ProbeImage | None) -> tuple[L2Reque
                   pin=list(l2.pin))
     if wl.kind == "probe":
         assert probe is not None
+        windows = {"cli_window_us": round(wl.kick_interval_ms * 1000 * CLI_WINDOW_SHARE)} if any(
+            o.op == "cli-window" for o in wl.ops) else {}
         append = format_cmdline([(o.op, o.count) for o in wl.ops], hlt_timer_us=wl.hlt_timer_us,
                                 race_timeout_us=wl.race_timeout_us, begin_wait_us=BEGIN_WAIT_US,
-                                dev_timeout_us=wl.dev_timeout_us)
+                                dev_timeout_us=wl.dev_timeout_us, **windows)
         return (L2Request(argv=l2_argv(l2, append=append, paths=paths), done_pattern=PROBE_DONE,
                           window=probe.window, stimuli=stimuli(scenario), devices=device_specs(l2),
                           ops=[o.op for o in wl.ops], **common),

@@ -151,6 +151,7 @@ class KickLandings:
     relayed: int = 0             # direct delivery: kicks relayed as physical IPIs (kvm_dedicated_relay)
     forwarded: int = 0           # of them, taken by the host in root mode and injected virtually
     deferred: int = 0            # exits that re-raised host work sent to the CPU by NMI (a doorbell)
+    if_windows: bool = False     # the guest holds IF=0 in windows while the kicks come (op cli-window)
 
 
 @dataclass(frozen=True)
@@ -197,9 +198,38 @@ def _direct_bounds(k: KickLandings) -> KickBounds:
     return KickBounds(tuple(checks))
 
 
+def _if_window_checks(p: Profile, k: KickLandings) -> list[KickCheck]:
+    """The guest holds IF=0 in windows (op cli-window). IF gates maskable interrupts on every
+    profile: KVM injects a virtual interrupt only when IF is set and no shadow is in force
+    (6.1:intr-blocked), and direct delivery (dedicated-direct 0006) clears V_INTR_MASKING with
+    the INTR intercept, so the guest's IF, not the host's, gates the physical interrupt in guest
+    mode (the rule KVM itself applies to a nested guest's V_INTR_MASKING in the same function;
+    lab:cli-window measures it under TCG's SVM). None is taken in a window.
+    One that arrived in a window waits for its sti: a virtual one makes KVM open the window (one
+    irq-window exit after the sti's shadow; none when the kick's own exit came after the sti);
+    APICv/AVIC evaluate it at the sti; a relayed one waits in the CPU's IRR: no exit."""
+    if not k.if_windows:
+        return []
+    if p.apicv:
+        window = Bound.exactly(0)
+    elif p.direct_msi:
+        window = Bound(0, max(0, k.taken - k.relayed))     # only interrupts injected the v2 way
+    else:
+        window = Bound(0, k.taken)
+    return [KickCheck("taken_masked", "interrupts taken with IF=0 (inside cli .. the sti's shadow)",
+                      Bound.exactly(0)),
+            KickCheck("window_exits", "interrupt-window exits (at most one per interrupt injected virtually)",
+                      window)]
+
+
 def kick_bounds(p: Profile, k: KickLandings) -> KickBounds:
     """The model's bounds for a kick op, given where the kicks landed: kick_at per step,
     summed over the landings the tracepoints counted."""
+    bounds = _kick_bounds(p, k)
+    return KickBounds(bounds.checks + tuple(_if_window_checks(p, k)), bounds.evidence)
+
+
+def _kick_bounds(p: Profile, k: KickLandings) -> KickBounds:
     checks = [KickCheck("accepted", "kicks accepted by vCPU 0's APIC", Bound.exactly(k.sent)),
               KickCheck("eoi_exits", "EOI exits (the handler's, one per interrupt taken)", Bound.exactly(k.taken))]
     if p.direct_msi:

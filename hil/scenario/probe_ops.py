@@ -74,6 +74,13 @@ PROBE_OPS: dict[str, ProbeOpSpec] = {s.name: s for s in (
     ProbeOpSpec("kicks", "spin with interrupts on while hil sends MSIs from QEMU's I/O thread",
                 _TAKE_AND_EOI, judge="kicks", stimulus="io-thread-msi", max_count=100_000,
                 results=("irqs", "sent", "late")),
+    # windows of IF=0 (cli; spin; sti; nops) while hil sends MSIs: none may be taken inside a window,
+    # each that arrived in one waits for its sti (guest/window.S op_cli_window)
+    ProbeOpSpec("cli-window", "hold IF=0 in windows (a quarter of the MSI interval each) while hil sends MSIs "
+                "from QEMU's I/O thread; the handler tells where it interrupted",
+                (("interrupt-in", (("guest_state", "running"),)), ("interrupts-on", ()), ("eoi", _X2APIC)),
+                judge="kicks", stimulus="io-thread-msi", max_count=100_000,
+                results=("irqs", "masked", "at_sti", "windows", "masked_rip")),
     ProbeOpSpec("ipi-race", "vCPU 1 kicks vCPU 0 with IPIs in pairs aimed at its EOI exit and re-entry",
                 _TAKE_AND_EOI, judge="kicks", min_vcpus=2,
                 results=("irqs", "sent", "late", "lat_avg_ns", "lat_max_ns", "eoi_exit_ns", "icr_exit_ns")),

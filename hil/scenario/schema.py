@@ -168,7 +168,8 @@ WORKLOAD_FIELDS: dict[str, Field] = {
     "hlt_timer_us": Field("int", default=1000, min=10, max=4_000_000,
                           doc="hlt op: microseconds until the timer interrupt wakes each HLT"),
     "kick_interval_ms": Field("int", default=20, min=1, max=10_000,
-                              doc="kicks op: ms between the MSIs hil sends from QEMU's I/O thread"),
+                              doc="kicks and cli-window ops: ms between the MSIs hil sends from QEMU's I/O "
+                                  "thread (cli-window holds IF=0 for a quarter of it per window)"),
     "race_timeout_us": Field("int", default=20000, min=1, max=10_000_000,
                              doc="ipi-race op: an IPI not taken within this is late (a lost kick)"),
     "frame_interval_us": Field("int", default=2000, min=10, max=1_000_000,

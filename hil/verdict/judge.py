@@ -228,6 +228,10 @@ def _kick_case(scenario: Scenario, pred: ScenarioPrediction, m: Measurement, op:
     if not isinstance(rep.get("irqs"), int) or rep["irqs"] < 0:
         return CaseResult(op.op, Verdict.ERROR, f"the probe did not report the interrupts {op.op} took")
     irqs, late = rep["irqs"], max(0, int(rep.get("late", 0)))
+    # cli-window: the guest held IF=0 in windows and its handler told where each interrupt landed
+    if_windows = "at_sti" in op.spec.results
+    if if_windows and not all(isinstance(rep.get(f), int) for f in ("masked", "at_sti")):
+        return CaseResult(op.op, Verdict.ERROR, f"the probe did not report where {op.op}'s interrupts landed")
     nmi, msr, intr, window = (names.reason(arch, r) for r in ("NMI", "MSR_WRITE", "EXTINT", "IRQ_WINDOW"))
     # exits that could deliver a lost kick's interrupt (irq-window exits come only with IF=0, in the handler)
     unrelated = sum(n for r, n in got.exits.items() if r not in (nmi, msr, window))
@@ -238,11 +242,12 @@ def _kick_case(scenario: Scenario, pred: ScenarioPrediction, m: Measurement, op:
         found_exiting_no_nmi=trace.found_count("exiting", False),
         guest_nmis_all_vcpus=trace.guest_nmis_all_vcpus, unrelated_exits=unrelated,
         host_interrupts=sum(host.values()) if host is not None else None, io_thread=io_thread,
-        relayed=trace.relays, forwarded=trace.forwards, deferred=trace.deferred))
+        relayed=trace.relays, forwarded=trace.forwards, deferred=trace.deferred, if_windows=if_windows))
     measured = {"accepted": trace.accepted, "eoi_exits": got.exits.get(msr, 0), "late": late, "taken": irqs,
                 "ext_int_exits": got.exits.get(intr, 0), "nmi_exits_all": m.exits_all.get(nmi, 0),
                 "prevent_run_nmis": trace.self_nmis, "stock_kicks": trace.stock_kicks.get("in-guest", 0),
-                "relays": trace.relays, "forwards": trace.forwards}
+                "relays": trace.relays, "forwards": trace.forwards, "taken_masked": int(rep.get("masked", 0)),
+                "window_exits": got.exits.get(window, 0)}
     rows = [ReasonRow(c.label, c.bound, measured[c.name], c.bound.contains(measured[c.name]))
             for c in bounds.checks]
     bad = any(not r.ok for r in rows)
@@ -255,6 +260,9 @@ def _kick_case(scenario: Scenario, pred: ScenarioPrediction, m: Measurement, op:
         return CaseResult(op.op, Verdict.ERROR, "no kick landed in the window" +
                           (" with its request still pending" if bounds.evidence == "window_pending" else "") +
                           ", so the stress shows nothing: more kicks (count)", rows, extra)
+    if if_windows and not bad and rep["at_sti"] == 0:
+        return CaseResult(op.op, Verdict.ERROR, "no interrupt was pending across a cli window (none taken at a "
+                          "sti), so the run shows nothing of IF=0: more MSIs (count)", rows, extra)
     return CaseResult(op.op, Verdict.FAIL if bad else Verdict.PASS, _mismatches(rows), rows, extra)
 
 

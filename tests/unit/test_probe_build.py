@@ -211,3 +211,17 @@ def test_tcg_ipi_race_starts_the_kicker_vcpu_and_counts_every_kick(probe, tmp_pa
     assert begin["name"] == op["name"] == "ipi-race"
     assert (op["count"], op["sent"], op["irqs"], op["late"]) == (41, 41, 41, 0)
     assert op["tsc_khz"] > 0 and op["lat_max_ns"] >= op["lat_avg_ns"] > 0
+
+
+@needs_toolchain
+@needs_qemu
+def test_tcg_cli_window_with_no_source_gives_up_after_the_idle_timeout(probe, tmp_path):
+    """No MSI comes here: the op runs its windows until dev_timeout_us passes without an
+    interrupt and reports what it took (nothing), so a lost MSI ends the op, not the run."""
+    cmdline = format_cmdline([("cli-window", 3)], cli_window_us=1000, dev_timeout_us=100000, begin_wait_us=0, exit=1)
+    rc, lines = boot_tcg(probe.path, "microvm", cmdline, tmp_path / "serial.log")
+    assert rc == 1, lines
+    op = next(line for line in lines if line["event"] == "op")
+    assert (op["name"], op["count"], op["irqs"], op["masked"], op["at_sti"], op["masked_rip"]) == \
+        ("cli-window", 3, 0, 0, 0, 0)
+    assert 2 <= op["windows"] <= 101 and op["tsc_khz"] > 0, op     # 1 ms windows for 100 ms

@@ -142,7 +142,8 @@ def test_upstream_build_path_argument_errors(tmp_path):
 
 def test_unknown_series_named():
     proc = _hil_kernel("show", "slave-cpu-v9")
-    assert proc.returncode == 2 and "no such series (known: core-marker, dedicated-cpu, dedicated-cpu-direct, slave-cpu-v2)" in proc.stderr
+    assert proc.returncode == 2 and ("no such series (known: core-marker, dedicated-cpu, dedicated-cpu-direct, "
+                                     "dedicated-cpu-direct-vintr-masking, slave-cpu-v2)") in proc.stderr
 
 
 BASES = """name: demo

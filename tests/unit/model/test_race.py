@@ -7,7 +7,9 @@ from dataclasses import replace
 import pytest
 
 from hil.model import PROFILES
-from hil.model.race import MODE, STEP_IN_GUEST, STEP_WINDOW, STEPS, KickOutcome, enumerate_kicks, kick_at, signals
+from hil.model.race import (MODE, STEP_IN_GUEST, STEP_WINDOW, STEPS, KickLandings, KickOutcome, enumerate_kicks,
+                            kick_at, kick_bounds, signals)
+from hil.model.types import Bound
 
 # per step: (seen, exit reason, delay, bounce) with the default later_exits
 SEED = [(True, None, 0, False), (True, None, 0, False), (True, None, 0, False), (True, None, None, False),
@@ -53,3 +55,20 @@ def test_who_signals_from_which_mode():
     assert [signals(v2, s) for s in range(len(STEPS))] == [False, True, True, True, True, True, True]
     assert [signals(stock, s) for s in range(len(STEPS))] == [signals(v1, s) for s in range(len(STEPS))]
     assert STEP_WINDOW == 3 and STEP_IN_GUEST == 4
+
+
+def test_if_windows_no_interrupt_with_if_0_and_who_opens_a_window():
+    """cli-window: 0 taken with IF=0 everywhere; a virtual injection waits for KVM's window (at
+    most one exit per interrupt), APICv/AVIC and a relayed interrupt wait without one."""
+    def checks(profile, **kw):
+        k = KickLandings(sent=10, taken=10, late=0, window=0, window_pending=0, found_exiting_no_nmi=0,
+                         guest_nmis_all_vcpus=0, unrelated_exits=0, host_interrupts=None, io_thread=True, **kw)
+        return {c.name: c.bound for c in kick_bounds(PROFILES[profile], k).checks}
+    assert "taken_masked" not in checks("stock-svm")
+    assert checks("stock-svm", if_windows=True)["window_exits"] == Bound(0, 10)
+    assert checks("dedicated-v2", if_windows=True)["window_exits"] == Bound(0, 10)
+    assert checks("stock-svm-avic", if_windows=True)["window_exits"] == Bound.exactly(0)
+    assert checks("dedicated-direct", if_windows=True, relayed=10)["window_exits"] == Bound.exactly(0)
+    assert checks("dedicated-direct", if_windows=True, relayed=7)["window_exits"] == Bound(0, 3)
+    assert all(checks(p, if_windows=True)["taken_masked"] == Bound.exactly(0)
+               for p in ("stock-svm", "stock-svm-avic", "dedicated-v1", "dedicated-v2", "dedicated-direct"))
