@@ -24,6 +24,14 @@ ASSUMPTIONS: dict[str, str] = {
                     "out is raised again at the next direct entry (0008), still with no exit of its own; "
                     "measured by direct-msi-burst and direct-vfio-edu (kernel_patches/dedicated-cpu-direct "
                     "0006, tracepoint kvm_dedicated_relay).",
+    "direct-retarget": "dedicated-direct: an assigned device's MSI (VFIO, KVM's irq bypass) for a direct vCPU "
+                       "has its remapped IRTE pointed at the vCPU's CPU with the guest's vector "
+                       "(kernel_patches/dedicated-cpu-direct 0010, tracepoint kvm_dedicated_retarget): L1's "
+                       "intel-iommu (QEMU's, in this lab) delivers it there as a fixed interrupt, with no host "
+                       "handler, eventfd or relay, and it reaches the guest IDT with no exit when that entry "
+                       "left INTR unintercepted (the host's LAPIC timer was not armed on that CPU); one that "
+                       "arrives in root mode is raised again at the next direct entry (0008), still with no exit "
+                       "of its own; measured by direct-vfio-edu.",
     "direct-eoi": "dedicated-direct: the x2APIC EOI MSR (0x80b) passes through while no virtual vector is in "
                   "service at the entry, and a trapped EOI ends the highest vector in service, physical or "
                   "virtual (kernel_patches/dedicated-cpu-direct 0006); measured by direct-msi-burst (0 EOI exits "
