@@ -51,6 +51,11 @@ class KickTrace:
     forwards: int = 0
     phys_eois: int = 0
     deferred: int = 0                                   # exits that re-raised host work sent by NMI
+    # 0010: assigned-device MSIs whose remapped IRTE KVM pointed at vCPU 0's CPU with the guest's
+    # vector (their interrupts then reach the guest with no host handler and no relay), and the
+    # IRTE writes it tried and that failed (those MSIs stay relayed)
+    retargets: int = 0
+    retarget_failures: int = 0
     # exits that cut an event delivery short: {vcpu_id, exit_reason, intr_info, hitcount} (diagnostic)
     exit_intinfo: list[dict[str, int]] = field(default_factory=list)
 

@@ -214,5 +214,8 @@ def kick_trace(result: L2Result) -> KickTrace:
     trace.forwards = sum(e["hitcount"] for e in hists.get("direct_forwards", []) if e.get("vcpu_id") == 0)
     trace.exit_intinfo = [dict(e) for e in hists.get("exit_intinfo", [])]
     trace.deferred = sum(e["hitcount"] for e in hists.get("direct_deferred", []))
+    retargets = [e for e in hists.get("direct_retargets", []) if e.get("vcpu_id") == 0]
+    trace.retargets = sum(e["hitcount"] for e in retargets if e.get("on") and e.get("ret") == 0)
+    trace.retarget_failures = sum(e["hitcount"] for e in retargets if e.get("on") and e.get("ret") != 0)
     trace.phys_eois = sum(e["hitcount"] for e in hists.get("direct_phys_eois", []) if e.get("vcpu_id") == 0)
     return trace

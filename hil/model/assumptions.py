@@ -30,6 +30,14 @@ ASSUMPTIONS: dict[str, str] = {
                        "have none (the guest raises its MSIs after the sti; each is relayed, which the "
                        "verdict checks: relays == interrupts). Measured: direct-vfio-edu, 0001-0009: 1 vintr "
                        "exit at the dev-msi op's sti in 7 of 10 traced runs, none injecting anything.",
+    "direct-retarget": "dedicated-direct: an assigned device's MSI (VFIO, KVM's irq bypass) for a direct vCPU "
+                       "has its remapped IRTE pointed at the vCPU's CPU with the guest's vector "
+                       "(kernel_patches/dedicated-cpu-direct 0010, tracepoint kvm_dedicated_retarget): L1's "
+                       "intel-iommu (QEMU's, in this lab) delivers it there as a fixed interrupt, with no host "
+                       "handler, eventfd or relay, and it reaches the guest IDT with no exit when that entry "
+                       "left INTR unintercepted (the host's LAPIC timer was not armed on that CPU); one that "
+                       "arrives in root mode is raised again at the next direct entry (0008), still with no exit "
+                       "of its own; measured by direct-vfio-edu.",
     "direct-eoi": "dedicated-direct: the x2APIC EOI MSR (0x80b) passes through while no virtual vector is in "
                   "service at the entry, and a trapped EOI ends the highest vector in service, physical or "
                   "virtual (kernel_patches/dedicated-cpu-direct 0006); measured by direct-msi-burst (0 EOI exits "

@@ -26,6 +26,9 @@ class Profile:
     # host IPIs to it go by NMI): no ambient host interrupt, host requests are NMI exits
     host_isolated: bool = False
     direct_msi: bool = False            # assigned MSI retargeted to the guest vector on the dedicated CPU
+    # dedicated-direct 0010: that retargeting is the remapped IRTE's (vector and destination
+    # rewritten, no host handler); without it direct_msi is the software relay (0006)
+    irte_retarget: bool = False
     direct_eoi_x2apic: bool = False     # v2/19: x2APIC EOI MSR not intercepted in direct mode
     timer_passthrough: bool = False     # v2/20: LAPIC timer mirrored to the slave's physical LAPIC
     # dedicated-direct 0011: an entry closes an interrupt window with nothing injectable (stock KVM
@@ -88,12 +91,13 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     replace(_STOCK, name="dedicated-direct", description="The dedicated-cpu port, stage 3 (kernel_patches/"
             "dedicated-cpu-direct, SVM): v2's HLT and kicks, plus direct delivery on the vCPU's isolated CPU: "
             "host IPIs to it go by NMI, INTR intercept off with V_INTR_MASKING=0 while the host's LAPIC timer "
-            "is not armed there, device interrupts relayed to it as physical IPIs with the guest's vector, "
+            "is not armed there, an assigned device's MSI sent there by its remapped IRTE with the guest's vector "
+            "(0010: no host handler), other device interrupts relayed to it as physical IPIs with the guest's vector, "
             "x2APIC EOI passed through while no virtual vector is in service, the guest's one-shot x2APIC "
             "timer in the CPU's physical LAPIC timer for each direct entry (TMICT passed through)",
             arches=("svm",), hlt_exiting=False, kick="nmi-unless-outside", prevent_run=True,
             ext_int_exiting="host-timer", direct_msi=True, direct_eoi_x2apic=True, pv_eoi=False,
-            host_isolated=True, timer_passthrough=True, closes_stale_window=True),
+            host_isolated=True, timer_passthrough=True, closes_stale_window=True, irte_retarget=True),
     replace(_DISABLE_ALL, name="disable-exits-hlt", description="KVM_CAP_X86_DISABLE_EXITS with HLT only",
             mwait_exiting=True, pause_exiting=True, cstate_exiting=True),
     _SEED,

@@ -120,6 +120,10 @@ def _deliver(p: Profile, state: str, e: Effect) -> None:
             _woken(p, e)
         e.guest_interrupts = e.guest_interrupts + ONE
         e.assume("guest-if")
+    elif p.direct_msi and p.host_isolated and _in_guest(p, state):
+        # dedicated-direct 0006: relayed to the vCPU's CPU as a physical IPI with the guest's vector
+        e.guest_interrupts = e.guest_interrupts + ONE
+        e.count("direct_relays").assume("direct-relay")
     else:
         _kick(p, state, e)
         _virtual_injection(p, e)
@@ -230,8 +234,10 @@ def _msi_assigned(p: Profile, arch: str, q: Q, e: Effect) -> None:
         e.assume("vcpu-resident")
         if direct:
             e.guest_interrupts = ONE            # through the guest IDT: no exit, no counter
-            if p.ext_int_exiting == "host-timer":   # dedicated-direct: KVM relays it as a physical IPI (0006)
-                e.assume("direct-relay")
+            if p.irte_retarget:                 # dedicated-direct: the IOMMU sends it there (0010)
+                e.assume("direct-retarget")
+            elif p.ext_int_exiting == "host-timer":   # dedicated-direct without 0010: KVM's relay (0006)
+                e.count("direct_relays").assume("direct-relay")
             elif p.ext_int_exiting == "toggled":
                 e.assume("v2-direct-mode")
         else:                                   # v2/14: exiting back on; v2/09: interrupted -> LOOP_ONLINE

@@ -133,7 +133,12 @@ def _device_rows(m: Measurement, op: OpPrediction, got: Any) -> list[ReasonRow]:
     if op.op in ("dev-msi", "dev-dma"):
         host = m.devices.get("vfio-pci", {}).get("host", {}).get("host_irqs")
         edu_irqs = sum(int(o.reported.get("irqs", 0)) for o in m.ops if o.op in ("dev-msi", "dev-dma"))
-        if host is not None:
+        p = PROFILES.get(op.exits.profile)
+        if host is not None and p is not None and p.irte_retarget and p.host_isolated:
+            # 0010: the IOMMU sends each edu MSI to vCPU 0's CPU with the guest's vector: no vfio handler runs
+            rows.append(_row("vfio interrupts in L1 (all edu ops; IRTE retargeted: none)", exact(0),
+                             int(host.get("total", -1))))
+        elif host is not None:
             # every edu MSI is one vfio interrupt in L1 (on some L1 CPU) over the whole run
             rows.append(_row("vfio interrupts in L1 (all edu ops)", exact(edu_irqs), int(host.get("total", -1))))
     if op.op == "net-rx":
@@ -170,19 +175,29 @@ def _with_host_requests(pred: Prediction, m: Measurement) -> Prediction:
 
 
 def _direct_rows(m: Measurement, op: OpPrediction, got: Any) -> list[ReasonRow]:
-    """A device op under direct delivery: each of its MSIs relayed to vCPU 0's CPU as a physical
-    IPI with the guest's vector (0006 kvm_dedicated_relay); one the host took in root mode (the
-    relay raced a host request's exit) is raised again at the next direct entry (0008), at most
-    one per host request the series traced."""
+    """A device op under direct delivery: the edu's MSI has its remapped IRTE pointed at vCPU 0's
+    CPU with the guest's vector (0010 kvm_dedicated_retarget, every IRTE write done), so none is
+    relayed; without 0010 (irte_retarget off) each is relayed to that CPU as a physical IPI with
+    the guest's vector (0006 kvm_dedicated_relay). One the host took in root mode (it raced a host
+    request's exit) is raised again at the next direct entry (0008), at most one per host request
+    the series traced."""
     p = PROFILES.get(op.exits.profile)
     if p is None or not (p.direct_msi and p.host_isolated) or op.op not in ("dev-msi", "dev-dma"):
         return []
     irqs = int(got.reported.get("irqs", -1))
-    requests = m.kick_trace.guest_nmis_all_vcpus + m.kick_trace.deferred
+    trace = m.kick_trace
+    requests = trace.guest_nmis_all_vcpus + trace.deferred
+    caught = _row("MSIs taken in root mode, raised again (kvm_dedicated_forward; <= host requests)",
+                  Bound(0, requests), trace.forwards)
+    if p.irte_retarget:
+        return [_row("edu MSI IRTEs pointed at vCPU 0's CPU (kvm_dedicated_retarget, whole run)", Bound(1, None),
+                     trace.retargets),
+                _row("IRTE retargets refused (kvm_dedicated_retarget ret != 0)", Bound.exactly(0),
+                     trace.retarget_failures),
+                _row("MSIs relayed as physical IPIs (kvm_dedicated_relay, vCPU 0, whole run)", Bound.exactly(0),
+                     trace.relays), caught]
     return [_row("MSIs relayed as physical IPIs (kvm_dedicated_relay, vCPU 0, whole run)", Bound.exactly(irqs),
-                 m.kick_trace.relays),
-            _row("relayed MSIs taken in root mode, raised again (kvm_dedicated_forward; <= host requests)",
-                 Bound(0, requests), m.kick_trace.forwards)]
+                 trace.relays), caught]
 
 
 def _exits_case(m: Measurement, op: OpPrediction, judged: set[str] | None) -> CaseResult:

@@ -49,9 +49,10 @@ def test_relayed_msis_reach_the_guest_with_no_exit_and_l1_stays_healthy(tmp_path
 
 
 @pytest.mark.parametrize("n", [37, pytest.param(203, marks=pytest.mark.deep)])
-def test_assigned_edu_msis_through_vfio_reach_the_guest_with_no_exit(tmp_path, n):
-    """The edu device's MSI: a vfio interrupt on L1's CPU 0, VFIO's eventfd, KVM's irqfd, then
-    the relay to CPU 1 with the guest's vector; no interrupt and no msr exit in the op."""
+def test_assigned_edu_msis_retargeted_by_the_iommu_reach_the_guest_with_no_exit(tmp_path, n):
+    """The edu device's MSI (0010): KVM's irq bypass pointed its remapped IRTE in L1 at CPU 1
+    with the guest's vector, so L1's (QEMU's) intel-iommu delivers it there: no vfio interrupt
+    in L1, no eventfd, no relay; no interrupt and no msr exit in the op."""
     proc, result = run(tmp_path, "direct-vfio-edu", f"workload.ops.0.count={n}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     m = result["measurement"]
@@ -61,8 +62,9 @@ def test_assigned_edu_msis_through_vfio_reach_the_guest_with_no_exit(tmp_path, n
     # host requests only, traced (the verdict checks); no vintr exit at the op's sti: 0011 closes the
     # window the firmware's PIT left open with nothing to inject (kernel_patches/README.md)
     assert set(op["exits"]) <= {"nmi"}, op["exits"]
-    assert m["kick_trace"]["relays"] == n and m["kick_trace"]["forwards"] == 0
-    assert m["devices"]["vfio-pci"]["host"]["host_irqs"]["total"] == n     # each one a vfio interrupt in L1
+    assert m["kick_trace"]["retargets"] >= 1 and m["kick_trace"]["retarget_failures"] == 0
+    assert m["kick_trace"]["relays"] == 0 and m["kick_trace"]["forwards"] == 0   # none relayed, none caught in root mode
+    assert m["devices"]["vfio-pci"]["host"]["host_irqs"]["total"] == 0     # nor through VFIO's handler
     assert case(result, "l1-health")["verdict"] == "PASS"
     assert m["l1_health"]["leaks"] == 0 and m["l1_health"]["l1_isr"] == []
     assert result["verdict"] == "PASS"

@@ -71,7 +71,7 @@ def test_leaks_sum_every_vcpu():
 
 def test_model_assigned_msi_under_direct_delivery_is_exit_free_and_says_why():
     p = predict_event("dedicated-direct", "svm", "msi-assigned", 10)
-    assert p.guest_interrupts == Bound.exactly(10) and "direct-relay" in p.assumptions
+    assert p.guest_interrupts == Bound.exactly(10) and "direct-retarget" in p.assumptions
     # no exit at all: the MSIs cost none, and the isolated CPU bounds the ambient host noise to 0,
     # an assumption the answer names (a stock CPU's ambient term stays 0..inf, named too)
     assert p.exits == {} and p.counters["exits"] == Bound.exactly(0)
@@ -90,7 +90,7 @@ def test_hil_model_answers_0_exits_for_assigned_msis_on_the_direct_profile(capsy
     out = json.loads(capsys.readouterr().out)
     assert out["exits"] == {} and out["counters"] == {"exits": 0} and out["guest_interrupts"] == 10
     assert out["ambient"] == {"exits": {}, "assumptions": ["isolated-cpu-quiet", "one-vcpu-per-pcpu"]}
-    assert {"direct-relay", "isolated-cpu-quiet", "vcpu-resident"} <= set(out["assumptions"])
+    assert {"direct-retarget", "isolated-cpu-quiet", "vcpu-resident"} <= set(out["assumptions"])
     assert main(argv[:-1]) == 0
     assert "ambient host noise: none (rests on: isolated-cpu-quiet" in capsys.readouterr().out
 
@@ -145,29 +145,38 @@ def test_isr_read_from_qemu_info_lapic():
     assert by_case(stuck)["l1-health"].verdict.value == "FAIL"
 
 
-def edu_direct(n=37, *, exits=None, relays=None, forwards=0, guest_nmis=0, deferred=0):
-    """direct-vfio-edu's dev-msi op: the edu device's MSIs through VFIO and the irqfd, relayed."""
+def edu_direct(n=37, *, exits=None, relays=0, forwards=0, guest_nmis=0, deferred=0, retargets=1, refused=0,
+               host_irqs=0):
+    """direct-vfio-edu's dev-msi op: the edu device's MSI IRTE pointed at vCPU 0's CPU (0010)."""
     from hil.lab.results import op_latency
     lat = [3000 + i for i in range(n)]
     op = OpMeasurement("dev-msi", n, exits or {}, 10**6, {"count": n, "irqs": n, "raised": n, "tsc_khz": 3_000_000},
                        {"lat": lat}, op_latency({"lat": lat}, 3_000_000))
-    trace = KickTrace(series_traced=True, relays=n if relays is None else relays, forwards=forwards,
-                      guest_nmis_all_vcpus=guest_nmis, deferred=deferred)
+    trace = KickTrace(series_traced=True, relays=relays, forwards=forwards, guest_nmis_all_vcpus=guest_nmis,
+                      deferred=deferred, retargets=retargets, retarget_failures=refused)
     m = measurement([op], kick_trace=trace, l1_health=health.health(True, "", [], 0, []),
-                    devices={"vfio-pci": {"host": {"host_irqs": {"total": n}}}})
+                    devices={"vfio-pci": {"host": {"host_irqs": {"total": host_irqs}}}})
     return verdict(scenario("direct-vfio-edu", f"workload.ops.0.count={n}"), m)
 
 
-def test_edu_msis_relayed_with_no_exit_pass_and_an_eoi_exit_fails():
+def test_edu_msis_retargeted_with_no_exit_pass_and_an_eoi_exit_fails():
     r = edu_direct()
     assert r.verdict.value == "PASS", [(c.name, c.detail) for c in r.cases]
-    assert "isolated-cpu-quiet" in r.case("dev-msi").extra["assumptions"]
+    assert {"isolated-cpu-quiet", "direct-retarget"} <= set(r.case("dev-msi").extra["assumptions"])
     assert "msr: predicted 0, measured 37" in edu_direct(exits={"msr": 37}).case("dev-msi").detail
     assert "interrupt: predicted 0, measured 1" in edu_direct(exits={"interrupt": 1}).case("dev-msi").detail
 
 
-def test_an_edu_msi_not_relayed_or_taken_in_root_mode_without_a_host_request_fails():
-    assert "kvm_dedicated_relay" in edu_direct(relays=36).case("dev-msi").detail
+def test_an_edu_msi_relayed_or_through_vfio_s_handler_fails_under_retargeting():
+    # the relay (0006) still delivers with no exit, but the IRTE was meant to make it unneeded
+    relayed = edu_direct(relays=37, host_irqs=37)
+    assert relayed.verdict.value == "FAIL" and "kvm_dedicated_relay" in relayed.case("dev-msi").detail
+    assert "vfio interrupts in L1" in relayed.case("dev-msi").detail
+    assert "kvm_dedicated_retarget" in edu_direct(retargets=0).case("dev-msi").detail
+    assert "ret != 0" in edu_direct(refused=1).case("dev-msi").detail
+
+
+def test_an_edu_msi_taken_in_root_mode_without_a_host_request_fails():
     assert "kvm_dedicated_forward" in edu_direct(forwards=1).case("dev-msi").detail
     # raced a host request's exit: raised again at the next direct entry, no exit of its own
     assert edu_direct(forwards=1, exits={"nmi": 1}, guest_nmis=1).verdict.value == "PASS"

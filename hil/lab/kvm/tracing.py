@@ -126,11 +126,15 @@ DIRECT_LEAKS = HistTrigger("kvm/kvm_dedicated_leak", ("vcpu_id", "vector", "wher
 # exits that interrupted an event delivery (SVM EXITINTINFO, VMX IDT-vectoring info): with direct
 # delivery, a physical interrupt whose delivery to the guest the exit cut short (TCG's nested #NPF)
 EXIT_INTINFO = HistTrigger("kvm/kvm_exit", ("vcpu_id", "exit_reason", "intr_info"), filter="intr_info != 0")
+# 0010: an assigned device's MSI whose remapped IRTE KVM pointed at a direct vCPU's CPU with the
+# guest's vector (on 1, ret 0: done; ret != 0: refused, the relay serves it) or gave back (on 0)
+DIRECT_RETARGETS = HistTrigger("kvm/kvm_dedicated_retarget", ("vcpu_id", "on", "ret"))
 # host work that reached a direct vCPU's CPU by NMI (a doorbell NMI exit), re-raised at the exit
 DIRECT_DEFERRED = HistTrigger("kvm/kvm_dedicated_deferred", ("vcpu_id", "work"))
 OPTIONAL = {"kicks": DEDICATED_KICKS, "kick_nmis": DEDICATED_NMIS, "kick_windows": DEDICATED_WINDOWS,
             "stock_kicks": STOCK_KICKS, "direct_relays": DIRECT_RELAYS, "direct_forwards": DIRECT_FORWARDS,
             "direct_phys_eois": DIRECT_PHYS_EOIS, "direct_leaks": DIRECT_LEAKS, "direct_deferred": DIRECT_DEFERRED,
+            "direct_retargets": DIRECT_RETARGETS,
             "exit_intinfo": EXIT_INTINFO}
 # Entries KVM forces to exit at once with a reschedule IPI to its own CPU (req_immediate_exit):
 # the one reschedule IPI a dedicated vCPU's CPU still gets from KVM (needs the field, 5.x+).

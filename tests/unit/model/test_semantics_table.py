@@ -216,7 +216,7 @@ ROWS = [
     ("dedicated-v2", "svm", "eoi", X2, {"msr": 1}, {}, "lab:hlt-op"),
     ("dedicated-direct", "svm", "eoi", {"source": "direct", **X2}, {}, {"assumes": "direct-eoi"}, "direct:0006"),
     ("dedicated-direct", "svm", "eoi", X2, {"msr": 1}, {}, "direct:0006"),
-    ("dedicated-direct", "svm", "msi-assigned", RUN, {}, {"assumes": "direct-relay"}, "lab:direct"),
+    ("dedicated-direct", "svm", "msi-assigned", RUN, {}, {"assumes": "direct-retarget"}, "direct:0010"),
     # the EOI of an assigned device's MSI: direct only where the profile delivered the MSI directly
     ("dedicated-direct", "svm", "eoi", {"source": "assigned-msi", **X2}, {}, {"assumes": "direct-eoi"}, "direct:0006"),
     ("dedicated-v2", "svm", "eoi", {"source": "assigned-msi", **X2}, {"msr": 1}, {}, "lab:hlt-op"),
