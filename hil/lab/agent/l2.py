@@ -80,10 +80,22 @@ def _read_capped(path: Path, cap: int) -> tuple[str, bool]:
     return data[:cap].decode(errors="replace"), len(data) > cap
 
 
+class Parked:
+    """An L2 QEMU started paused ahead of its run (L0 then snapshots L1 with it: hil/lab/run.py),
+    keyed by its command line: a run_l2 with the same argv adopts it instead of starting one."""
+
+    def __init__(self, argv: list[str], machine: Machine):
+        self.argv, self.machine = list(argv), machine
+
+    def adoptable(self, argv: list[str]) -> bool:
+        return self.argv == argv and self.machine.is_running()
+
+
 class L2Runner:
     def __init__(self, run_dir: Path, log_dir: Path, trace: tracing.Tracefs | None = None):
         self.run_dir = run_dir
         self.log_dir = log_dir
+        self.parked: Parked | None = None
         self.trace = trace or tracing.Tracefs()
         for trig in (tracing.EXITS_ALL, tracing.PIO_PORTS, tracing.USERSPACE_EXITS, tracing.ACCEPTED_IRQS):
             self.trace.ensure(trig)
@@ -92,6 +104,41 @@ class L2Runner:
                          if (self.trace.root / "events" / trig.event).is_dir()}
         for trig in self.optional.values():
             self.trace.ensure(trig)
+
+    def park(self, req: L2Request) -> dict[str, Any]:
+        """Start the request's L2 QEMU paused, exactly as a run would (same argv, -S, serial
+        log made afresh), and keep it for the run_l2 with the same argv. A parked one of
+        another argv is shut down first. Requests with devices are refused: a device is set
+        up in L1 per run and its argv names what that set-up made."""
+        if req.devices:
+            raise LabError("an L2 with devices is not parked (its devices are attached per run)")
+        self.unpark()
+        t0 = time.monotonic()
+        self.parked = Parked(req.argv, self._launch(req.argv, Path(req.serial_log)))
+        return {"seconds": round(time.monotonic() - t0, 3)}
+
+    def unpark(self) -> None:
+        parked, self.parked = self.parked, None
+        if parked is not None:
+            parked.machine.shutdown()
+
+    def _launch(self, argv: list[str], serial: Path) -> Machine:
+        """L2's QEMU started paused (pinning, ioctls and stimuli are set before the guest runs)."""
+        serial.unlink(missing_ok=True)
+        machine = Machine(argv + ["-S"], name="l2", log_dir=self.log_dir, run_dir=self.run_dir)
+        machine.launch()
+        return machine
+
+    def _adopt_or_launch(self, argv: list[str], serial: Path) -> tuple[Machine, bool]:
+        """The parked L2 QEMU when its argv is this run's (its serial log, made when it started,
+        is kept: nothing of the guest has run), else a fresh one (a parked one is shut down).
+        Returns (machine, adopted)."""
+        parked, self.parked = self.parked, None
+        if parked is not None and parked.adoptable(argv):
+            return parked.machine, True
+        if parked is not None:
+            parked.machine.shutdown()
+        return self._launch(argv, serial), False
 
     @staticmethod
     def _inject(machine: Machine, actions: list[VcpuIoctl]) -> list[dict[str, int]]:
@@ -178,15 +225,13 @@ class L2Runner:
                      triggers: list[tracing.HistTrigger], window: tracing.HistTrigger | None,
                      cleared: list[Future[None]], ops: OpWatch) -> L2Result:
         serial = Path(req.serial_log)
-        serial.unlink(missing_ok=True)
         drivers = [s.driver() for s in req.stimuli] + [att.observer for _, att in attached]
         argv = req.argv + [a for _, att in attached for a in att.l2_argv]
         t0 = time.monotonic()
-        # paused first: pinning, ioctls and stimuli are in place before the guest runs
-        machine = Machine(argv + ["-S"], name="l2", log_dir=self.log_dir, run_dir=self.run_dir)
         stats: dict[str, dict[str, Any]] = {}
         stats_error = ""
-        with machine:
+        machine, adopted = self._adopt_or_launch(argv, serial)
+        try:
             t_launched = time.monotonic()
             vm = _Vm(machine, self.trace)
             for done in cleared:       # paused so far: no exit has been counted yet
@@ -219,6 +264,8 @@ class L2Runner:
             stimuli = {s.kind: d.result() for s, d in zip(req.stimuli, drivers)}
             devices = {kind: {"info": att.info, "host": att.observer.result()} for kind, att in attached}
             t_read = time.monotonic()
+        finally:
+            machine.shutdown()
         text, truncated = _read_capped(serial, req.serial_cap)
         t_end = time.monotonic()
         qemu_log = machine.output()[-QEMU_LOG_CAP:]
@@ -237,5 +284,5 @@ class L2Runner:
             hists={"accepted_irqs": results[tracing.ACCEPTED_IRQS].entries,
                    **{name: results[trig].entries for name, trig in self.optional.items()}},
             stimuli=stimuli, stats_error=stats_error, serial_truncated=truncated, argv=argv, devices=devices,
-            qemu_log=qemu_log,
+            qemu_log=qemu_log, parked=adopted,
         )
