@@ -219,39 +219,32 @@ class Runner:
 
 
 def _start_l1(name: str, open_session: Callable[[], L1Session]) -> L1Session:
-    """Restore L1 from its snapshot, or boot it. A snapshot that does not restore (truncated,
-    from another QEMU) is deleted and L1 booted instead: a bad cache entry heals, it does not
-    fail every later run."""
-    session = open_session()
-    log.info("L1 %s: %s", name, "restoring its snapshot" if session.restore else "booting")
-    try:
-        session.start()
-        return session
-    except (RunTimeout, CapabilityMissing):
-        session.close()
-        raise
-    except LabError as e:
-        # QEMU refusing a snapshot fails the migration or exits 1; one stopped by a signal
-        # (exit code 0 after SIGTERM, negative after SIGKILL) says nothing about its snapshot
-        code = session.machine.exitcode
-        refused = code is None or code > 0
-        session.close()
-        if not session.restore or session.snapshot is None or not refused:
+    """Restore L1 from its snapshot (the parked one, else the idle one), or boot it. A snapshot
+    that does not restore (truncated, from another QEMU) is deleted and L1 started again from
+    what is left: a bad cache entry heals, it does not fail every later run."""
+    while True:
+        session = open_session()
+        log.info("L1 %s: %s", name, "restoring its snapshot" if session.restore else "booting")
+        try:
+            session.start()
+            return session
+        except (RunTimeout, CapabilityMissing):
+            session.close()
             raise
-        log.warning("L1 %s: its snapshot %s did not restore (%s): deleting it, starting L1 anew", name,
-                    session.snapshot, str(e).splitlines()[0])
-        session.snapshot.unlink(missing_ok=True)
-    except BaseException:
-        session.close()
-        raise
-    session = open_session()
-    log.info("L1 %s: %s", name, "restoring its idle snapshot" if session.restore else "booting")
-    try:
-        session.start()
-    except BaseException:
-        session.close()
-        raise
-    return session
+        except LabError as e:
+            # QEMU refusing a snapshot fails the migration or exits 1; one stopped by a signal
+            # (exit code 0 after SIGTERM, negative after SIGKILL) says nothing about its snapshot
+            code = session.machine.exitcode
+            refused = code is None or code > 0
+            session.close()
+            if not session.restore or session.snapshot is None or not refused:
+                raise
+            log.warning("L1 %s: its snapshot %s did not restore (%s): deleting it, starting L1 anew", name,
+                        session.snapshot, str(e).splitlines()[0])
+            session.snapshot.unlink(missing_ok=True)     # the next session no longer restores it
+        except BaseException:
+            session.close()
+            raise
 
 
 def _logs(out: Path) -> dict[str, str]:
