@@ -1,0 +1,71 @@
+"""A run restored with its L2 QEMU parked (started paused before L1's snapshot) measures
+exactly what an L2 QEMU started by the run measures; the second run restores the parked
+snapshot the first saved; another op count is another parked snapshot, and passes.
+
+A private lab (its cache hard-linked from the shared one, l1-parked empty) makes which run
+saves and which restores exact."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reliability import private_lab, run_hil
+
+pytestmark = pytest.mark.lab
+SCENARIO = "probe-basic"
+
+
+def run(lab, out: Path, *extra: str) -> dict:
+    proc = run_hil(lab, "run", SCENARIO, "--accel", "tcg", "--out", str(out), *extra, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads((out / "result.json").read_text())
+
+
+def window_exits(result: dict) -> dict:
+    """Each op's counts of the reasons the model predicts exactly (timing noise left out)."""
+    return {c["name"]: {r["reason"]: r["measured"] for r in c["rows"]
+                        if r["predicted"]["low"] == r["predicted"]["high"]}
+            for c in result["cases"] if c["name"] not in ("kvm-counters", "probe-glue")}
+
+
+def started(result: dict) -> tuple[str, str | None, str]:
+    l1 = result["provenance"]["l1"]
+    return l1["start"], l1.get("parked_snapshot"), result["provenance"]["l2"]["qemu_start"]
+
+
+def test_parked_l2_measures_what_a_fresh_start_measures(warm_result, tmp_path):
+    lab = private_lab(tmp_path / "lab")
+    parked_dir = lab.cache / "l1-parked"
+    fresh = run(lab, tmp_path / "fresh", "--set", "topology.l1.park_l2=false")
+    assert not parked_dir.exists()                         # switched off: nothing parked, nothing saved
+    first = run(lab, tmp_path / "first")
+    second = run(lab, tmp_path / "second")
+
+    idle_start = fresh["provenance"]["l1"]["start"]
+    assert idle_start.startswith("restored ") and "/l1-snapshot/" in idle_start
+    assert started(fresh) == (idle_start, None, "at the run")
+    saved = list(parked_dir.glob("*.state"))
+    assert len(saved) == 1 and saved[0].stat().st_size > 100 << 20
+    assert started(first) == (idle_start, f"saved {saved[0]}", "parked")    # parked, saved, adopted
+    assert started(second) == (f"restored {saved[0]}", None, "parked")      # the parked one restored
+    assert second["provenance"]["l2"]["argv"] == first["provenance"]["l2"]["argv"] == fresh["provenance"]["l2"]["argv"]
+    assert "park_and_save" in first["measurement"]["timings"] and "park_and_save" not in second["measurement"]["timings"]
+
+    # nothing of L2 ran before `cont`: every exactly predicted count is the fresh start's
+    assert window_exits(first) == window_exits(fresh)
+    assert window_exits(second) == window_exits(fresh)
+    assert fresh["verdict"] == first["verdict"] == second["verdict"] == "PASS"
+    assert not list(parked_dir.glob(".*.state.*"))          # no temp file left
+
+    # another op count: another L2 command line, so another parked snapshot, saved then restored
+    changed = run(lab, tmp_path / "changed", "--set", "workload.ops.0.count=24")
+    changed_again = run(lab, tmp_path / "changed-again", "--set", "workload.ops.0.count=24")
+    new = sorted(set(parked_dir.glob("*.state")) - set(saved))
+    assert len(new) == 1
+    assert started(changed) == (idle_start, f"saved {new[0]}", "parked")
+    assert started(changed_again) == (f"restored {new[0]}", None, "parked")
+    assert window_exits(changed_again) == window_exits(changed)
+    assert window_exits(changed)["cpuid"] != window_exits(fresh)["cpuid"]   # the count did change
+    assert changed["verdict"] == changed_again["verdict"] == "PASS"
