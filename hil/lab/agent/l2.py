@@ -84,8 +84,9 @@ class Parked:
     """An L2 QEMU started paused ahead of its run (L0 then snapshots L1 with it: hil/lab/run.py),
     keyed by its command line: a run_l2 with the same argv adopts it instead of starting one."""
 
-    def __init__(self, argv: list[str], machine: Machine):
+    def __init__(self, argv: list[str], machine: Machine, cleared: frozenset[tracing.HistTrigger]):
         self.argv, self.machine = list(argv), machine
+        self.cleared = cleared      # the hist triggers cleared as it started (see L2Runner._run)
 
     def adoptable(self, argv: list[str]) -> bool:
         return self.argv == argv and self.machine.is_running()
@@ -114,7 +115,18 @@ class L2Runner:
             raise LabError("an L2 with devices is not parked (its devices are attached per run)")
         self.unpark()
         t0 = time.monotonic()
-        self.parked = Parked(req.argv, self._launch(req.argv, Path(req.serial_log)))
+        triggers, _ = self._triggers(req)
+        # cleared now, as a run clears them while its QEMU starts (the run then only checks them)
+        with ThreadPoolExecutor(max_workers=len(triggers), thread_name_prefix="hist-clear") as clearing:
+            cleared = [clearing.submit(self.trace.clear, trig) for trig in triggers]
+            machine = self._launch(req.argv, Path(req.serial_log))
+            try:
+                for done in cleared:
+                    done.result()
+            except BaseException:
+                machine.shutdown()
+                raise
+        self.parked = Parked(req.argv, machine, frozenset(triggers))
         return {"seconds": round(time.monotonic() - t0, 3)}
 
     def unpark(self) -> None:
@@ -205,17 +217,34 @@ class L2Runner:
             result.devices[kind]["teardown_errors"] = errors[kind]
         return result
 
-    def _run(self, req: L2Request, attached: list[tuple[str, Attached]], ops: OpWatch) -> L2Result:
+    def _triggers(self, req: L2Request) -> tuple[list[tracing.HistTrigger], tracing.HistTrigger | None]:
+        """The hist triggers a run reads (set up if need be), and among them the window's."""
         window = tracing.exits_window(*req.window) if req.window else None
         if window:
             self.trace.ensure(window)
         triggers = [tracing.EXITS_ALL, tracing.PIO_PORTS, tracing.USERSPACE_EXITS, tracing.ACCEPTED_IRQS,
                     *self.optional.values()] + ([window] if window else [])
+        return triggers, window
+
+    def _clear_unless_empty(self, trig: tracing.HistTrigger) -> None:
+        """A trigger cleared when the parked L2 QEMU started: only L2 makes its events, and
+        none of L2 has run since, so it is still empty; it is read to make sure (no RCU wait)
+        and cleared only if it is not."""
+        hist = self.trace.read(trig)
+        if hist.entries or hist.hits or hist.dropped:
+            self.trace.clear(trig)
+
+    def _run(self, req: L2Request, attached: list[tuple[str, Attached]], ops: OpWatch) -> L2Result:
+        triggers, window = self._triggers(req)
+        argv = req.argv + [a for _, att in attached for a in att.l2_argv]
+        precleared = self.parked.cleared if self.parked is not None and self.parked.adoptable(argv) else frozenset()
         # Each clear waits out an RCU grace period in L1's kernel (~40 ms under TCG): cleared all
         # at once (concurrent waits share grace periods) while L2's QEMU starts paused; all are
-        # done before the guest's first instruction (see _arm's caller).
+        # done before the guest's first instruction (see _arm's caller). Those cleared when the
+        # adopted QEMU was parked are only checked.
         clearing = ThreadPoolExecutor(max_workers=len(triggers), thread_name_prefix="hist-clear")
-        cleared = [clearing.submit(self.trace.clear, trig) for trig in triggers]
+        cleared = [clearing.submit(self._clear_unless_empty if trig in precleared else self.trace.clear, trig)
+                   for trig in triggers]
         try:
             return self._run_cleared(req, attached, triggers, window, cleared, ops)
         finally:

@@ -105,16 +105,22 @@ class FakeMachine:
 
 
 class FakeTrace:
+    """Hist triggers: `hits` per trigger, set to 0 by a clear."""
     root = Path("/nonexistent")
+
+    def __init__(self):
+        self.hits: dict = {}
 
     def ensure(self, trig):
         pass
 
     def clear(self, trig):
         FakeMachine.log.append(("clear", 0))
+        self.hits[trig] = 0
 
     def read(self, trig):
-        return tracing.HistResult(entries=[], hits=0, dropped=0)
+        FakeMachine.log.append(("read", 0))
+        return tracing.HistResult(entries=[], hits=self.hits.get(trig, 0), dropped=0)
 
 
 @pytest.fixture
@@ -135,14 +141,16 @@ def request(tmp_path: Path, *extra: str, **kw) -> L2Request:
 
 def test_a_run_with_the_parked_argv_adopts_it_and_keeps_its_serial_log(agent, tmp_path):
     agent.park(request(tmp_path))
-    assert FakeMachine.log == [("launch", 1)]
+    assert sorted(FakeMachine.log) == [("clear", 0)] * 4 + [("launch", 1)]     # cleared as it started
+    FakeMachine.log.clear()
     result = agent.run(request(tmp_path))
     assert result.parked and result.ended_by == "done"
-    assert [e for e in FakeMachine.log if e[0] == "launch"] == [("launch", 1)]       # nothing launched
+    assert not [e for e in FakeMachine.log if e[0] == "launch"]                       # nothing launched
     assert "started by launch 1" in result.serial                                     # the park's log
-    # every clear done before the guest's first instruction; the run ends it as ever
+    # the triggers cleared at park time are only checked (read, empty), before the guest's
+    # first instruction; the run ends it as ever
     names = [name for name, _ in FakeMachine.log]
-    assert names.index("cont") > max(i for i, n in enumerate(names) if n == "clear")
+    assert "clear" not in names[:names.index("cont")] and names[:names.index("cont")].count("read") == 4
     assert names[-1] == "shutdown" and agent.parked is None
     again = agent.run(request(tmp_path))                  # the parked one is used once
     assert not again.parked and ("launch", 2) in FakeMachine.log
@@ -166,7 +174,7 @@ def test_a_dead_parked_qemu_is_not_adopted(agent, tmp_path):
 def test_parking_again_replaces_the_parked_one_and_devices_are_refused(agent, tmp_path):
     agent.park(request(tmp_path))
     agent.park(request(tmp_path, "-smp", "2"))
-    assert FakeMachine.log == [("launch", 1), ("shutdown", 1), ("launch", 2)]
+    assert [e for e in FakeMachine.log if e[0] != "clear"] == [("launch", 1), ("shutdown", 1), ("launch", 2)]
     with pytest.raises(LabError, match="devices"):
         agent.park(request(tmp_path, devices=[VfioPci(model="edu")]))
     assert agent.parked is not None and agent.parked.argv[-1] == "2"      # the refused one changed nothing
@@ -288,3 +296,20 @@ def test_the_parked_snapshot_is_restored_when_it_exists_else_the_idle_one(xdg, t
     assert idle == lab_run.snapshot_path(topo, prep.image, "tcg")
     parked.write_bytes(b"state")
     assert lab_run.open_l1(topo, prep, tmp_path, parked) == parked
+
+
+def test_a_parked_trigger_that_counted_something_is_cleared_before_cont(agent, tmp_path):
+    agent.park(request(tmp_path))
+    agent.trace.hits[tracing.EXITS_ALL] = 3              # not what happens; if it did, it must not count
+    FakeMachine.log.clear()
+    agent.run(request(tmp_path))
+    before_cont = [name for name, _ in FakeMachine.log][:[n for n, _ in FakeMachine.log].index("cont")]
+    assert before_cont.count("clear") == 1 and agent.trace.hits[tracing.EXITS_ALL] == 0
+
+
+def test_a_run_not_adopting_clears_every_trigger(agent, tmp_path):
+    agent.park(request(tmp_path))
+    FakeMachine.log.clear()
+    agent.run(request(tmp_path, "-smp", "2"))
+    before_cont = [name for name, _ in FakeMachine.log][:[n for n, _ in FakeMachine.log].index("cont")]
+    assert before_cont.count("clear") == 4 and "read" not in before_cont
