@@ -3,8 +3,10 @@
     python bench/demo_bench.py [--scenario probe-basic] [--warm-runs 3]
 
 cold: empty image cache (a fresh XDG_CACHE_HOME): image build + L1 boot (+ saving the idle-L1
-      snapshot) + L2 run + verdict.
-warm (snapshot): cache filled; `hil run` end to end, L1 restored from its snapshot.
+      snapshot, + parking L2's QEMU and saving that snapshot) + L2 run + verdict.
+warm (snapshot): cache filled; `hil run` end to end, L1 restored from its parked snapshot (L2's
+      QEMU started and paused in it, saved by the cold or priming run; --no-park: restored from
+      the idle snapshot, L2's QEMU started by the run, as before issue 15's parked L2).
 warm (boot): the same with topology.l1.snapshot=false, L1 booted every time.
 by hand: the same L1 QEMU command line booting the same image, whose init runs the same L2
 QEMU command line directly (no agent, tracing, QMP or verdict), timed from start to exit.
@@ -89,33 +91,51 @@ def spread(values: Sequence[float], digits: int = 2) -> str:
 WARM_TARGET_S, BOOT_RATIO_TARGET = 2.0, 1.10
 
 
+def print_park_cost(result: dict) -> None:
+    """What saving the parked snapshot cost the run that saved it (the first of its key)."""
+    t = result["measurement"]["timings"]
+    if "park_and_save" in t:
+        print(f"      parked snapshot saved: park + stop/migrate/cont {t['park_and_save']:.2f} s, "
+              f"fsync/rename behind the L2 run {t['parked_publish']:.2f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenario", default="probe-basic")
     ap.add_argument("--warm-runs", type=int, default=3)
     ap.add_argument("--skip-cold", action="store_true", help="no cold run: use the shared cache as it is")
+    ap.add_argument("--no-park", action="store_true",
+                    help="warm runs with topology.l1.park_l2=false: L2's QEMU started by each run")
     args = ap.parse_args()
+    park = ("--set", "topology.l1.park_l2=false") if args.no_park else ()
     print(f"host load before: {os.getloadavg()[0]:.2f} (nproc {os.cpu_count()})")
     with tempfile.TemporaryDirectory(prefix="hil-bench-") as tmp:
         tmpd = Path(tmp)
         cache = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
         if not args.skip_cold:
             cache = str(tmpd / "cold-cache")
-            cold_wall, cold = hil_run(args.scenario, cache, tmpd / "cold")
+            cold_wall, cold = hil_run(args.scenario, cache, tmpd / "cold", *park)
             t = cold["measurement"]["timings"]
             print(f"cold  total {cold_wall:6.1f} s  image build {t['image']:.1f} s  probe build {t['probe_build']:.1f} s  "
                   f"L1 boot {t['l1_boot']:.1f} s  L2 run {t['l2_run']:.1f} s  verdict {cold.get('verdict_seconds', 0):.2f} s")
-        else:      # one run to make sure the snapshot of this checkout's image exists
-            hil_run(args.scenario, cache, tmpd / "prime")
+            print_park_cost(cold)
+        else:      # one run to make sure this checkout's snapshots (idle, and parked) exist
+            prime_wall, prime = hil_run(args.scenario, cache, tmpd / "prime", *park)
+            print(f"prime total {prime_wall:5.2f} s  L1 {prime['provenance']['l1']['start']}")
+            print_park_cost(prime)
         warm: dict[str, list[float]] = {"snapshot": [], "boot": []}
         hand: list[float] = []
         for i in range(args.warm_runs):
-            wall, res = hil_run(args.scenario, cache, tmpd / f"warm-snapshot{i}")
+            wall, res = hil_run(args.scenario, cache, tmpd / f"warm-snapshot{i}", *park)
             warm["snapshot"].append(wall)
             t = res["measurement"]["timings"]
-            print(f"warm (snapshot) total {wall:5.2f} s  image (cache hit) {t['image']:.3f} s  L1 restore {t['l1_boot']:.2f} s  "
-                  f"upload {t['payload_upload']:.2f} s  L2 run {t['l2_run']:.2f} s (QEMU up {t['l2_qemu_up']:.2f}, "
-                  f"workload {t['l2_workload']:.2f}, in L1 {t['l2_total']:.2f})  -> {res['verdict']}")
+            restored = res["provenance"]["l1"]["start"]
+            kind = "parked" if "/l1-parked/" in restored else "idle" if restored.startswith("restored") else "none"
+            if kind != ("idle" if args.no_park else "parked"):
+                sys.exit(f"warm run {i}: L1 {restored}: not the path this bench measures")
+            print(f"warm (snapshot) total {wall:5.2f} s  image (cache hit) {t['image']:.3f} s  L1 restore ({kind}) "
+                  f"{t['l1_boot']:.2f} s  upload {t['payload_upload']:.2f} s  L2 run {t['l2_run']:.2f} s (QEMU up "
+                  f"{t['l2_qemu_up']:.2f}, workload {t['l2_workload']:.2f}, in L1 {t['l2_total']:.2f})  -> {res['verdict']}")
         for i in range(args.warm_runs):
             wall, res = hil_run(args.scenario, cache, tmpd / f"warm-boot{i}", "--set", "topology.l1.snapshot=false")
             warm["boot"].append(wall)

@@ -166,7 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     debug_log = _log_to_file(out / "hil-debug.log")
     result = None
     try:
-        with Runner(accel=args.accel, host=args.host) as runner:
+        with Runner(accel=args.accel, host=args.host, park=not args.host) as runner:
             result = runner.run(scenario, out, predictions)
     except KeyboardInterrupt as e:
         signals.stopping()

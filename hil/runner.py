@@ -22,7 +22,7 @@ from hil.lab import signals
 from hil.lab.assets.cache import cache_root
 from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.l1 import L1Session
-from hil.lab.run import Prepared, expected_archs, open_l1, prepare, run_on
+from hil.lab.run import Prepared, expected_archs, open_l1, parked_snapshot_for, prepare, run_on
 from hil.measurement import Measurement
 from hil.scenario import Scenario
 from hil.scenario.prediction import ScenarioPrediction, predict_scenario
@@ -115,6 +115,8 @@ def predict_before_boot(scenario: Scenario, accel: str | None = None) -> dict[st
 class _L1:
     session: L1Session
     prepared: Prepared
+    parked: Path | None = None    # the parked snapshot its first run restored, or makes (hil/lab/run.py)
+    used: bool = False            # a run has been on it: it is no longer the L1 a parked snapshot holds
 
 
 @dataclass
@@ -126,6 +128,9 @@ class Runner:
     _l1: dict[str, _L1] = field(default_factory=dict)
     last_measurement: Measurement | None = None      # of the latest run that got that far
     sweep: bool = True               # first remove what a hil killed outright left (hil/lab/sweep.py)
+    #: hil run NAME (one scenario): L1 restored with the scenario's L2 QEMU parked in it, the
+    #: snapshot made by the first such run (batches and the pytest plugin start L2 per run)
+    park: bool = False
 
     def __post_init__(self) -> None:
         if self.sweep:
@@ -156,11 +161,12 @@ class Runner:
             live = self._l1[key] = _L1(host, prepare_host(scenario.workload.kind == "probe"))  # type: ignore[arg-type]
         if live is None:
             prep = prepare(topo, scenario.workload.kind == "probe", self.accel)
+            parked = parked_snapshot_for(scenario, prep) if self.park else None
             t0 = time.monotonic()
             with watchdog(deadline or 0, f"L1 of {topo.name}"):
-                session = _start_l1(topo.name, lambda: open_l1(topo, prep, log_dir))
+                session = _start_l1(topo.name, lambda: open_l1(topo, prep, log_dir, parked))
             prep.timings["l1_boot"] = time.monotonic() - t0
-            live = _L1(session, prep)
+            live = _L1(session, prep, parked)
             self._l1[key] = live
         return live
 
@@ -176,7 +182,8 @@ class Runner:
             with lab_lock():
                 l1 = self._session(scenario, out, deadline=scenario.topology.timeout)
                 with watchdog(scenario.topology.timeout, f"scenario {scenario.name}"):
-                    m = self.last_measurement = run_on(l1.session, scenario, l1.prepared, out)
+                    parked, l1.used = (None if l1.used else l1.parked), True
+                    m = self.last_measurement = run_on(l1.session, scenario, l1.prepared, out, parked)
             pred = predictions.get(m.arch)
             if pred is None:
                 return error_result(scenario.name, f"L1 has {m.arch}, predicted for {', '.join(predictions)} only",
@@ -212,39 +219,32 @@ class Runner:
 
 
 def _start_l1(name: str, open_session: Callable[[], L1Session]) -> L1Session:
-    """Restore L1 from its snapshot, or boot it. A snapshot that does not restore (truncated,
-    from another QEMU) is deleted and L1 booted instead: a bad cache entry heals, it does not
-    fail every later run."""
-    session = open_session()
-    log.info("L1 %s: %s", name, "restoring its snapshot" if session.restore else "booting")
-    try:
-        session.start()
-        return session
-    except (RunTimeout, CapabilityMissing):
-        session.close()
-        raise
-    except LabError as e:
-        # QEMU refusing a snapshot fails the migration or exits 1; one stopped by a signal
-        # (exit code 0 after SIGTERM, negative after SIGKILL) says nothing about its snapshot
-        code = session.machine.exitcode
-        refused = code is None or code > 0
-        session.close()
-        if not session.restore or session.snapshot is None or not refused:
+    """Restore L1 from its snapshot (the parked one, else the idle one), or boot it. A snapshot
+    that does not restore (truncated, from another QEMU) is deleted and L1 started again from
+    what is left: a bad cache entry heals, it does not fail every later run."""
+    while True:
+        session = open_session()
+        log.info("L1 %s: %s", name, "restoring its snapshot" if session.restore else "booting")
+        try:
+            session.start()
+            return session
+        except (RunTimeout, CapabilityMissing):
+            session.close()
             raise
-        log.warning("L1 %s: its snapshot %s did not restore (%s): deleting it and booting", name,
-                    session.snapshot, str(e).splitlines()[0])
-        session.snapshot.unlink(missing_ok=True)
-    except BaseException:
-        session.close()
-        raise
-    session = open_session()
-    log.info("L1 %s: booting", name)
-    try:
-        session.start()
-    except BaseException:
-        session.close()
-        raise
-    return session
+        except LabError as e:
+            # QEMU refusing a snapshot fails the migration or exits 1; one stopped by a signal
+            # (exit code 0 after SIGTERM, negative after SIGKILL) says nothing about its snapshot
+            code = session.machine.exitcode
+            refused = code is None or code > 0
+            session.close()
+            if not session.restore or session.snapshot is None or not refused:
+                raise
+            log.warning("L1 %s: its snapshot %s did not restore (%s): deleting it, starting L1 anew", name,
+                        session.snapshot, str(e).splitlines()[0])
+            session.snapshot.unlink(missing_ok=True)     # the next session no longer restores it
+        except BaseException:
+            session.close()
+            raise
 
 
 def _logs(out: Path) -> dict[str, str]:

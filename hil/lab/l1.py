@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,6 +137,49 @@ def wait_migration(machine: Machine, timeout: float) -> None:
     raise LabError(f"L1 snapshot migration did not finish within {timeout:.0f} s")
 
 
+def publish_snapshot(tmp: Path, path: Path, kept: int) -> None:
+    """A migrated temp file made durable and renamed into place under the snapshot lock; the
+    directory then keeps only its `kept` newest snapshots. The temp file never outlives this."""
+    try:
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        with snapshot_lock(path.parent, exclusive=True):
+            tmp.rename(path)
+            _fsync_dir(path.parent)
+            # Snapshots are ~300 MB: keep only the most recently used (older images' are stale anyway).
+            for old in sorted(path.parent.glob("*.state"), key=lambda p: p.stat().st_mtime)[:-kept]:
+                old.unlink(missing_ok=True)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class Publishing:
+    """publish_snapshot in a (non-daemon) thread: a stop signal in the main thread does not cut
+    it short, and the interpreter waits for it at exit."""
+
+    def __init__(self, tmp: Path, path: Path, kept: int):
+        self.path = path
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self._thread = threading.Thread(target=self._publish, args=(tmp, path, kept), name="snapshot-publish")
+        self._thread.start()
+
+    def _publish(self, tmp: Path, path: Path, kept: int) -> None:
+        t0 = time.monotonic()
+        try:
+            publish_snapshot(tmp, path, kept)
+        except BaseException as e:      # reported by join(): a snapshot is only a shortcut
+            self.error = e
+        self.seconds = time.monotonic() - t0
+
+    def join(self) -> bool:
+        """Wait for it; whether the snapshot is in place (a failure is logged, not raised)."""
+        self._thread.join()
+        if self.error is not None:
+            log.warning("L1: snapshot %s not saved (%s)", self.path, self.error)
+        return self.error is None
+
+
 class L1Session:
     """Boot L1 with a given argv builder and talk to its agent. Logs go to log_dir and stay.
 
@@ -204,29 +248,47 @@ class L1Session:
         """Migrate the idle L1 to a temp file named with this process's owner tag (a killed
         hil's is swept by the next one), fsync it, rename it into place, prune, all under the
         snapshot lock."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{owner.tag()}")
         try:
             warm = self.request("warm_up", timeout=120.0)
             log.debug("L1 warmed up for its snapshot in %s s", warm.get("seconds"))
         except (AgentError, CapabilityMissing) as e:     # a shortcut only: the snapshot is saved without it
             log.warning("L1: no warm-up before its snapshot (%s)", str(e).splitlines()[0])
+        tmp = self._migrate_stopped(path)
+        try:
+            publish_snapshot(tmp, path, SNAPSHOTS_KEPT)
+        finally:
+            if self.machine.is_running():
+                self.machine.command("cont")
+
+    def save_snapshot_behind(self, path: Path, kept: int) -> "Publishing":
+        """Snapshot L1 as it is now into `path` with L1 stopped only while it migrates: the
+        file's fsync, rename and prune run in a thread once L1 runs again; join it before the
+        run ends. Kill-safe as _save_snapshot: the temp file is renamed or removed by that
+        thread, or (hil killed outright) swept by the next hil."""
+        tmp = self._migrate_stopped(path)
+        try:
+            if self.machine.is_running():
+                self.machine.command("cont")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return Publishing(tmp, path, kept)
+
+    def _migrate_stopped(self, path: Path) -> Path:
+        """L1 stopped and migrated into a temp file beside `path` (named with this process's
+        owner tag); L1 is left stopped. The temp file is removed and L1 let run if this fails."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{owner.tag()}")
         try:
             self.machine.command("stop")
             self.machine.command("migrate", uri=f"file:{tmp}")
             wait_migration(self.machine, 120.0)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            with snapshot_lock(path.parent, exclusive=True):
-                tmp.rename(path)
-                _fsync_dir(path.parent)
-                # Snapshots are ~300 MB: keep only the most recently used (older images' are stale anyway).
-                for old in sorted(path.parent.glob("*.state"), key=lambda p: p.stat().st_mtime)[:-SNAPSHOTS_KEPT]:
-                    old.unlink(missing_ok=True)
-        finally:
+            return tmp
+        except BaseException:
             tmp.unlink(missing_ok=True)
             if self.machine.is_running():
                 self.machine.command("cont")
+            raise
 
     def request(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 60.0) -> Any:
         return self.channel.request(cmd, args or {}, timeout)

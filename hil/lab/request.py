@@ -1,6 +1,7 @@
 """Scenario in, the agent's typed request for one L2 run out (plus the payload to upload)."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,11 @@ CLI_WINDOW_SHARE = 0.25
 class Payload:
     kernel: bytes
     initrd: bytes | None = None
+
+    def sha256(self) -> dict[str, str | None]:
+        """The payload's identity (a parked L2 QEMU has loaded exactly these bytes)."""
+        return {"kernel": hashlib.sha256(self.kernel).hexdigest(),
+                "initrd": hashlib.sha256(self.initrd).hexdigest() if self.initrd is not None else None}
 
 
 def dedicate(l2: L2Config) -> list[VcpuIoctl]:

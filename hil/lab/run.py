@@ -21,13 +21,13 @@ from hil.lab.assets.probe import ProbeImage, cached_probe
 from hil.lab import health
 from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.kernel import build_series
-from hil.lab.l1 import AgentError, L1Session
+from hil.lab.l1 import AgentError, L1Session, Publishing
 from hil.lab.accel import AccelChoice, choose_accel, kvm_device_usable
 from hil.lab.qemu.argv import L2Paths, l1_argv
 from hil.lab.qemu.machine import private_dir
 from hil.lab.qemu.host import host_cpu_flags, host_cpu_model, qemu_version, version_tuple
 from hil.lab.repro import write_repro
-from hil.lab.request import build_request, device_specs
+from hil.lab.request import Payload, build_request, device_specs
 from hil.lab.results import (check_result, counters, exits_by_op, kick_trace, kut_report, kut_status, pio_counts,
                              probe_events, summed)
 from hil.measurement import Measurement
@@ -103,9 +103,32 @@ def snapshot_path(topology: Topology, image: L1Image, accel: str) -> Path | None
     version = version_tuple(qemu_version())
     if version is None or version < (8, 2):   # 'file:' migration URIs
         return None
-    key = digest({"image": image.key, "l1": asdict(topology.l1), "accel": accel, "qemu": qemu_version(),
+    l1 = {k: v for k, v in asdict(topology.l1).items() if k != "park_l2"}     # the same idle L1 either way
+    key = digest({"image": image.key, "l1": l1, "accel": accel, "qemu": qemu_version(),
                   **({"l0_devices": l0_device_args(topology)} if topology.l2.devices else {})})
     return cache_root() / "l1-snapshot" / f"{key}.state"
+
+
+PARKED_KEPT = 4        # parked snapshots (~300 MB each) kept in their own directory
+
+
+def parked_snapshot_path(topology: Topology, image: L1Image, accel: str, request: L2Request,
+                         payload: Payload) -> Path | None:
+    """Where the snapshot of this idle L1 with this request's L2 QEMU parked in it (started
+    paused, its payload loaded) lives: keyed by the idle snapshot's key, the L2 command line
+    and the payload's bytes. None when it is not made: no idle snapshot, the switch off, or
+    L2 devices (attached in L1 per run, not part of a parked L2)."""
+    idle = snapshot_path(topology, image, accel)
+    if idle is None or not topology.l1.park_l2 or request.devices:
+        return None
+    key = digest({"idle": idle.stem, "argv": request.argv, "payload": payload.sha256()})
+    return cache_root() / "l1-parked" / f"{key}.state"
+
+
+def parked_snapshot_for(scenario: Scenario, prep: Prepared) -> Path | None:
+    """parked_snapshot_path for the scenario's own request and payload."""
+    request, payload = build_request(scenario, prep.probe)
+    return parked_snapshot_path(scenario.topology, prep.image, prep.accel.accel, request, payload)
 
 
 def l0_device_args(topology: Topology) -> dict[str, list[str]]:
@@ -126,11 +149,13 @@ def l1_builder(topology: Topology, image: L1Image, accel: str) -> Callable[..., 
     return build
 
 
-def open_l1(topology: Topology, prep: Prepared, log_dir: Path) -> L1Session:
-    """An L1 session for the topology (not started: use it as a context manager or start())."""
+def open_l1(topology: Topology, prep: Prepared, log_dir: Path, parked: Path | None = None) -> L1Session:
+    """An L1 session for the topology (not started: use it as a context manager or start()):
+    restored from the parked snapshot when it exists, else from the idle one, else booted."""
+    snapshot = parked if parked is not None and parked.exists() else snapshot_path(topology, prep.image,
+                                                                                 prep.accel.accel)
     return L1Session(l1_builder(topology, prep.image, prep.accel.accel), log_dir=log_dir,
-                     boot_timeout=topology.l1.boot_timeout,
-                     snapshot=snapshot_path(topology, prep.image, prep.accel.accel))
+                     boot_timeout=topology.l1.boot_timeout, snapshot=snapshot)
 
 
 def check_arch(l1: L1Session, scenario: Scenario) -> str:
@@ -149,7 +174,7 @@ def check_arch(l1: L1Session, scenario: Scenario) -> str:
 
 
 def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, result: L2Result,
-               request: L2Request) -> dict[str, Any]:
+               request: L2Request, parked_saved: Path | None = None) -> dict[str, Any]:
     return {
         "hil": hil.__version__,
         "scenario": scenario.to_dict(),
@@ -162,8 +187,12 @@ def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, result: L2Resu
                {"machine": "this machine (hil run --host)", "kernel_release": l1.info.get("kernel", "")},
                "agent": l1.info, "argv": l1.argv,
                "start": f"restored {l1.snapshot}" if l1.restore else "booted",
+               # this run parked its L2 QEMU and saved L1 so: later runs restore that snapshot
+               **({"parked_snapshot": f"saved {parked_saved}"} if parked_saved else {}),
                "topology_extends": list(scenario.topology.extends)},
         "l2": {"argv": result.argv or request.argv, "qemu": result.qemu_version, "injected": result.injected,
+               # started paused before the run (park_l2), not by it; nothing of L2 ran before `cont`
+               "qemu_start": "parked" if result.parked else "at the run",
                "devices": {k: v.get("info", {}) for k, v in result.devices.items()},
                "payload": ({"probe": str(prep.probe.path), "sha256": prep.probe.sha256}
                            if prep.probe else {"kernel": scenario.workload.kernel})},
@@ -247,7 +276,33 @@ def _other_cpu(before: tuple[int, int], after: tuple[int, int], seconds: float) 
     return round(max(0.0, other / ticks), 3) if ticks > 0 and before != (0, 0) else 0.0
 
 
-def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> Measurement:
+def _park(l1: L1Session, request: L2Request, parked: Path) -> Publishing | None:
+    """L2's QEMU started paused in L1 (park_l2), then L1 saved to the parked snapshot, its
+    publication left to a thread. A shortcut only: a failure is logged, the run goes on (an
+    L2 that cannot start fails in run_l2 with its log)."""
+    t0 = time.monotonic()
+    try:
+        l1.request("park_l2", request.to_json(), timeout=request.timeout)
+    except AgentError as e:
+        log.warning("L1: L2 QEMU not parked (%s)", str(e).splitlines()[0])
+        return None
+    t1 = time.monotonic()
+    log.info("L1: saving a snapshot with L2's QEMU parked for later runs")
+    try:
+        publishing = l1.save_snapshot_behind(parked, PARKED_KEPT)
+    except (LabError, OSError) as e:
+        if not l1.machine.is_running():
+            raise
+        log.warning("L1: no parked snapshot saved (%s); this run goes on", str(e).splitlines()[0])
+        return None
+    log.debug("L2 QEMU parked in %.3f s, L1 stopped and migrated in %.3f s", t1 - t0, time.monotonic() - t1)
+    return publishing
+
+
+def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path, parked: Path | None = None) -> Measurement:
+    """The scenario's L2 run on a started L1. With `parked` (a parked snapshot's path, for an L1
+    fresh from its start): L1 restored from it already holds the payload and L2's QEMU, run_l2
+    adopts that; otherwise this run parks its L2 QEMU and saves that snapshot first."""
     arch = check_arch(l1, scenario)
     request, payload = build_request(scenario, prep.probe)
     paths = L2Paths()
@@ -255,10 +310,13 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
     if l1.boot_argv:                       # --host: nothing boots, nothing to reproduce at L1
         write_repro(out_dir, l1, request.to_json(), uploads)
     console_start = _size(l1.console_log)
+    from_parked = parked is not None and l1.restore and l1.snapshot == parked
     t0 = time.monotonic()
-    for path, data in uploads.items():
+    for path, data in uploads.items() if not from_parked else ():     # parked: uploaded before its snapshot
         l1.put_file(path, data)
     t1 = time.monotonic()
+    publishing = _park(l1, request, parked) if parked is not None and not from_parked else None
+    t_parked = time.monotonic()
     log.info("L2: %s on %s", scenario.name, arch)
     load_before = os.getloadavg()[0]
     proc = getattr(getattr(l1, "machine", None), "proc", None)
@@ -268,9 +326,11 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
     except AgentError:
         _fetch_l1_logs(l1, out_dir)
         raise
+    finally:
+        saved = publishing.join() if publishing is not None else False
     t2 = time.monotonic()
     host_load = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2), "nproc": os.cpu_count(),
-                 "other_cpu": _other_cpu(cpu_before, _cpu_jiffies(proc.pid if proc is not None else None), t2 - t1)}
+                 "other_cpu": _other_cpu(cpu_before, _cpu_jiffies(proc.pid if proc is not None else None), t2 - t_parked)}
     try:
         result = L2Result.from_json(raw)
     except (TypeError, ValueError) as e:
@@ -281,14 +341,16 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path) -> 
     check_result(result, scenario)
     events = probe_events(result.serial)
     ops, outside = exits_by_op(result, arch, prep.probe, events)
-    timings = dict(prep.timings, payload_upload=t1 - t0, l2_run=t2 - t1,
+    timings = dict(prep.timings, payload_upload=t1 - t0, l2_run=t2 - t_parked,
+                   **({"park_and_save": t_parked - t1, "parked_publish": publishing.seconds} if publishing else {}),
                    **{f"l2_{k}": v for k, v in result.timings.items()})
     return Measurement(
         arch=arch, ops=ops, exits_all=summed(result.exits_all, arch), exits_outside_ops=outside,
         pio=pio_counts(result.pio),
         userspace_exits={str(e["reason"]): e["hitcount"] for e in result.userspace_exits},
         counters=counters(result.stats), probe_events=events, ended_by=result.ended_by,
-        provenance={**provenance(scenario, prep, l1, result, request), "host_load": host_load}, timings=timings,
+        provenance={**provenance(scenario, prep, l1, result, request, parked if saved else None),
+                    "host_load": host_load}, timings=timings,
         kick_trace=kick_trace(result), l2_exitcode=result.exitcode, devices=result.devices,
         frames={k: v for k, v in result.stimuli.items() if k in ("frame-sender", "frame-counter")},
         l1_health=l1_health,

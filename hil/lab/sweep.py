@@ -3,7 +3,7 @@ removed by the next hil, before it builds or boots anything.
 
 Only things whose owner is provably gone are touched, so concurrent runs are safe:
 - private run dirs in $TMPDIR (hil-l1-<owner>-*, hil-l2-..., hil-accel-probe-...) and snapshot
-  temp files (l1-snapshot/.<name>.<owner>) whose owner tag names a dead process;
+  temp files (l1-snapshot/ and l1-parked/.<name>.<owner>) whose owner tag names a dead process;
 - build process groups recorded by hil/lab/procs.py for a dead hil (make's compilers);
 - cache build temp dirs (<kind>/.<key>.*) whose key lock nobody holds, and tombstones.
 QEMU needs no sweep: PR_SET_PDEATHSIG kills it with its hil."""
@@ -65,8 +65,12 @@ def sweep_run_dirs(swept: Swept, tmp: Path | None = None) -> None:
                 _remove(path, swept)
 
 
+#: where L1 snapshots are saved: idle ones, and those with an L2 QEMU parked (hil/lab/run.py)
+SNAPSHOT_DIRS = ("l1-snapshot", "l1-parked")
+
+
 def sweep_snapshot_temps(swept: Swept, root: Path) -> None:
-    for path in (root / "l1-snapshot").glob(".*"):
+    for path in (p for d in SNAPSHOT_DIRS for p in (root / d).glob(".*")):
         m = SNAPSHOT_TMP_RE.fullmatch(path.name)
         if m is not None and not owner.alive(m["owner"]):
             _remove(path, swept)

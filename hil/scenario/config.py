@@ -20,6 +20,7 @@ class L1Config:
     qemu_params: tuple[str, ...]
     boot_timeout: int
     snapshot: bool = True
+    park_l2: bool = True                # L1 snapshotted with the L2 QEMU started paused (hil/lab/run.py)
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,9 @@ L1_FIELDS: dict[str, Field] = {
     "qemu_params": Field("list", default=list, items=Field("str"), doc="extra L1 QEMU arguments, one per item"),
     "boot_timeout": Field("int", default=180, min=1, max=86_400, doc="seconds until the L1 agent must answer"),
     "snapshot": Field("bool", default=True, doc="restore a saved idle L1 instead of booting (QEMU >= 8.2)"),
+    "park_l2": Field("bool", default=True,
+                     doc="a single scenario's run (hil run NAME, not a batch) restores L1 saved with its L2 QEMU "
+                         "already started and paused, instead of starting it (needs snapshot; not with L2 devices)"),
 }
 L2_FIELDS: dict[str, Field] = {
     "machine": Field("str", default="microvm", doc="L2 QEMU -machine type (run by QEMU inside L1)"),

@@ -25,7 +25,8 @@ SCENARIO = str(ROOT / "tests/integration/data/short-probe.yaml")
 HIL = [sys.executable, "-m", "hil.cli"]
 #: stage -> the text of hil's INFO line that starts it
 STAGE_LINES = {"image": "L1 image:", "accel": "accelerator ", "restore": "restoring its snapshot",
-               "boot": ": booting", "save": "saving an idle snapshot", "l2": "L2: "}
+               "boot": ": booting", "save": "saving an idle snapshot", "park": "with L2's QEMU parked",
+               "l2": "L2: "}
 #: shared cache kinds a private lab links (the big kernel sources only when asked)
 LINKED_KINDS = ("kernel", "l1-image", "probe", "l1-snapshot", "accel-probe")
 

@@ -83,9 +83,10 @@ def test_truncated_snapshot_and_probe_are_rebuilt(warm_result, tmp_path, capsys)
     assert first.returncode == 0, first.stdout + first.stderr
     result = json.loads((tmp_path / "first" / "result.json").read_text())
     snapshot = Path(result["provenance"]["l1"]["start"].removeprefix("restored "))
+    parked = Path(result["provenance"]["l1"]["parked_snapshot"].removeprefix("saved "))   # the next run's
     probe = Path(result["provenance"]["l2"]["payload"]["probe"])
     # hard links: replace, do not write through to the shared cache
-    for path, keep in ((snapshot, 1 << 20), (probe, 64)):
+    for path, keep in ((snapshot, 1 << 20), (parked, 1 << 20), (probe, 64)):
         data = path.read_bytes()[:keep]
         path.unlink()
         path.write_bytes(data)
@@ -95,14 +96,17 @@ def test_truncated_snapshot_and_probe_are_rebuilt(warm_result, tmp_path, capsys)
     healed = run_hil(lab, "run", SCENARIO, "--accel", "tcg", "--out", str(tmp_path / "healed"))
     assert healed.returncode == 0, healed.stdout + healed.stderr
     assert "did not restore" in healed.stderr and "rebuilding" in healed.stderr, healed.stderr
+    assert healed.stderr.count("did not restore") == 2, healed.stderr    # the parked one, then the idle one
     assert snapshot.stat().st_size > 100 << 20                         # saved again, whole
+    assert parked.stat().st_size > 100 << 20                           # parked and saved again, whole
     assert json.loads((tmp_path / "healed" / "result.json").read_text())["provenance"]["l2"]["payload"][
         "sha256"] == result["provenance"]["l2"]["payload"]["sha256"]
     again = run_hil(lab, "run", SCENARIO, "--accel", "tcg", "--out", str(tmp_path / "again"))
     assert again.returncode == 0 and "did not restore" not in again.stderr, again.stderr
     assert leftovers(lab, set()) == []
     with capsys.disabled():
-        print("\ncorrupt cache: truncated snapshot + truncated probe + torn inputs.json -> next run PASS, healed")
+        print("\ncorrupt cache: truncated idle and parked snapshots + truncated probe + torn inputs.json -> "
+              "next run PASS, healed")
 
 
 @pytest.fixture
@@ -156,6 +160,7 @@ def test_full_disk_is_error_naming_the_path_and_heals(warm_result, tmp_path, tmp
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no snapshot saved" in proc.stderr, proc.stderr
     assert not list((lab.cache / "l1-snapshot").glob(".*.state.*"))
+    assert not list((lab.cache / "l1-parked").glob(".*.state.*"))       # nor of the parked one's save
 
     # 2. the probe cannot be built: ERROR naming the path; with room again the next run passes
     subprocess.run(["mount", "-o", f"remount,size={(need >> 20) + 600}m", str(lab.root / "xdg")], check=True)

@@ -154,7 +154,7 @@ def test_kill_campaign(lab, tmp_path, capsys):
     c.known |= hil.seen
     c.guard[out] = _hash(out)
     result = json.loads((out / "result.json").read_text())
-    snapshot = Path(result["provenance"]["l1"]["start"].removeprefix("restored "))
+    snapshot = Path(result["provenance"]["l1"]["start"].removeprefix("restored "))   # the idle one
     image_key = result["provenance"]["l1"]["image"]["image_key"]
     l2_run = result["measurement"]["timings"]["l2_run"]       # from the "L2:" line to the agent's answer
     assert snapshot.is_file(), result["provenance"]["l1"]["start"]
@@ -171,12 +171,26 @@ def test_kill_campaign(lab, tmp_path, capsys):
         c.kill("l1-qemu", sig, "restore", _line("restore"), _l1_qemu, delay=0.2)
         c.kill("l1-qemu", sig, "l2", _line("l2"), _l1_qemu, delay=1.0)
 
-    # 3. snapshot save: L1 booted (its snapshot removed), killed while it migrates to the temp file
+    # 3. snapshot save: L1 booted (its snapshot and the parked ones removed), killed while it
+    # migrates to the temp file
+    parked_dir = lab.cache / "l1-parked"
     for victim, sig in (("hil", signal.SIGKILL), ("l1-qemu", signal.SIGKILL)):
         snapshot.unlink(missing_ok=True)
+        for parked in parked_dir.glob("*.state"):
+            parked.unlink()
         saving = lambda hil, out: hil.has(STAGE_LINES["save"]) and any(
             p.name.startswith(f".{snapshot.name}.") for p in snapshot.parent.iterdir())
         c.kill(victim, sig, "snapshot-save", saving, None if victim == "hil" else _l1_qemu, delay=0.3)
+
+    # 3b. the parked snapshot's save (L2's QEMU parked in a restored L1): while L1 migrates to
+    # the temp file, and while the temp file is fsynced and renamed behind the L2 run
+    for victim, sig, delay in (("hil", signal.SIGKILL, 0.1), ("hil", signal.SIGTERM, 0.1), ("hil", signal.SIGINT, 0.6),
+                               ("hil", signal.SIGKILL, 0.6), ("l1-qemu", signal.SIGKILL, 0.1)):
+        for parked in parked_dir.glob("*.state"):
+            parked.unlink()
+        parking = lambda hil, out: hil.has(STAGE_LINES["park"]) and parked_dir.is_dir() and any(
+            p.name.startswith(".") and ".state." in p.name for p in parked_dir.iterdir())
+        c.kill(victim, sig, "parked-save", parking, None if victim == "hil" else _l1_qemu, delay=delay)
 
     # 4. the probe build (its cache entry removed): make, or hil while make runs
     probe_dir = lab.cache / "probe"

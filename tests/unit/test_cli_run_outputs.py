@@ -17,7 +17,7 @@ from tests.unit.report.results import probe_result
 class FakeRunner:
     verdict_extra: dict = {}
 
-    def __init__(self, accel=None, host=False):
+    def __init__(self, accel=None, host=False, park=False):
         self.accel = accel
 
     def __enter__(self):

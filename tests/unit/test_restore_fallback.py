@@ -54,3 +54,20 @@ def test_a_killed_or_stopped_restore_keeps_the_snapshot(tmp_path, error, exitcod
     with pytest.raises(type(error)):
         _start_l1("t", _opener([s]))
     assert s.closed and snap.exists()
+
+
+def test_a_refused_parked_snapshot_then_a_refused_idle_one_are_both_deleted_and_l1_booted(tmp_path):
+    parked, idle = tmp_path / "p.state", tmp_path / "i.state"
+    parked.write_bytes(b"truncated")
+    idle.write_bytes(b"truncated")
+    opened = []
+
+    def open_session():       # as hil.lab.run.open_l1: the parked one while it exists, else the idle one
+        snap = parked if parked.exists() else idle
+        opened.append(FakeSession(snap, LabError("L1 snapshot migration failed") if snap.exists() else None,
+                                  exitcode=1))
+        return opened[-1]
+    session = _start_l1("t", open_session)
+    assert [s.snapshot for s in opened] == [parked, idle, idle] and not parked.exists() and not idle.exists()
+    assert session is opened[-1] and session.started and not session.restore
+    assert all(s.closed for s in opened[:2])

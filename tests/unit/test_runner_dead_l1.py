@@ -36,11 +36,11 @@ def test_a_dead_l1_is_booted_again_and_the_run_that_lost_it_is_error(tmp_path, m
     sessions = []
     kill_next = [True]
 
-    def open_l1(topo, prep, log_dir):
+    def open_l1(topo, prep, log_dir, parked=None):
         sessions.append(FakeSession())
         return sessions[-1]
 
-    def run_on(session, sc, prep, out):
+    def run_on(session, sc, prep, out, parked=None):
         if kill_next[0]:
             kill_next[0] = False
             session.machine.alive, session.machine.exitcode = False, -9

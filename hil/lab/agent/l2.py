@@ -80,10 +80,23 @@ def _read_capped(path: Path, cap: int) -> tuple[str, bool]:
     return data[:cap].decode(errors="replace"), len(data) > cap
 
 
+class Parked:
+    """An L2 QEMU started paused ahead of its run (L0 then snapshots L1 with it: hil/lab/run.py),
+    keyed by its command line: a run_l2 with the same argv adopts it instead of starting one."""
+
+    def __init__(self, argv: list[str], machine: Machine, cleared: frozenset[tracing.HistTrigger]):
+        self.argv, self.machine = list(argv), machine
+        self.cleared = cleared      # the hist triggers cleared as it started (see L2Runner._run)
+
+    def adoptable(self, argv: list[str]) -> bool:
+        return self.argv == argv and self.machine.is_running()
+
+
 class L2Runner:
     def __init__(self, run_dir: Path, log_dir: Path, trace: tracing.Tracefs | None = None):
         self.run_dir = run_dir
         self.log_dir = log_dir
+        self.parked: Parked | None = None
         self.trace = trace or tracing.Tracefs()
         for trig in (tracing.EXITS_ALL, tracing.PIO_PORTS, tracing.USERSPACE_EXITS, tracing.ACCEPTED_IRQS):
             self.trace.ensure(trig)
@@ -92,6 +105,52 @@ class L2Runner:
                          if (self.trace.root / "events" / trig.event).is_dir()}
         for trig in self.optional.values():
             self.trace.ensure(trig)
+
+    def park(self, req: L2Request) -> dict[str, Any]:
+        """Start the request's L2 QEMU paused, exactly as a run would (same argv, -S, serial
+        log made afresh), and keep it for the run_l2 with the same argv. A parked one of
+        another argv is shut down first. Requests with devices are refused: a device is set
+        up in L1 per run and its argv names what that set-up made."""
+        if req.devices:
+            raise LabError("an L2 with devices is not parked (its devices are attached per run)")
+        self.unpark()
+        t0 = time.monotonic()
+        triggers, _ = self._triggers(req)
+        # cleared now, as a run clears them while its QEMU starts (the run then only checks them)
+        with ThreadPoolExecutor(max_workers=len(triggers), thread_name_prefix="hist-clear") as clearing:
+            cleared = [clearing.submit(self.trace.clear, trig) for trig in triggers]
+            machine = self._launch(req.argv, Path(req.serial_log))
+            try:
+                for done in cleared:
+                    done.result()
+            except BaseException:
+                machine.shutdown()
+                raise
+        self.parked = Parked(req.argv, machine, frozenset(triggers))
+        return {"seconds": round(time.monotonic() - t0, 3)}
+
+    def unpark(self) -> None:
+        parked, self.parked = self.parked, None
+        if parked is not None:
+            parked.machine.shutdown()
+
+    def _launch(self, argv: list[str], serial: Path) -> Machine:
+        """L2's QEMU started paused (pinning, ioctls and stimuli are set before the guest runs)."""
+        serial.unlink(missing_ok=True)
+        machine = Machine(argv + ["-S"], name="l2", log_dir=self.log_dir, run_dir=self.run_dir)
+        machine.launch()
+        return machine
+
+    def _adopt_or_launch(self, argv: list[str], serial: Path) -> tuple[Machine, bool]:
+        """The parked L2 QEMU when its argv is this run's (its serial log, made when it started,
+        is kept: nothing of the guest has run), else a fresh one (a parked one is shut down).
+        Returns (machine, adopted)."""
+        parked, self.parked = self.parked, None
+        if parked is not None and parked.adoptable(argv):
+            return parked.machine, True
+        if parked is not None:
+            parked.machine.shutdown()
+        return self._launch(argv, serial), False
 
     @staticmethod
     def _inject(machine: Machine, actions: list[VcpuIoctl]) -> list[dict[str, int]]:
@@ -158,17 +217,34 @@ class L2Runner:
             result.devices[kind]["teardown_errors"] = errors[kind]
         return result
 
-    def _run(self, req: L2Request, attached: list[tuple[str, Attached]], ops: OpWatch) -> L2Result:
+    def _triggers(self, req: L2Request) -> tuple[list[tracing.HistTrigger], tracing.HistTrigger | None]:
+        """The hist triggers a run reads (set up if need be), and among them the window's."""
         window = tracing.exits_window(*req.window) if req.window else None
         if window:
             self.trace.ensure(window)
         triggers = [tracing.EXITS_ALL, tracing.PIO_PORTS, tracing.USERSPACE_EXITS, tracing.ACCEPTED_IRQS,
                     *self.optional.values()] + ([window] if window else [])
+        return triggers, window
+
+    def _clear_unless_empty(self, trig: tracing.HistTrigger) -> None:
+        """A trigger cleared when the parked L2 QEMU started: only L2 makes its events, and
+        none of L2 has run since, so it is still empty; it is read to make sure (no RCU wait)
+        and cleared only if it is not."""
+        hist = self.trace.read(trig)
+        if hist.entries or hist.hits or hist.dropped:
+            self.trace.clear(trig)
+
+    def _run(self, req: L2Request, attached: list[tuple[str, Attached]], ops: OpWatch) -> L2Result:
+        triggers, window = self._triggers(req)
+        argv = req.argv + [a for _, att in attached for a in att.l2_argv]
+        precleared = self.parked.cleared if self.parked is not None and self.parked.adoptable(argv) else frozenset()
         # Each clear waits out an RCU grace period in L1's kernel (~40 ms under TCG): cleared all
         # at once (concurrent waits share grace periods) while L2's QEMU starts paused; all are
-        # done before the guest's first instruction (see _arm's caller).
+        # done before the guest's first instruction (see _arm's caller). Those cleared when the
+        # adopted QEMU was parked are only checked.
         clearing = ThreadPoolExecutor(max_workers=len(triggers), thread_name_prefix="hist-clear")
-        cleared = [clearing.submit(self.trace.clear, trig) for trig in triggers]
+        cleared = [clearing.submit(self._clear_unless_empty if trig in precleared else self.trace.clear, trig)
+                   for trig in triggers]
         try:
             return self._run_cleared(req, attached, triggers, window, cleared, ops)
         finally:
@@ -178,15 +254,13 @@ class L2Runner:
                      triggers: list[tracing.HistTrigger], window: tracing.HistTrigger | None,
                      cleared: list[Future[None]], ops: OpWatch) -> L2Result:
         serial = Path(req.serial_log)
-        serial.unlink(missing_ok=True)
         drivers = [s.driver() for s in req.stimuli] + [att.observer for _, att in attached]
         argv = req.argv + [a for _, att in attached for a in att.l2_argv]
         t0 = time.monotonic()
-        # paused first: pinning, ioctls and stimuli are in place before the guest runs
-        machine = Machine(argv + ["-S"], name="l2", log_dir=self.log_dir, run_dir=self.run_dir)
         stats: dict[str, dict[str, Any]] = {}
         stats_error = ""
-        with machine:
+        machine, adopted = self._adopt_or_launch(argv, serial)
+        try:
             t_launched = time.monotonic()
             vm = _Vm(machine, self.trace)
             for done in cleared:       # paused so far: no exit has been counted yet
@@ -219,6 +293,8 @@ class L2Runner:
             stimuli = {s.kind: d.result() for s, d in zip(req.stimuli, drivers)}
             devices = {kind: {"info": att.info, "host": att.observer.result()} for kind, att in attached}
             t_read = time.monotonic()
+        finally:
+            machine.shutdown()
         text, truncated = _read_capped(serial, req.serial_cap)
         t_end = time.monotonic()
         qemu_log = machine.output()[-QEMU_LOG_CAP:]
@@ -237,5 +313,5 @@ class L2Runner:
             hists={"accepted_irqs": results[tracing.ACCEPTED_IRQS].entries,
                    **{name: results[trig].entries for name, trig in self.optional.items()}},
             stimuli=stimuli, stats_error=stats_error, serial_truncated=truncated, argv=argv, devices=devices,
-            qemu_log=qemu_log,
+            qemu_log=qemu_log, parked=adopted,
         )

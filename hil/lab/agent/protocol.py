@@ -82,6 +82,7 @@ class L2Result:
     argv: list[str] = field(default_factory=list)                          # L2's QEMU as run (devices added)
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)       # device kind -> set-up and host counts
     qemu_log: str = ""                   # L2 QEMU's own output (its last QEMU_LOG_CAP bytes)
+    parked: bool = False                 # L2's QEMU was the one parked (started paused) before L1's snapshot
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -35,11 +35,10 @@ class FakeMachine:
     def __init__(self, argv, **kw):
         self.argv, self.exitcode, self.proc = argv, None, None
 
-    def __enter__(self):
+    def launch(self):
         FakeMachine.events.append(("launched", time.monotonic()))
-        return self
 
-    def __exit__(self, *exc):
+    def shutdown(self):
         pass
 
     def command(self, name, **args):
@@ -59,7 +58,7 @@ def test_clears_overlap_and_end_before_cont(tmp_path, monkeypatch):
     monkeypatch.setattr(l2, "Machine", FakeMachine)
     monkeypatch.setattr(l2, "qemu_version", lambda binary: "QEMU emulator version 10.0.2")
     runner = l2.L2Runner.__new__(l2.L2Runner)
-    runner.run_dir, runner.log_dir, runner.optional = tmp_path, tmp_path, {}
+    runner.run_dir, runner.log_dir, runner.optional, runner.parked = tmp_path, tmp_path, {}, None
     serial = tmp_path / "serial.log"
     req = L2Request(argv=["qemu", "-serial-log", str(serial)], serial_log=str(serial),
                     done_pattern=r"event=done", window=(0x1000, 0x2000), timeout=10.0)

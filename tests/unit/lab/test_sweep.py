@@ -51,8 +51,9 @@ def test_run_dirs_of_dead_owners_go_live_ones_and_out_dirs_stay(tmp_path, monkey
     assert mine.name.startswith(f"hil-l1-{owner.tag()}.")
 
 
-def test_snapshot_temp_files_of_dead_owners_go(tmp_path):
-    snaps = tmp_path / "l1-snapshot"
+@pytest.mark.parametrize("kind", sweep.SNAPSHOT_DIRS)
+def test_snapshot_temp_files_of_dead_owners_go(tmp_path, kind):
+    snaps = tmp_path / kind
     snaps.mkdir()
     keep = [snaps / "abc.state", snaps / f".abc.state.{owner.tag()}", snaps / f".abc.state.{os.getpid()}",
             snaps / ".lock"]
