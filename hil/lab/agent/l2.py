@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -93,6 +94,8 @@ class Parked:
 
 
 class L2Runner:
+    _quitting: threading.Thread | None = None     # the last run's L2 QEMU quitting (quit_done)
+
     def __init__(self, run_dir: Path, log_dir: Path, trace: tracing.Tracefs | None = None):
         self.run_dir = run_dir
         self.log_dir = log_dir
@@ -106,6 +109,13 @@ class L2Runner:
         for trig in self.optional.values():
             self.trace.ensure(trig)
 
+    def quit_done(self) -> None:
+        """The last run's L2 QEMU has quit (it quits after its counters were read, in the
+        background): waited for before another L2 starts."""
+        if self._quitting is not None:
+            self._quitting.join()
+            self._quitting = None
+
     def park(self, req: L2Request) -> dict[str, Any]:
         """Start the request's L2 QEMU paused, exactly as a run would (same argv, -S, serial
         log made afresh), and keep it for the run_l2 with the same argv. A parked one of
@@ -113,6 +123,7 @@ class L2Runner:
         up in L1 per run and its argv names what that set-up made."""
         if req.devices:
             raise LabError("an L2 with devices is not parked (its devices are attached per run)")
+        self.quit_done()
         self.unpark()
         t0 = time.monotonic()
         triggers, _ = self._triggers(req)
@@ -206,6 +217,7 @@ class L2Runner:
     def run(self, req: L2Request, notify: Notify = lambda msg: None) -> L2Result:
         """Devices are attached first (their L2 arguments come from L1: a BDF, a tap) and
         detached after, whatever happened in between. `notify` gets progress events."""
+        self.quit_done()
         attached: list[tuple[str, Attached]] = []
         try:
             for dev in req.devices:
@@ -293,8 +305,14 @@ class L2Runner:
             stimuli = {s.kind: d.result() for s, d in zip(req.stimuli, drivers)}
             devices = {kind: {"info": att.info, "host": att.observer.result()} for kind, att in attached}
             t_read = time.monotonic()
-        finally:
+        except BaseException:
             machine.shutdown()
+            raise
+        if attached:       # a device is torn down once QEMU has let it go (run() does it next)
+            machine.shutdown()
+        else:              # paused, its counters read: it quits while the answer goes out
+            self._quitting = threading.Thread(target=machine.shutdown, name="l2-quit", daemon=True)
+            self._quitting.start()
         text, truncated = _read_capped(serial, req.serial_cap)
         t_end = time.monotonic()
         qemu_log = machine.output()[-QEMU_LOG_CAP:]

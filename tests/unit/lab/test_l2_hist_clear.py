@@ -68,3 +68,31 @@ def test_clears_overlap_and_end_before_cont(tmp_path, monkeypatch):
     assert result.ended_by == "done"
     cont = next(t for name, t in FakeMachine.events if name == "cont")
     assert len(runner.trace.cleared) == 5 and max(runner.trace.cleared) <= cont
+
+
+class SlowQuit(FakeMachine):
+    def shutdown(self):
+        time.sleep(0.3)
+        FakeMachine.events.append(("quit", time.monotonic()))
+
+
+def test_l2_quits_after_the_answer_and_before_the_next_l2(tmp_path, monkeypatch):
+    """Its counters read, L2's QEMU quits in the background (0.2-0.5 s under TCG off every
+    run's answer); the next run or park waits for it."""
+    monkeypatch.setattr(l2, "Machine", SlowQuit)
+    monkeypatch.setattr(l2, "qemu_version", lambda binary: "QEMU emulator version 10.0.2")
+    runner = l2.L2Runner.__new__(l2.L2Runner)
+    runner.run_dir, runner.log_dir, runner.optional, runner.parked = tmp_path, tmp_path, {}, None
+    serial = tmp_path / "serial.log"
+    req = L2Request(argv=["qemu", "-serial-log", str(serial)], serial_log=str(serial),
+                    done_pattern=r"event=done", window=None, timeout=10.0)
+    runner.trace = FakeTrace(4)
+    FakeMachine.events = []
+    runner.run(req)
+    answered = time.monotonic()
+    assert "quit" not in [name for name, _ in FakeMachine.events]
+    runner.trace = FakeTrace(4)
+    runner.run(req)
+    quit_at = next(t for name, t in FakeMachine.events if name == "quit")
+    second_launch = [t for name, t in FakeMachine.events if name == "launched"][1]
+    assert answered < quit_at <= second_launch
