@@ -7,24 +7,11 @@ By construction some MSI must be pending across a window: each window holds IF=0
 of the MSI interval (hil/lab/request.py CLI_WINDOW_SHARE) and IF is 1 only for the handful of
 instructions between two windows, so an MSI sent at a time independent of the guest's loop
 arrives with IF=0 unless it hits that gap; with 24 MSIs the test needs one of them to."""
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from test_direct import run      # one scenario through the CLI: (process, result.json)
+
 pytestmark = pytest.mark.lab
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run(tmp_path, scenario, *sets):
-    out = tmp_path / scenario
-    argv = [sys.executable, "-m", "hil.cli", "run", scenario, "--accel", "tcg", "--out", str(out)]
-    for s in sets:
-        argv += ["--set", s]
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=3600)
-    return proc, json.loads((out / "result.json").read_text())
 
 
 def window_op(result):

@@ -54,11 +54,16 @@ class FakeMachine:
         return ""
 
 
-def test_clears_overlap_and_end_before_cont(tmp_path, monkeypatch):
-    monkeypatch.setattr(l2, "Machine", FakeMachine)
+def fake_runner(tmp_path, monkeypatch, machine):
+    monkeypatch.setattr(l2, "Machine", machine)
     monkeypatch.setattr(l2, "qemu_version", lambda binary: "QEMU emulator version 10.0.2")
     runner = l2.L2Runner.__new__(l2.L2Runner)
     runner.run_dir, runner.log_dir, runner.optional, runner.parked = tmp_path, tmp_path, {}, None
+    return runner
+
+
+def test_clears_overlap_and_end_before_cont(tmp_path, monkeypatch):
+    runner = fake_runner(tmp_path, monkeypatch, FakeMachine)
     serial = tmp_path / "serial.log"
     req = L2Request(argv=["qemu", "-serial-log", str(serial)], serial_log=str(serial),
                     done_pattern=r"event=done", window=(0x1000, 0x2000), timeout=10.0)
@@ -79,10 +84,7 @@ class SlowQuit(FakeMachine):
 def test_l2_quits_after_the_answer_and_before_the_next_l2(tmp_path, monkeypatch):
     """Its counters read, L2's QEMU quits in the background (0.2-0.5 s under TCG off every
     run's answer); the next run or park waits for it."""
-    monkeypatch.setattr(l2, "Machine", SlowQuit)
-    monkeypatch.setattr(l2, "qemu_version", lambda binary: "QEMU emulator version 10.0.2")
-    runner = l2.L2Runner.__new__(l2.L2Runner)
-    runner.run_dir, runner.log_dir, runner.optional, runner.parked = tmp_path, tmp_path, {}, None
+    runner = fake_runner(tmp_path, monkeypatch, SlowQuit)
     serial = tmp_path / "serial.log"
     req = L2Request(argv=["qemu", "-serial-log", str(serial)], serial_log=str(serial),
                     done_pattern=r"event=done", window=None, timeout=10.0)
