@@ -109,7 +109,7 @@ def snapshot_path(topology: Topology, image: L1Image, accel: str) -> Path | None
     return cache_root() / "l1-snapshot" / f"{key}.state"
 
 
-PARKED_KEPT = 4        # parked snapshots (~300 MB each) kept in their own directory
+PARKED_KEPT = 16       # parked snapshots (~330 MB each), least recently used pruned: a suite parks a dozen
 
 
 def parked_snapshot_path(topology: Topology, image: L1Image, accel: str, request: L2Request,
