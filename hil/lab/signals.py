@@ -43,6 +43,16 @@ def stopping() -> None:
     _raised.pop(KeyboardInterrupt, None)
 
 
+def pending() -> KeyboardInterrupt | None:
+    """A stop signal raised but not yet acted on: qemu.qmp turns one raised inside its event
+    loop into a disconnect, and the QMP command that failed of it is all the caller sees.
+    That caller raises this instead, so the signal still stops the run."""
+    signum = _raised.get(KeyboardInterrupt)
+    if signum is None or _stopping:
+        return None
+    return KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
 def _resend(signum: int) -> None:
     handler = signal.getsignal(signum)
     if handler not in (signal.SIG_DFL, signal.SIG_IGN, None) and signum in _raised.values():   # still wanted

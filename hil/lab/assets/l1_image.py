@@ -53,8 +53,8 @@ PYTHON_PRUNE = {"test", "idlelib", "tkinter", "lib2to3", "ensurepip", "turtledem
                 "site-packages", "dist-packages", "__pycache__", "distutils"}
 # The agent's own modules: the L1 side needs nothing from the other layers.
 # the agent and what it imports (test_layering checks the closure)
-AGENT_FILES = ("__init__.py", "lab/__init__.py", "lab/errors.py", "lab/owner.py", "lab/qemu/__init__.py",
-               "lab/qemu/machine.py", "lab/qemu/host.py", "lab/kvm", "lab/stimuli", "lab/devices", "lab/agent")
+AGENT_FILES = ("__init__.py", "lab/__init__.py", "lab/errors.py", "lab/owner.py", "lab/signals.py",
+               "lab/qemu/__init__.py", "lab/qemu/machine.py", "lab/qemu/host.py", "lab/kvm", "lab/stimuli", "lab/devices", "lab/agent")
 # third-party packages shipped with it (pure Python; tests/unit/test_layering.py checks the closure),
 # found without importing them (pyroute2's import alone is ~60 ms of every hil run)
 THIRD_PARTY = ("qemu.qmp", "ptrace", "pyroute2")

@@ -24,7 +24,7 @@ from typing import Any
 
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from hil.lab import owner
+from hil.lab import owner, signals
 from hil.lab.errors import LabError, LaunchError
 
 _PR_SET_PDEATHSIG = 1
@@ -135,6 +135,9 @@ class Machine:
         except (TimeoutError, asyncio.TimeoutError) as e:
             raise LabError(f"{self.name}: QMP command {name} got no answer within {self.qmp_timeout:.0f} s") from e
         except Exception as e:     # the monitor went away (QEMU died mid-command) or refused it
+            stop = signals.pending()
+            if stop is not None:    # a stop signal qemu.qmp caught in its event loop: still a stop
+                raise stop from e
             self.wait(1.0)
             raise LabError(f"{self.name}: QMP command {name} failed ({type(e).__name__}: {e}); "
                            f"QEMU exit code {self.exitcode}") from e
