@@ -169,7 +169,8 @@ def test_kill_campaign(lab, tmp_path, capsys):
     # 2. L1 QEMU while it restores and while L2 runs inside it (L2 QEMU and the agent die with it)
     for sig in (signal.SIGKILL, signal.SIGTERM):
         c.kill("l1-qemu", sig, "restore", _line("restore"), _l1_qemu, delay=0.2)
-        c.kill("l1-qemu", sig, "l2", _line("l2"), _l1_qemu, delay=1.0)
+        # half the L2 run in (a fixed 1 s outlived a parked run: the kill never landed)
+        c.kill("l1-qemu", sig, "l2", _line("l2"), _l1_qemu, delay=0.5 * l2_run)
 
     # 3. snapshot save: L1 booted (its snapshot and the parked ones removed), killed while it
     # migrates to the temp file
@@ -253,3 +254,4 @@ def test_kill_campaign(lab, tmp_path, capsys):
         print("  per signal: " + ", ".join(f"{k} {v}" for k, v in sorted(by_signal.items())))
         print("  per victim@stage: " + ", ".join(f"{k} {v}" for k, v in sorted(by_stage.items())))
     assert total >= MIN_KILLS * rounds
+    assert sum(n for (victim, _, stage), n in c.kills.items() if (victim, stage) == ("l1-qemu", "l2")) >= 1
