@@ -139,14 +139,14 @@ def wait_migration(machine: Machine, timeout: float) -> None:
 
 def publish_snapshot(tmp: Path, path: Path, kept: int) -> None:
     """A migrated temp file made durable and renamed into place under the snapshot lock; the
-    directory then keeps only its `kept` newest snapshots. The temp file never outlives this."""
+    directory then keeps only its `kept` most recently used snapshots (a restore touches its
+    file). The temp file never outlives this."""
     try:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         with snapshot_lock(path.parent, exclusive=True):
             tmp.rename(path)
             _fsync_dir(path.parent)
-            # Snapshots are ~300 MB: keep only the most recently used (older images' are stale anyway).
             for old in sorted(path.parent.glob("*.state"), key=lambda p: p.stat().st_mtime)[:-kept]:
                 old.unlink(missing_ok=True)
     finally:
