@@ -20,9 +20,10 @@ from pathlib import Path
 
 from hil.lab import signals
 from hil.lab.assets.cache import cache_root
+from hil.lab.agent.protocol import L2Request
 from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.l1 import L1Session
-from hil.lab.run import Prepared, expected_archs, open_l1, parked_snapshot_for, prepare, run_on
+from hil.lab.run import Prepared, boot_request_for, expected_archs, open_l1, parked_snapshot_for, prepare, run_on
 from hil.measurement import Measurement
 from hil.scenario import Scenario
 from hil.scenario.prediction import ScenarioPrediction, predict_scenario
@@ -116,6 +117,7 @@ class _L1:
     session: L1Session
     prepared: Prepared
     parked: Path | None = None    # the parked snapshot its first run restored, or makes (hil/lab/run.py)
+    boot_request: L2Request | None = None   # booted with this L2 request: its agent started that L2 QEMU
     used: bool = False            # a run has been on it: it is no longer the L1 a parked snapshot holds
 
 
@@ -162,11 +164,13 @@ class Runner:
         if live is None:
             prep = prepare(topo, scenario.workload.kind == "probe", self.accel)
             parked = parked_snapshot_for(scenario, prep) if self.park else None
+            # a booting L1 starts its first run's L2 QEMU as its agent comes up
+            boot = boot_request_for(scenario, prep)
             t0 = time.monotonic()
             with watchdog(deadline or 0, f"L1 of {topo.name}"):
-                session = _start_l1(topo.name, lambda: open_l1(topo, prep, log_dir, parked))
+                session = _start_l1(topo.name, lambda: open_l1(topo, prep, log_dir, parked, boot[1] if boot else None))
             prep.timings["l1_boot"] = time.monotonic() - t0
-            live = _L1(session, prep, parked)
+            live = _L1(session, prep, parked, boot[0] if boot else None)
             self._l1[key] = live
         return live
 
@@ -182,8 +186,9 @@ class Runner:
             with lab_lock():
                 l1 = self._session(scenario, out, deadline=scenario.topology.timeout)
                 with watchdog(scenario.topology.timeout, f"scenario {scenario.name}"):
-                    parked, l1.used = (None if l1.used else l1.parked), True
-                    m = self.last_measurement = run_on(l1.session, scenario, l1.prepared, out, parked)
+                    fresh, l1.used = not l1.used, True
+                    m = self.last_measurement = run_on(l1.session, scenario, l1.prepared, out,
+                                                       l1.parked if fresh else None, l1.boot_request if fresh else None)
             pred = predictions.get(m.arch)
             if pred is None:
                 return error_result(scenario.name, f"L1 has {m.arch}, predicted for {', '.join(predictions)} only",

@@ -11,7 +11,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -188,7 +188,10 @@ class L1Session:
     '-incoming defer'. Restoring takes well under a second where a TCG boot takes seconds.
     """
 
-    def __init__(self, build_argv: Any, *, log_dir: Path, boot_timeout: float, snapshot: Path | None = None):
+    def __init__(self, build_argv: Any, *, log_dir: Path, boot_timeout: float, snapshot: Path | None = None,
+                 fw_cfg: Mapping[str, bytes] | None = None):
+        """fw_cfg: files L1 finds under /sys/firmware/qemu_fw_cfg/by_name at boot (name -> bytes;
+        a booted L1 only: a restored one is the snapshot's, and repro.sh boots without them)."""
         self.log_dir = log_dir
         self.run_dir = private_dir("hil-l1-")
         self.console_log = log_dir / "l1-console.log"
@@ -199,12 +202,22 @@ class L1Session:
         self.boot_argv = list(self.argv)   # what a fresh boot runs (a restore adds -incoming)
         if self.restore:
             self.argv += ["-incoming", "defer"]
+        elif fw_cfg:
+            self.argv += self._fw_cfg_args(fw_cfg)
         self.machine = Machine(self.argv, name="l1", log_dir=log_dir, run_dir=self.run_dir)
         self.channel = AgentChannel(self.agent_socket, self.machine)
         self.boot_timeout = boot_timeout
         self.info: dict[str, Any] = {}
         self.boot_seconds = 0.0
         self.phases: dict[str, float] = {}     # where the start's time went (launch, migrate, agent)
+
+    def _fw_cfg_args(self, blobs: Mapping[str, bytes]) -> list[str]:
+        args = []
+        for i, (name, data) in enumerate(blobs.items()):
+            path = self.run_dir / f"fw_cfg.{i}"         # private: the run dir is 0700
+            path.write_bytes(data)
+            args += ["-fw_cfg", f"name={name},file={str(path).replace(',', ',,')}"]
+        return args
 
     def start(self) -> None:
         t0 = time.monotonic()

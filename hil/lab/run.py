@@ -3,6 +3,7 @@ the accelerator, boots or restores L1, uploads the payload, has the agent run L2
 back a Measurement (hil/lab/request.py builds the request, hil/lab/results.py reads it)."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import hil
+from hil.lab.agent.early import BOOT_ARGV, BOOT_PAYLOAD, BOOT_REQUEST, PAYLOAD_DIR, boot_argv
 from hil.lab.agent.protocol import L2Request, L2Result
 from hil.lab.assets.cache import cache_root, digest
 from hil.lab.assets.l1_image import L1Image, build_l1_image, kernel_assets
@@ -149,13 +151,41 @@ def l1_builder(topology: Topology, image: L1Image, accel: str) -> Callable[..., 
     return build
 
 
-def open_l1(topology: Topology, prep: Prepared, log_dir: Path, parked: Path | None = None) -> L1Session:
+def open_l1(topology: Topology, prep: Prepared, log_dir: Path, parked: Path | None = None,
+            fw_cfg: dict[str, bytes] | None = None) -> L1Session:
     """An L1 session for the topology (not started: use it as a context manager or start()):
-    restored from the parked snapshot when it exists, else from the idle one, else booted."""
+    restored from the parked snapshot when it exists, else from the idle one, else booted
+    (with fw_cfg: boot_l2_fw_cfg's files)."""
     snapshot = parked if parked is not None and parked.exists() else snapshot_path(topology, prep.image,
                                                                                  prep.accel.accel)
     return L1Session(l1_builder(topology, prep.image, prep.accel.accel), log_dir=log_dir,
-                     boot_timeout=topology.l1.boot_timeout, snapshot=snapshot)
+                     boot_timeout=topology.l1.boot_timeout, snapshot=snapshot, fw_cfg=fw_cfg)
+
+
+def payload_files(payload: Payload) -> dict[str, bytes]:
+    """Where the payload's files go in L1 (the L2 argv names these paths)."""
+    paths = L2Paths()
+    return {paths.kernel: payload.kernel, **({paths.initrd: payload.initrd} if payload.initrd else {})}
+
+
+#: fw_cfg's sysfs files are read through port I/O in L1: a payload larger than this is uploaded
+BOOT_PAYLOAD_MAX = 4 << 20
+
+
+def boot_l2_fw_cfg(request: L2Request, payload: Payload) -> dict[str, bytes]:
+    """What L0 puts into a booting L1's fw_cfg so that its init starts this request's L2 QEMU
+    (paused) as soon as KVM is loaded, and the agent adopts it (hil/lab/agent/early.py): the
+    request, the command line (a word per line) and the payload. Empty, so that the run uploads
+    and starts L2 itself, for L2 devices (set up per run), a large payload, a payload outside
+    the payload directory or a word with a newline."""
+    files = payload_files(payload)
+    argv = boot_argv(request.argv)
+    if (request.devices or sum(len(d) for d in files.values()) > BOOT_PAYLOAD_MAX
+            or any(Path(path).parent != PAYLOAD_DIR for path in files) or any("\n" in word for word in argv)):
+        return {}
+    return {BOOT_REQUEST: json.dumps(request.to_json()).encode(),
+            BOOT_ARGV: "".join(word + "\n" for word in argv).encode(),
+            **{f"{BOOT_PAYLOAD}/{Path(path).name}": data for path, data in files.items()}}
 
 
 def check_arch(l1: L1Session, scenario: Scenario) -> str:
@@ -174,7 +204,7 @@ def check_arch(l1: L1Session, scenario: Scenario) -> str:
 
 
 def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, result: L2Result,
-               request: L2Request, parked_saved: Path | None = None) -> dict[str, Any]:
+               request: L2Request, parked_saved: Path | None = None, l2_started_at_boot: bool = False) -> dict[str, Any]:
     return {
         "hil": hil.__version__,
         "scenario": scenario.to_dict(),
@@ -191,8 +221,9 @@ def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, result: L2Resu
                **({"parked_snapshot": f"saved {parked_saved}"} if parked_saved else {}),
                "topology_extends": list(scenario.topology.extends)},
         "l2": {"argv": result.argv or request.argv, "qemu": result.qemu_version, "injected": result.injected,
-               # started paused before the run (park_l2), not by it; nothing of L2 ran before `cont`
-               "qemu_start": "parked" if result.parked else "at the run",
+               # started paused before the run (park_l2, or as L1's agent came up), not by it;
+               # nothing of L2 ran before `cont`
+               "qemu_start": ("at L1's boot" if l2_started_at_boot else "parked") if result.parked else "at the run",
                "devices": {k: v.get("info", {}) for k, v in result.devices.items()},
                "payload": ({"probe": str(prep.probe.path), "sha256": prep.probe.sha256}
                            if prep.probe else {"kernel": scenario.workload.kernel})},
@@ -200,18 +231,15 @@ def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, result: L2Resu
     }
 
 
-def run_scenario(scenario: Scenario, out_dir: Path, *, accel: str | None = None,
-                 session: L1Session | None = None, prepared: Prepared | None = None) -> Measurement:
-    """One scenario on a booted L1 (given, or booted here and torn down after)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    prep = prepared or prepare(scenario.topology, scenario.workload.kind == "probe", accel)
-    if session is not None:
-        return run_on(session, scenario, prep, out_dir)
-    t0 = time.monotonic()
-    log.info("L1: %s", "restore" if snapshot_path(scenario.topology, prep.image, prep.accel.accel) else "boot")
-    with open_l1(scenario.topology, prep, out_dir) as l1:
-        prep.timings["l1_boot"] = time.monotonic() - t0
-        return run_on(l1, scenario, prep, out_dir)
+def boot_request_for(scenario: Scenario, prep: Prepared) -> tuple[L2Request, dict[str, bytes]] | None:
+    """For an L1 that will boot (no snapshot is made for its topology): the scenario's request
+    and the fw_cfg files with which L1's agent starts its L2 QEMU as it comes up. None when L1
+    restores or saves a snapshot (that L1 must be idle) or boot_l2_fw_cfg declines."""
+    if snapshot_path(scenario.topology, prep.image, prep.accel.accel) is not None:
+        return None
+    request, payload = build_request(scenario, prep.probe)
+    fw_cfg = boot_l2_fw_cfg(request, payload)
+    return (request, fw_cfg) if fw_cfg else None
 
 
 def _size(path: Path) -> int:
@@ -299,20 +327,26 @@ def _park(l1: L1Session, request: L2Request, parked: Path) -> Publishing | None:
     return publishing
 
 
-def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path, parked: Path | None = None) -> Measurement:
+def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path, parked: Path | None = None,
+           boot_request: L2Request | None = None) -> Measurement:
     """The scenario's L2 run on a started L1. With `parked` (a parked snapshot's path, for an L1
     fresh from its start): L1 restored from it already holds the payload and L2's QEMU, run_l2
-    adopts that; otherwise this run parks its L2 QEMU and saves that snapshot first."""
+    adopts that; otherwise this run parks its L2 QEMU and saves that snapshot first. With
+    `boot_request` (what L1 booted with in its fw_cfg): the agent started that L2 QEMU at boot
+    unless its ready event says it could not."""
     arch = check_arch(l1, scenario)
     request, payload = build_request(scenario, prep.probe)
-    paths = L2Paths()
-    uploads = {paths.kernel: payload.kernel, **({paths.initrd: payload.initrd} if payload.initrd else {})}
+    uploads = payload_files(payload)
     if l1.boot_argv:                       # --host: nothing boots, nothing to reproduce at L1
         write_repro(out_dir, l1, request.to_json(), uploads)
     console_start = _size(l1.console_log)
     from_parked = parked is not None and l1.restore and l1.snapshot == parked
+    boot_l2 = l1.info.get("boot_l2") or {}
+    at_boot = boot_request is not None and boot_request.to_json() == request.to_json() and bool(boot_l2.get("started"))
+    if boot_request is not None and not at_boot:
+        log.info("L1: L2 QEMU not started at boot (%s); uploading", boot_l2.get("error") or "no fw_cfg request seen")
     t0 = time.monotonic()
-    for path, data in uploads.items() if not from_parked else ():     # parked: uploaded before its snapshot
+    for path, data in uploads.items() if not (from_parked or at_boot) else ():   # already in L1
         l1.put_file(path, data)
     t1 = time.monotonic()
     publishing = _park(l1, request, parked) if parked is not None and not from_parked else None
@@ -349,7 +383,7 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path, par
         pio=pio_counts(result.pio),
         userspace_exits={str(e["reason"]): e["hitcount"] for e in result.userspace_exits},
         counters=counters(result.stats), probe_events=events, ended_by=result.ended_by,
-        provenance={**provenance(scenario, prep, l1, result, request, parked if saved else None),
+        provenance={**provenance(scenario, prep, l1, result, request, parked if saved else None, at_boot),
                     "host_load": host_load}, timings=timings,
         kick_trace=kick_trace(result), l2_exitcode=result.exitcode, devices=result.devices,
         frames={k: v for k, v in result.stimuli.items() if k in ("frame-sender", "frame-counter")},

@@ -15,9 +15,10 @@ INFO = {"arch": "svm", "kvm_dev": True, "tracefs": True, "kvm_modules_missing": 
 
 @pytest.fixture
 def here(tmp_path, monkeypatch):
+    import hil.lab.agent.early as early
     import hil.lab.agent.service as service
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))     # a lab lock of its own
-    monkeypatch.setattr(service, "RUN_DIR", tmp_path / "run")
+    monkeypatch.setattr(early, "RUN_DIR", tmp_path / "run")
     info = dict(INFO)
     monkeypatch.setattr(service, "host_info", lambda: info)
     return info

@@ -36,11 +36,11 @@ def test_a_dead_l1_is_booted_again_and_the_run_that_lost_it_is_error(tmp_path, m
     sessions = []
     kill_next = [True]
 
-    def open_l1(topo, prep, log_dir, parked=None):
+    def open_l1(topo, prep, log_dir, parked=None, fw_cfg=None):
         sessions.append(FakeSession())
         return sessions[-1]
 
-    def run_on(session, sc, prep, out, parked=None):
+    def run_on(session, sc, prep, out, parked=None, boot_request=None):
         if kill_next[0]:
             kill_next[0] = False
             session.machine.alive, session.machine.exitcode = False, -9
@@ -50,6 +50,7 @@ def test_a_dead_l1_is_booted_again_and_the_run_that_lost_it_is_error(tmp_path, m
 
     monkeypatch.setattr(runner, "prepare", lambda topo, probe, accel: SimpleNamespace(timings={}))
     monkeypatch.setattr(runner, "open_l1", open_l1)
+    monkeypatch.setattr(runner, "boot_request_for", lambda sc, prep: None)
     monkeypatch.setattr(runner, "run_on", run_on)
     sc = scenario("probe-basic", "topology.accel=tcg")
     with Runner(accel="tcg") as r:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import sys
 
-from hil.lab.agent.service import Agent, host_info
-
 
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "serve":
-        Agent().serve(argv[1])
+        # in a booting L1 the imports overlap init's module loading (hil/lab/agent/early.py)
+        from hil.lab.agent.service import Agent
+        from hil.lab.agent.early import adopt_boot_l2, wait_for_modules
+        wait_for_modules()
+        Agent(adopt_boot_l2()).serve(argv[1])
         return 0
     if argv == ["info"]:
+        from hil.lab.agent.service import host_info
         print(json.dumps(host_info(), indent=2))
         return 0
     print(__doc__, file=sys.stderr)

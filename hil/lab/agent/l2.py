@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hil.lab.kvm import tracing
+from hil.lab.agent.early import l2_machine
 from hil.lab.agent.protocol import QEMU_LOG_CAP, L2Request, L2Result, VcpuIoctl
 from hil.lab.devices.base import Attached
 from hil.lab.errors import LabError
@@ -82,12 +83,15 @@ def _read_capped(path: Path, cap: int) -> tuple[str, bool]:
 
 
 class Parked:
-    """An L2 QEMU started paused ahead of its run (L0 then snapshots L1 with it: hil/lab/run.py),
-    keyed by its command line: a run_l2 with the same argv adopts it instead of starting one."""
+    """An L2 QEMU started paused ahead of its run (L0 then snapshots L1 with it: hil/lab/run.py;
+    or at L1's boot: hil/lab/agent/early.py), keyed by its command line: a run_l2 with the same
+    argv adopts it instead of starting one."""
 
-    def __init__(self, argv: list[str], machine: Machine, cleared: frozenset[tracing.HistTrigger]):
+    def __init__(self, argv: list[str], machine: Machine, cleared: frozenset[tracing.HistTrigger],
+                 attached: bool = True):
         self.argv, self.machine = list(argv), machine
         self.cleared = cleared      # the hist triggers cleared as it started (see L2Runner._run)
+        self.attached = attached    # its monitor taken (one spawned at boot: when adopted)
 
     def adoptable(self, argv: list[str]) -> bool:
         return self.argv == argv and self.machine.is_running()
@@ -140,6 +144,13 @@ class L2Runner:
         self.parked = Parked(req.argv, machine, frozenset(triggers))
         return {"seconds": round(time.monotonic() - t0, 3)}
 
+    def adopt_at_boot(self, req: L2Request, machine: Machine) -> None:
+        """Keep the L2 QEMU L1's init started from L0's boot request (adopted, its monitor not yet
+        attached) for the run_l2 with its argv. The hist triggers were made in this boot while
+        it was paused: empty, so the run only checks them."""
+        triggers, _ = self._triggers(req)
+        self.parked = Parked(req.argv, machine, frozenset(triggers), attached=False)
+
     def unpark(self) -> None:
         parked, self.parked = self.parked, None
         if parked is not None:
@@ -148,7 +159,7 @@ class L2Runner:
     def _launch(self, argv: list[str], serial: Path) -> Machine:
         """L2's QEMU started paused (pinning, ioctls and stimuli are set before the guest runs)."""
         serial.unlink(missing_ok=True)
-        machine = Machine(argv + ["-S"], name="l2", log_dir=self.log_dir, run_dir=self.run_dir)
+        machine = l2_machine(argv, self.run_dir, self.log_dir)
         machine.launch()
         return machine
 
@@ -158,6 +169,8 @@ class L2Runner:
         Returns (machine, adopted)."""
         parked, self.parked = self.parked, None
         if parked is not None and parked.adoptable(argv):
+            if not parked.attached:
+                parked.machine.attach()
             return parked.machine, True
         if parked is not None:
             parked.machine.shutdown()

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hil.lab.kvm import tracing
+from hil.lab.agent.early import BootL2, run_dir
 from hil.lab.agent.l2 import L2Runner
 from hil.lab.agent.protocol import QEMU_LOG_CAP, L2Request
 from hil.lab.errors import CapabilityMissing, LabError
 from hil.lab.qemu.host import QEMU_BINARY, qemu_version
 
-RUN_DIR = Path("/run/hil")
 EXEC_CAP = 1 << 20          # bytes of a command's stdout (and stderr) sent back at most
 
 
@@ -54,10 +54,18 @@ def host_info() -> dict[str, Any]:
 
 
 class Agent:
-    def __init__(self) -> None:
-        RUN_DIR.mkdir(parents=True, exist_ok=True)
-        RUN_DIR.chmod(0o700)
+    def __init__(self, boot: BootL2 | None = None) -> None:
+        """boot: L2's QEMU started from L0's boot request (hil/lab/agent/early.py), kept for
+        the run_l2 with the same argv."""
+        self.run_dir = run_dir()
         self._runner: L2Runner | None = None
+        self.boot = boot
+        if boot is not None and boot.machine is not None and boot.request is not None:
+            try:
+                self.runner().adopt_at_boot(L2Request.from_json(boot.request), boot.machine)
+            except Exception as e:     # reported in the ready event; the run starts its own L2
+                boot.machine.shutdown()
+                boot.machine, boot.error = None, f"{type(e).__name__}: {e}"
         # progress events sent while a request runs (serve(): to L0; bare metal: to the log)
         self.notify: Callable[[dict[str, Any]], None] = lambda msg: None
         self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
@@ -73,7 +81,7 @@ class Agent:
 
     def runner(self) -> L2Runner:
         if self._runner is None:
-            self._runner = L2Runner(RUN_DIR / "l2", RUN_DIR / "logs")
+            self._runner = L2Runner(self.run_dir / "l2", self.run_dir / "logs")
         return self._runner
 
     def run_l2(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +130,7 @@ class Agent:
     def logs(self, args: dict[str, Any]) -> dict[str, str]:
         """The tails of L1's run logs (L2 QEMU's own log): fetched by L0 when run_l2 failed."""
         out = {}
-        for path in sorted((RUN_DIR / "logs").glob("*.log")):
+        for path in sorted((self.run_dir / "logs").glob("*.log")):
             try:
                 with open(path, "rb") as f:
                     f.seek(max(0, path.stat().st_size - QEMU_LOG_CAP))
@@ -166,7 +174,10 @@ class Agent:
                 data = data[writer.write(data):]
 
         self.notify = send
-        send({"event": "ready", "info": host_info()})
+        info = host_info()
+        if self.boot is not None:     # L0 uploads the payload and starts L2 itself unless started
+            info["boot_l2"] = self.boot.status()
+        send({"event": "ready", "info": info})
         _kmsg("hil-agent: ready")
         pending: list[bytes] = []   # chunks of the current line: joined once, not re-copied per chunk
         while not self.stop:

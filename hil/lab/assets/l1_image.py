@@ -43,12 +43,15 @@ BUSYBOX = "/bin/busybox"
 QEMU_FIRMWARE = ("qboot.rom", "bios-256k.bin", "bios-microvm.bin", "bios.bin", "linuxboot_dma.bin",
                  "multiboot_dma.bin", "pvh.bin", "kvmvapic.bin")
 FIRMWARE_DIRS = ("/usr/share/qemu", "/usr/share/seabios")
-# Module groups: the L1 init loads the agent's virtio-serial channel always, then the KVM
-# vendor module that matches L1's CPU; the agent loads a device's group when L2 gets that
-# device (hil/lab/devices: vfio for an assigned PCI device, net for a tap and vhost-net).
-MODULE_GROUPS = {"common": ("virtio-pci", "virtio-console"), "svm": ("kvm-amd",), "vmx": ("kvm-intel",),
-                 "vfio": ("vfio", "vfio_iommu_type1", "vfio_virqfd", "vfio-pci"), "net": ("tun", "vhost_net", "bridge")}
+# Module groups: the L1 init loads the agent's virtio-serial channel and fw_cfg's sysfs files
+# (a booted L1's L2 request: hil/lab/agent/early.py) always, then the KVM vendor module that
+# matches L1's CPU; the agent loads a device's group when L2 gets that device (hil/lab/devices:
+# vfio for an assigned PCI device, net for a tap and vhost-net).
+MODULE_GROUPS = {"common": ("virtio-pci", "virtio-console"), "fwcfg": ("qemu_fw_cfg",), "svm": ("kvm-amd",),
+                 "vmx": ("kvm-intel",), "vfio": ("vfio", "vfio_iommu_type1", "vfio_virqfd", "vfio-pci"),
+                 "net": ("tun", "vhost_net", "bridge")}
 DEVICE_GROUPS = ("vfio", "net")
+OPTIONAL_GROUPS = (*DEVICE_GROUPS, "fwcfg")     # a kernel without them still boots the agent
 PYTHON_PRUNE = {"test", "idlelib", "tkinter", "lib2to3", "ensurepip", "turtledemo", "pydoc_data",
                 "site-packages", "dist-packages", "__pycache__", "distutils"}
 # The agent's own modules: the L1 side needs nothing from the other layers.
@@ -157,7 +160,7 @@ def kernel_assets(spec: str) -> KernelAssets:
         (out / "modules").mkdir()
         mods_root = next((out / "root/lib/modules").iterdir())
         for group, names in MODULE_GROUPS.items():
-            order = _load_order(mods_root, names, optional=group in DEVICE_GROUPS)
+            order = _load_order(mods_root, names, optional=group in OPTIONAL_GROUPS)
             staged = [_stage_module(ko, out / "modules") for ko in order]
             (out / "modules" / f"order.{group}").write_text("".join(ko.stem + "\n" for ko in staged))
         vmlinuz = next((out / "root/boot").glob("vmlinuz-*"))

@@ -18,13 +18,33 @@ load_group() {
         insmod "/lib/modules/hil/$m.ko" $opt || echo "hil-init: insmod $m failed"
     done < "/lib/modules/hil/order.$1"
 }
+load_vendor() {
+    if grep -qw svm /proc/cpuinfo; then load_group svm
+    elif grep -qw vmx /proc/cpuinfo; then load_group vmx
+    else echo "hil-init: no svm/vmx in L1's CPU"; fi
+}
+# A booted L1's first L2 run (L0's request in fw_cfg: hil/lab/agent/early.py): its QEMU starts
+# paused as soon as KVM is loaded, and the agent adopts it. The command line is one word per
+# line, each word passed as one argument (nothing of it is evaluated by this shell).
+start_boot_l2() {
+    boot=/sys/firmware/qemu_fw_cfg/by_name/opt/hil/boot
+    [ -r "$boot/argv/raw" ] || return 0
+    mkdir -p /run/hil/payload /run/hil/l2 /run/hil/logs && chmod 0700 /run/hil
+    for f in "$boot"/payload/*; do
+        [ -r "$f/raw" ] && cat "$f/raw" > "/run/hil/payload/${f##*/}"
+    done
+    set --
+    while IFS= read -r word; do set -- "$@" "$word"; done < "$boot/argv/raw"
+    "$@" < /dev/null > /run/hil/logs/l2-qemu.log 2>&1 &
+    echo $! > /run/hil/l2/boot.pid
+}
 load_group common
-if grep -qw svm /proc/cpuinfo; then load_group svm
-elif grep -qw vmx /proc/cpuinfo; then load_group vmx
-else echo "hil-init: no svm/vmx in L1's CPU"; fi
 # A hand-run baseline (bench/) appends a cpio holding /baseline.sh: run it instead of the agent.
-if [ -x /baseline.sh ]; then /baseline.sh; poweroff -f; fi
-mark modules loaded
+if [ -x /baseline.sh ]; then load_group fwcfg; load_vendor; mark modules loaded; /baseline.sh; poweroff -f; fi
+# The agent's Python starts while the rest loads (under TCG each takes about a second): it
+# waits for this file before it reports or runs anything.
+export HIL_MODULES_LOADED=/run/hil.modules-loaded
+(load_group fwcfg; load_vendor; start_boot_l2; mark modules loaded; : > "$HIL_MODULES_LOADED") &
 port=""
 for n in /sys/class/virtio-ports/*/name; do
     [ "$(cat "$n" 2>/dev/null)" = hil.agent ] && port="/dev/$(basename "$(dirname "$n")")"

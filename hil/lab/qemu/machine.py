@@ -5,29 +5,35 @@ QMP through qemu.qmp (QEMU connects to our listening socket, so there is no race
 start-up), output to a log file, a launch error that carries the command line and
 output, and a quit -> SIGTERM -> SIGKILL ladder. Everything it creates is freed in
 shutdown(); logs live outside the run directory and are kept.
+
+launch() is spawn() then attach(). A booted L1's init starts its first L2 QEMU itself, with
+QEMU listening on the monitor socket (server_monitor_args), and the agent adopts it: adopt()
+then attach() (hil/lab/agent/early.py). qemu.qmp (and asyncio, ~0.3 s under TCG) is imported
+only in attach().
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ctypes
+import os
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-from qemu.qmp.legacy import QEMUMonitorProtocol
+from typing import TYPE_CHECKING, Any
 
 from hil.lab import owner, signals
+
+if TYPE_CHECKING:
+    from qemu.qmp.legacy import QEMUMonitorProtocol
 from hil.lab.errors import LabError, LaunchError
 
 _PR_SET_PDEATHSIG = 1
+QMP_SOCKET = "qmp.sock"        # the monitor's socket, in the machine's run directory
 
 
 def _die_with_parent() -> None:
@@ -41,6 +47,49 @@ def private_dir(prefix: str, parent: Path | None = None) -> Path:
     path = Path(tempfile.mkdtemp(prefix=f"{prefix}{owner.tag()}.", dir=parent))
     path.chmod(0o700)
     return path
+
+
+def monitor_args(path: Path | str, *, server: bool = False) -> list[str]:
+    """The QMP monitor on a Unix socket: QEMU connects to hil's listening socket, or (server)
+    listens itself, for a QEMU started by another program and adopted."""
+    listen = ",server=on,wait=off" if server else ""
+    return ["-chardev", f"socket,id=hilmon,path={path}{listen}", "-mon", "chardev=hilmon,mode=control"]
+
+
+class ChildProcess:
+    """A child this process did not start: L1's init started it and the agent, init's exec'd
+    successor, inherited it. What Machine uses of subprocess.Popen."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:       # reaped elsewhere: gone, its status unknown
+                self.returncode = -1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+            time.sleep(0.01)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 class Machine:
@@ -59,38 +108,59 @@ class Machine:
         self.run_dir = run_dir if run_dir is not None else private_dir(f"hil-{name}-")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o700)
-        self.qmp_path = self.run_dir / "qmp.sock"
+        self.qmp_path = self.run_dir / QMP_SOCKET
         self.output_log = log_dir / f"{name}-qemu.log"
         self.qmp_timeout = qmp_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | ChildProcess | None = None
         self.qmp: QEMUMonitorProtocol | None = None
+        self._listener: socket.socket | None = None
+        self._qemu_listens = False        # adopted: QEMU is the monitor socket's server
         self.started_at = 0.0
 
     @property
     def argv(self) -> list[str]:
-        return self.base_argv + ["-chardev", f"socket,id=hilmon,path={self.qmp_path}",
-                                 "-mon", "chardev=hilmon,mode=control"]
+        return self.base_argv + monitor_args(self.qmp_path, server=self._qemu_listens)
 
     # -- lifecycle -----------------------------------------------------------------
     def launch(self) -> None:
+        self.spawn()
+        self.attach()
+
+    def spawn(self) -> None:
+        """QEMU started, its monitor socket listened on; attach() takes the connection."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.qmp = QEMUMonitorProtocol(str(self.qmp_path), server=True, nickname=self.name)
+        self.qmp_path.unlink(missing_ok=True)
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(str(self.qmp_path))
+        self._listener.listen(1)
         out = open(self.output_log, "wb")
         try:
             self.started_at = time.monotonic()
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         except OSError as e:
-            out.close()
             self.shutdown()
             raise LaunchError(f"{self.name}: cannot execute QEMU: {e}", self.argv, "", None) from e
-        out.close()
-        accepting = threading.Event()
-        accepting.set()
-        watcher = threading.Thread(target=self._unblock_accept, args=(accepting,), daemon=True)
-        watcher.start()
+        finally:
+            out.close()
+
+    def adopt(self, proc: ChildProcess) -> None:
+        """A QEMU started by another program with this machine's argv, its monitor listening
+        (monitor_args(qmp_path, server=True)); attach() connects to it."""
+        self.proc, self._qemu_listens = proc, True
+        self.started_at = time.monotonic()
+
+    def attach(self) -> None:
+        """The monitor's connection made (accepted, or to an adopted QEMU's socket) and QMP
+        negotiated. A QEMU that exits first (a bad option, a missing file) ends the wait at
+        once: launch errors carry its exit and output."""
+        from qemu.qmp.legacy import QEMUMonitorProtocol
+        assert self.proc is not None and (self._listener is not None or self._qemu_listens)
+        deadline = time.monotonic() + self.qmp_timeout
         try:
-            self.qmp.accept(timeout=self.qmp_timeout)
+            conn = self._connect(deadline) if self._qemu_listens else self._accept(deadline)
+            self.qmp = QEMUMonitorProtocol(conn, nickname=self.name)
+            self.qmp.connect()
             self.qmp.settimeout(self.qmp_timeout)   # no QMP command may hang the run
         except Exception as e:
             code = self.proc.poll()
@@ -98,20 +168,68 @@ class Machine:
             raise LaunchError(f"{self.name}: QEMU did not come up on QMP ({type(e).__name__}: {e})",
                               self.argv, self.output(), code) from e
         finally:
-            accepting.clear()
-            watcher.join()
+            self._close_listener()
 
-    def _unblock_accept(self, accepting: threading.Event) -> None:
-        """A QEMU that exits before connecting to its monitor (a bad option, a missing file)
-        would leave accept() waiting out qmp_timeout: once it is gone, a connection that closes
-        at once ends the wait (the handshake fails, launch() reports QEMU's exit and output)."""
+    def _accept(self, deadline: float) -> socket.socket:
+        """QEMU's connection to our listening socket, once its greeting is there to read."""
+        assert self.proc is not None and self._listener is not None
+        self._await(self._listener, deadline)
+        conn, _ = self._listener.accept()
+        return self._greeted(conn, deadline)
+
+    def _connect(self, deadline: float) -> socket.socket:
+        """A connection to the adopted QEMU's own socket (retried until QEMU has made it), once
+        its greeting is there to read."""
+        while True:
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                conn.connect(str(self.qmp_path))
+                return self._greeted(conn, deadline)
+            except (FileNotFoundError, ConnectionRefusedError):
+                conn.close()
+                self._await(None, min(deadline, time.monotonic() + 0.01))
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no monitor socket within {self.qmp_timeout:.0f} s") from None
+            except BaseException:
+                conn.close()
+                raise
+
+    def _greeted(self, conn: socket.socket, deadline: float) -> socket.socket:
+        """conn once QEMU's greeting (or EOF: connect() reports it) is there to read: qemu.qmp's
+        connect() has no timeout of its own, so it starts only when it cannot wait on a silent QEMU."""
+        try:
+            self._await(conn, deadline)
+            return conn
+        except BaseException:
+            conn.close()
+            raise
+
+    def _await(self, sock: socket.socket | None, deadline: float) -> None:
+        """Until sock is readable; raises when QEMU exits first or the deadline passes (with no
+        sock: a wait until the deadline that still ends at QEMU's exit)."""
         assert self.proc is not None
-        while accepting.is_set():
+        try:
             if self.proc.poll() is not None:
-                with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                    s.connect(str(self.qmp_path))
-                return
-            accepting.wait(0.02)
+                raise ProcessLookupError
+            pidfd = os.pidfd_open(self.proc.pid)      # readable once QEMU has exited
+        except ProcessLookupError:
+            raise LabError(f"QEMU exited (code {self.proc.wait()}) before it answered") from None
+        try:
+            ready, _, _ = select.select([pidfd] + ([sock] if sock else []), [], [],
+                                        max(0.0, deadline - time.monotonic()))
+        finally:
+            os.close(pidfd)
+        if sock is not None and sock in ready:
+            return
+        if pidfd in ready or self.proc.poll() is not None:
+            raise LabError(f"QEMU exited (code {self.proc.wait()}) before it answered")
+        if sock is not None:
+            raise TimeoutError(f"no greeting within {self.qmp_timeout:.0f} s")
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
 
     def output(self) -> str:
         try:
@@ -132,7 +250,7 @@ class Machine:
                            f"(exit code {self.exitcode})")
         try:
             return self.qmp.cmd(name, **args)
-        except (TimeoutError, asyncio.TimeoutError) as e:
+        except TimeoutError as e:       # asyncio's is this one since Python 3.11
             raise LabError(f"{self.name}: QMP command {name} got no answer within {self.qmp_timeout:.0f} s") from e
         except Exception as e:     # the monitor went away (QEMU died mid-command) or refused it
             stop = signals.pending()
@@ -182,6 +300,7 @@ class Machine:
                     self.proc.send_signal(sig)
                     self.wait(timeout)
         finally:
+            self._close_listener()
             if self.qmp is not None:
                 try:
                     self.qmp.close()

@@ -4,7 +4,7 @@ import threading
 import time
 from pathlib import Path
 
-from hil.lab.agent import l2
+from hil.lab.agent import early, l2
 from hil.lab.agent.protocol import L2Request
 from hil.lab.kvm import tracing
 
@@ -55,7 +55,7 @@ class FakeMachine:
 
 
 def fake_runner(tmp_path, monkeypatch, machine):
-    monkeypatch.setattr(l2, "Machine", machine)
+    monkeypatch.setattr(early, "Machine", machine)
     monkeypatch.setattr(l2, "qemu_version", lambda binary: "QEMU emulator version 10.0.2")
     runner = l2.L2Runner.__new__(l2.L2Runner)
     runner.run_dir, runner.log_dir, runner.optional, runner.parked = tmp_path, tmp_path, {}, None

@@ -1,5 +1,6 @@
 """A QEMU that exits before it connects to its monitor is a LaunchError at once, carrying its
 output and exit code, not after the whole QMP timeout."""
+import sys
 import time
 
 import pytest
@@ -26,4 +27,23 @@ def test_a_process_that_never_connects_still_times_out(tmp_path):
     with pytest.raises(LaunchError):
         m.launch()
     assert 1.0 <= time.monotonic() - t0 < 10.0
+    assert not m.is_running()
+
+
+SILENT_MONITOR = """import socket, sys, time
+path = next(a.split("path=", 1)[1] for a in sys.argv if "path=" in a)
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
+time.sleep(30)
+"""
+
+
+def test_a_monitor_that_connects_but_never_greets_times_out(tmp_path):
+    # qemu.qmp's connect() has no timeout: attach() must not start it on a silent peer
+    m = Machine([sys.executable, "-c", SILENT_MONITOR], name="mute", log_dir=tmp_path, qmp_timeout=1.0)
+    t0 = time.monotonic()
+    with pytest.raises(LaunchError) as err:
+        m.launch()
+    assert 1.0 <= time.monotonic() - t0 < 10.0
+    assert "greeting" in str(err.value)
     assert not m.is_running()

@@ -12,7 +12,7 @@ import pytest
 
 import hil.lab.run as lab_run
 import hil.runner as runner
-from hil.lab.agent import l2
+from hil.lab.agent import early, l2
 from hil.lab.agent.protocol import L2Request
 from hil.lab.devices import VfioPci
 from hil.lab.errors import LabError
@@ -125,7 +125,7 @@ class FakeTrace:
 
 @pytest.fixture
 def agent(tmp_path, monkeypatch):
-    monkeypatch.setattr(l2, "Machine", FakeMachine)
+    monkeypatch.setattr(early, "Machine", FakeMachine)
     monkeypatch.setattr(l2, "qemu_version", lambda binary: "QEMU emulator version 10.0.2")
     FakeMachine.log, FakeMachine.count = [], 0
     r = l2.L2Runner.__new__(l2.L2Runner)
@@ -266,15 +266,18 @@ class FakeSession:
 
 @pytest.mark.parametrize("park", [True, False])
 def test_only_a_parking_runners_first_run_on_an_l1_gets_the_parked_path(tmp_path, monkeypatch, park):
+    """... and only the first run of a booted L1 its boot request (hil/lab/agent/early.py)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     opened, runs = [], []
+    boot = ("the request", {"opt/hil/l2-request": b"{}"})
     monkeypatch.setattr(runner, "prepare", lambda topo, probe, accel: SimpleNamespace(timings={}))
     monkeypatch.setattr(runner, "parked_snapshot_for", lambda sc, prep: tmp_path / "p.state")
-    monkeypatch.setattr(runner, "open_l1", lambda topo, prep, log_dir, parked=None:
-                        opened.append(parked) or FakeSession())
+    monkeypatch.setattr(runner, "boot_request_for", lambda sc, prep: boot)
+    monkeypatch.setattr(runner, "open_l1", lambda topo, prep, log_dir, parked=None, fw_cfg=None:
+                        opened.append((parked, fw_cfg)) or FakeSession())
 
-    def run_on(session, sc, prep, out, parked=None):
-        runs.append(parked)
+    def run_on(session, sc, prep, out, parked=None, boot_request=None):
+        runs.append((parked, boot_request))
         return measurement([OpMeasurement(o.op, o.count, {}) for o in sc.workload.ops])
     monkeypatch.setattr(runner, "run_on", run_on)
     sc = scenario("probe-basic", "topology.accel=tcg")
@@ -282,7 +285,7 @@ def test_only_a_parking_runners_first_run_on_an_l1_gets_the_parked_path(tmp_path
         r.run(sc, tmp_path / "run1")
         r.run(sc, tmp_path / "run2")                      # the same L1, no longer fresh
     expected = tmp_path / "p.state" if park else None
-    assert opened == [expected] and runs == [expected, None]
+    assert opened == [(expected, boot[1])] and runs == [(expected, "the request"), (None, None)]
 
 
 def test_the_parked_snapshot_is_restored_when_it_exists_else_the_idle_one(xdg, tmp_path, monkeypatch):

@@ -249,8 +249,9 @@ def test_l0s_channel_logs_progress_events_between_a_request_and_its_answer(recor
 
 
 def test_the_agent_runs_a_command_and_returns_its_exit_code_and_output(tmp_path, monkeypatch):
+    import hil.lab.agent.early as early
     import hil.lab.agent.service as service
-    monkeypatch.setattr(service, "RUN_DIR", tmp_path / "run")
+    monkeypatch.setattr(early, "RUN_DIR", tmp_path / "run")
     agent = service.Agent()
     reply = agent.handle({"id": 7, "cmd": "exec", "args": {"argv": ["sh", "-c", "echo out; echo err >&2; exit 3"],
                                                           "env": {"X": "1"}}})
