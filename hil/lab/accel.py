@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from hil.lab.assets.cache import cache_root, digest, read_json_memo, write_json_atomic
-from hil.lab.qemu.host import host_cpu_model, qemu_version
+from hil.lab.qemu.host import host_cpu_model
+from hil.lab.l0 import qemu_version
 
 RETRY_AFTER = 3600.0          # seconds a first failed probe is trusted
 RETRY_AFTER_MAX = 86400.0

@@ -22,12 +22,12 @@ from hil.lab.assets.l1_image import L1Image, build_l1_image, kernel_assets
 from hil.lab.assets.probe import ProbeImage, cached_probe
 from hil.lab import health
 from hil.lab.errors import CapabilityMissing, LabError
-from hil.lab.kernel import build_series
 from hil.lab.l1 import AgentError, L1Session, Publishing
 from hil.lab.accel import AccelChoice, choose_accel, kvm_device_usable
 from hil.lab.qemu.argv import L2Paths, l1_argv
 from hil.lab.qemu.machine import private_dir
-from hil.lab.qemu.host import host_cpu_flags, host_cpu_model, qemu_version, version_tuple
+from hil.lab.qemu.host import host_cpu_flags, host_cpu_model, version_tuple
+from hil.lab.l0 import qemu_version
 from hil.lab.repro import write_repro
 from hil.lab.request import Payload, build_request, device_specs
 from hil.lab.results import (check_result, counters, exits_by_op, kick_trace, kut_report, kut_status, pio_counts,
@@ -64,7 +64,10 @@ def prepare(topology: Topology, needs_probe: bool, accel_override: str | None = 
     kernel = kernel_assets(topology.l1.kernel)
     if topology.l1.series:      # a series build is minutes of silent make when not cached
         log.info("series %s: build (make; its log is kept in the cache) or reuse", topology.l1.series)
-    series = build_series(topology.l1.series, kernel) if topology.l1.series else None
+    series = None
+    if topology.l1.series:
+        from hil.lab.kernel import build_series    # kbuild's machinery only when a series is asked for
+        series = build_series(topology.l1.series, kernel)
     if series is not None:
         log.info("series %s: %s after %.0f s", series.series, "cached" if series.cached else "built",
                  time.monotonic() - t0)

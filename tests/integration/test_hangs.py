@@ -1,5 +1,5 @@
 """A hang at each level is ERROR within its timeout, with the logs of every level kept:
-L1 that never boots (a kernel panic with panic=0), L1 frozen while L2 runs (SIGSTOP of L1
+L1 that never boots (its init sleeps instead of starting the agent), L1 frozen while L2 runs (SIGSTOP of L1
 QEMU: the agent is silent and QMP wedged; the whole-run watchdog ends it), and L2 spinning
 with interrupts off (a foreign kernel that never prints its done pattern)."""
 from __future__ import annotations
@@ -52,17 +52,16 @@ def _error(out: Path, rc: int, output: str) -> dict:
 
 def test_l1_that_never_boots_is_error_within_boot_timeout(lab, tmp_path, capsys):
     out = tmp_path / "out"
-    boot_timeout = 12
+    boot_timeout = 5      # the agent never comes: any timeout is the one that ends the wait
     t0 = time.monotonic()
     proc = subprocess.run([*HIL, "run", SCENARIO, "--accel", "tcg", "--out", str(out),
                            "--set", "topology.l1.snapshot=false", "--set", f"topology.l1.boot_timeout={boot_timeout}",
-                           "--set", "topology.l1.append=rdinit=/hil-no-such-init panic=0"],
+                           "--set", "topology.l1.append=rdinit=/bin/sleep -- 3600"],
                           cwd=ROOT, env=lab.env(), capture_output=True, text=True, timeout=300)
     elapsed = time.monotonic() - t0
     result = _error(out, proc.returncode, proc.stdout + proc.stderr)
     assert f"within {boot_timeout}" in json.dumps(result), result
-    assert "Kernel panic" in (out / "l1-console.log").read_text()
-    assert (out / "l1-qemu.log").exists()
+    assert (out / "l1-console.log").exists() and (out / "l1-qemu.log").exists()
     assert elapsed < boot_timeout + SLACK_S, elapsed
     assert leftovers(lab, set()) == []
     with capsys.disabled():
@@ -72,9 +71,10 @@ def test_l1_that_never_boots_is_error_within_boot_timeout(lab, tmp_path, capsys)
 def test_frozen_l1_is_error_within_the_run_timeout(lab, tmp_path, capsys):
     """SIGSTOP of L1 QEMU once L2 runs: the agent never answers, QMP is wedged."""
     out = tmp_path / "out"
-    timeout = 12          # a warm run reaches L2 in 2-4 s; the watchdog must outlast that only
-    hil = Hil([*HIL, "run", SCENARIO, "--accel", "tcg", "--out", str(out), "--set", f"topology.timeout={timeout}"],
-              lab.env())
+    timeout = 8           # a warm run reaches L2 in 1.5-3 s; the watchdog must outlast that only
+    # not parked: a private lab's first run would save a parked snapshot (3-4 s) inside the watchdog
+    hil = Hil([*HIL, "run", SCENARIO, "--accel", "tcg", "--out", str(out), "--set", f"topology.timeout={timeout}",
+               "--set", "topology.l1.park_l2=false"], lab.env())
     assert hil.wait_for(lambda: hil.has(STAGE_LINES["l2"]), 300), hil.output
     l1 = hil.descendant("qemu-system-x86_64")
     assert l1 is not None
@@ -102,11 +102,11 @@ def test_l2_spinning_with_interrupts_off_is_error_within_l2_timeout(lab, tmp_pat
     subprocess.run(["gcc", "-m32", "-nostdlib", "-static", "-Wl,-Ttext=0x100000", "-Wl,--build-id=none",
                     "-o", str(spin), str(src)], check=True)
     out = tmp_path / "out"
-    l2_timeout = 8
+    l2_timeout = 4        # from L2 QEMU's launch (parked: already up)
     t0 = time.monotonic()
     proc = subprocess.run([*HIL, "run", "foreign-kernel", "--accel", "tcg", "--out", str(out),
                            "--set", f"workload.kernel={spin}", "--set", "workload.done_pattern=never printed",
-                           "--set", f"topology.l2.timeout={l2_timeout}",
+                           "--set", f"topology.l2.timeout={l2_timeout}", "--set", "topology.l1.park_l2=false",
                            "--set", "expect.exits={hlt: {min: 0}}"],
                           cwd=ROOT, env=lab.env(), capture_output=True, text=True, timeout=300)
     elapsed = time.monotonic() - t0

@@ -82,3 +82,6 @@ def test_a_series_that_touches_core_code_is_built_whole_and_l1_boots_it(tmp_path
     assert result["provenance"]["l1"]["agent"]["kernel"].endswith("-hil-core-marker")    # L1's uname -r
     assert result["provenance"]["l1"]["image"]["series"]["build"] == "full-kernel"
     assert "hil: kernel_patches/core-marker built in" in (out / "l1-console.log").read_text(errors="replace")
+    # a whole kernel has no qemu_fw_cfg: the boot request goes unseen, the run uploads and starts L2
+    assert "boot_l2" not in result["provenance"]["l1"]["agent"]
+    assert result["provenance"]["l2"]["qemu_start"] == "at the run"

@@ -1,6 +1,7 @@
-"""A restored idle-L1 snapshot measures exactly what a booted L1 measures; an L1 restored
-with its L2 QEMU parked (started paused before L1's snapshot) measures exactly what an L2 QEMU
-started by the run measures."""
+"""A restored idle-L1 snapshot measures exactly what a booted L1 measures (whose init started
+the L2 QEMU from L0's fw_cfg request, adopted by the agent); an L1 restored with its L2 QEMU
+parked (started paused before L1's snapshot) measures exactly what an L2 QEMU started by the
+run measures."""
 import json
 from pathlib import Path
 
@@ -30,6 +31,10 @@ def test_restore_equals_boot(tmp_path):
     run(tmp_path / "first", *idle)          # saves the snapshot if it does not exist yet
     restored = run(tmp_path / "restored", *idle)
     assert booted["provenance"]["l1"]["start"] == "booted"
+    assert booted["provenance"]["l1"]["agent"]["boot_l2"] == {"started": True, "error": ""}
+    assert booted["provenance"]["l2"]["qemu_start"] == "at L1's boot"
+    assert restored["provenance"]["l2"]["qemu_start"] == "at the run"
+    assert booted["provenance"]["l2"]["argv"] == restored["provenance"]["l2"]["argv"]
     assert restored["provenance"]["l1"]["start"].startswith("restored ") and "/l1-snapshot/" in restored[
         "provenance"]["l1"]["start"]
     assert window_exits(restored) == window_exits(booted)

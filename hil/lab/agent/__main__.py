@@ -1,4 +1,4 @@
-"""python -m hil.lab.agent serve PORT   (in L1: PORT is /dev/ttyS1)
+"""python -m hil.lab.agent serve PORT   (PORT: a device, or virtio:NAME, as L1's init says virtio:hil.agent)
 python -m hil.lab.agent info          (print this host's capabilities as JSON)"""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "serve":
         # in a booting L1 the imports overlap init's module loading (hil/lab/agent/early.py)
         from hil.lab.agent.service import Agent
-        from hil.lab.agent.early import adopt_boot_l2, wait_for_modules
+        from hil.lab.agent.early import adopt_boot_l2, agent_port, wait_for_modules
         wait_for_modules()
-        Agent(adopt_boot_l2()).serve(argv[1])
+        Agent(adopt_boot_l2()).serve(agent_port(argv[1]))
         return 0
     if argv == ["info"]:
         from hil.lab.agent.service import host_info

@@ -17,6 +17,7 @@ from hil.lab.qemu.machine import QMP_SOCKET, ChildProcess, Machine, monitor_args
 
 RUN_DIR = Path("/run/hil")                 # the agent's private directory in L1
 FW_CFG = Path("/sys/firmware/qemu_fw_cfg/by_name")
+VIRTIO_PORTS = Path("/sys/class/virtio-ports")
 # What L0 puts into a booting L1's fw_cfg (l1_init.sh reads the argv and the payload):
 BOOT = "opt/hil/boot"
 BOOT_REQUEST = f"{BOOT}/request"           # JSON: the run's L2Request.to_json()
@@ -57,6 +58,21 @@ def wait_for_modules(timeout: float = 120.0) -> None:
         if time.monotonic() > deadline:
             raise LabError(f"L1's init did not finish loading its modules within {timeout:.0f} s")
         time.sleep(0.005)
+
+
+def agent_port(port: str) -> str:
+    """A device path, or virtio:NAME: the virtio-serial port of that name (init's channel to
+    L0), else the second UART."""
+    if not port.startswith("virtio:"):
+        return port
+    for name in VIRTIO_PORTS.glob("*/name"):
+        try:
+            if name.read_text().strip() == port.removeprefix("virtio:"):
+                return f"/dev/{name.parent.name}"
+        except OSError:
+            continue
+    print(f"hil-agent: no virtio-serial port {port.removeprefix('virtio:')}, falling back to ttyS1", flush=True)
+    return "/dev/ttyS1"
 
 
 @dataclass

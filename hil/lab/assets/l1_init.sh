@@ -1,6 +1,7 @@
 #!/bin/busybox sh
 # L1 init: mount what KVM tracing needs, load the modules, hand over to hil's agent.
-# The console is ttyS0; the agent talks to L0 on the virtio-serial port "hil.agent".
+# The console is ttyS0; the agent talks to L0 on the virtio-serial port "hil.agent" (found by
+# the agent once the modules are loaded: hil/lab/agent/early.py).
 export PATH=/bin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -38,17 +39,13 @@ start_boot_l2() {
     "$@" < /dev/null > /run/hil/logs/l2-qemu.log 2>&1 &
     echo $! > /run/hil/l2/boot.pid
 }
-load_group common
 # A hand-run baseline (bench/) appends a cpio holding /baseline.sh: run it instead of the agent.
-if [ -x /baseline.sh ]; then load_group fwcfg; load_vendor; mark modules loaded; /baseline.sh; poweroff -f; fi
-# The agent's Python starts while the rest loads (under TCG each takes about a second): it
-# waits for this file before it reports or runs anything.
+if [ -x /baseline.sh ]; then
+    load_group common; load_group fwcfg; load_vendor; mark modules loaded; /baseline.sh; poweroff -f
+fi
+# The agent's Python starts while the modules load (under TCG each takes about a second) and
+# the first L2's QEMU starts: it waits for this file, then finds its port and reports.
 export HIL_MODULES_LOADED=/run/hil.modules-loaded
-(load_group fwcfg; load_vendor; start_boot_l2; mark modules loaded; : > "$HIL_MODULES_LOADED") &
-port=""
-for n in /sys/class/virtio-ports/*/name; do
-    [ "$(cat "$n" 2>/dev/null)" = hil.agent ] && port="/dev/$(basename "$(dirname "$n")")"
-done
-[ -n "$port" ] || { echo "hil-init: no virtio-serial port hil.agent, falling back to ttyS1"; port=/dev/ttyS1; }
+(load_group common; load_group fwcfg; load_vendor; start_boot_l2; mark modules loaded; : > "$HIL_MODULES_LOADED") &
 export PYTHONPATH=/opt/hil/lib PYTHONDONTWRITEBYTECODE=1
-exec /usr/bin/python3 -m hil.lab.agent serve "$port"
+exec /usr/bin/python3 -m hil.lab.agent serve virtio:hil.agent

@@ -184,3 +184,13 @@ def test_the_agent_waits_for_init_s_modules_only_when_init_says_so(tmp_path, mon
     t0 = time.monotonic()
     early.wait_for_modules(timeout=5)
     assert 0.05 < time.monotonic() - t0 < 2
+
+
+def test_the_agent_finds_its_virtio_port_by_name_else_the_second_uart(tmp_path, monkeypatch):
+    monkeypatch.setattr(early, "VIRTIO_PORTS", tmp_path)
+    assert early.agent_port("/dev/ttyS1") == "/dev/ttyS1"                 # a device is taken as it is
+    assert early.agent_port("virtio:hil.agent") == "/dev/ttyS1"           # none yet
+    for port, name in (("vport0p1", "other"), ("vport1p1", "hil.agent\n")):
+        (tmp_path / port).mkdir()
+        (tmp_path / port / "name").write_text(name)
+    assert early.agent_port("virtio:hil.agent") == "/dev/vport1p1"
