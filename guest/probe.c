@@ -90,7 +90,7 @@ extern void kick_isr(void);
 extern void race_isr(void);
 extern volatile uint64_t kick_irqs;
 extern volatile uint64_t race_done;
-extern volatile uint64_t race_eoi_cost, race_irqs_a, race_irqs_b;
+extern volatile uint64_t race_eoi_cost, race_irqs_a, race_irqs_b, race_at_a, race_at_b;
 extern void race_isr_b(void);
 extern void op_cli_window(uint64_t n, uint64_t window_tsc, uint64_t idle_tsc);
 extern void cli_window_isr(void);
@@ -551,13 +551,18 @@ static inline uint64_t rdtsc_plain(void)
  * before its VMRUN. (Sending B only once A is taken comes too late: a kick takes longer to
  * arrive than an EOI exit takes.) A kick not taken within the timeout is late: with HLT
  * exiting off and the guest spinning, nothing else makes the vCPU exit. */
-static bool race_wait(volatile uint64_t *irqs, uint64_t before, uint64_t t0, uint64_t timeout, uint64_t *lat)
+/* The kick's latency: from its send (t0, the kicker's TSC) to its handler's TSC (*at: the
+ * kicked vCPU's; KVM keeps them in step), not to when this wait saw it: kick A is often taken
+ * while the kicker still waits to send B. */
+static bool race_wait(volatile uint64_t *irqs, volatile uint64_t *at, uint64_t before, uint64_t t0,
+		      uint64_t timeout, uint64_t *lat)
 {
-	uint64_t now = t0;
-	while (*irqs == before && (now = rdtsc_plain()) - t0 < timeout)
+	while (*irqs == before && rdtsc_plain() - t0 < timeout)
 		;
-	*lat = now - t0;
-	return *irqs != before;
+	if (*irqs == before)
+		return false;
+	*lat = *at > t0 ? *at - t0 : 0;
+	return true;
 }
 
 static void race_account(bool taken, uint64_t lat)
@@ -594,9 +599,9 @@ static void ap_race(void)
 			wrmsr(X2APIC_ICR, KICK_VECTOR_B);
 			race_sent++;
 		}
-		race_account(race_wait(&race_irqs_a, a_before, ta, timeout, &lat), lat);
+		race_account(race_wait(&race_irqs_a, &race_at_a, a_before, ta, timeout, &lat), lat);
 		if (tb)
-			race_account(race_wait(&race_irqs_b, b_before, tb, timeout, &lat), lat);
+			race_account(race_wait(&race_irqs_b, &race_at_b, b_before, tb, timeout, &lat), lat);
 		if (race_eoi_cost)
 			eoi_avg = eoi_avg ? (7 * eoi_avg + race_eoi_cost) / 8 : race_eoi_cost;
 		race_eoi_avg = eoi_avg;

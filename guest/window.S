@@ -139,11 +139,12 @@ race_isr_b:                     /* kick B (0x60): the one aimed at A's EOI exit 
 	push	%rsi
 	lea	race_irqs_b(%rip), %rsi
 race_eoi:
-	incq	(%rsi)
-	incq	kick_irqs(%rip)
 	rdtsc
 	shl	$32, %rdx
 	or	%rax, %rdx
+	mov	%rdx, 8(%rsi)           /* when it was taken (race_at_a/_b), stored before the count */
+	incq	(%rsi)                  /* the kicker reads the time once it sees the count move */
+	incq	kick_irqs(%rip)
 	mov	%rdx, %rsi
 	mov	$0x80b, %ecx            /* x2APIC EOI: its exit and re-entry are what kick B races */
 	xor	%eax, %eax
@@ -317,14 +318,18 @@ hlt_timer_irqs:
 	.globl hlt_executed
 hlt_executed:                   /* hlt instructions run, spurious wakeups included */
 	.quad 0
-	.globl kick_irqs, race_done, race_eoi_cost, race_irqs_a, race_irqs_b
+	.globl kick_irqs, race_done, race_eoi_cost, race_irqs_a, race_irqs_b, race_at_a, race_at_b
 kick_irqs:                      /* kick interrupts taken (vector 0x50) */
 	.quad 0
 race_done:                      /* set by the kicker when its last kick is settled */
 	.quad 0
-race_irqs_a:                    /* ipi-race: kick A and kick B interrupts taken */
+race_irqs_a:                    /* ipi-race: kick A and kick B interrupts taken, each followed */
+	.quad 0                 /* by the TSC at which its handler last ran (race_eoi: 8(%rsi)) */
+race_at_a:
 	.quad 0
 race_irqs_b:
+	.quad 0
+race_at_b:
 	.quad 0
 race_eoi_cost:                  /* TSC cycles its last EOI exit took, re-entry included */
 	.quad 0
