@@ -2,6 +2,7 @@
 (data flows model -> scenario -> lab -> verdict -> front ends), the agent code shipped into
 L1 imports nothing that is not shipped, and no two packages import each other."""
 import ast
+import functools
 import sys
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+@functools.lru_cache(maxsize=None)      # the tree is read once per session, not per check
 def imports(path: Path) -> list[str]:
     """Every module a file imports, lazy ones included; `if TYPE_CHECKING:` blocks are not imports."""
     tree = ast.parse(path.read_text())
@@ -64,12 +66,14 @@ def layer(module: str) -> str:
     return parts[1] if len(parts) > 1 else "hil"
 
 
+@functools.lru_cache(maxsize=None)
 def sources() -> list[Path]:
     return sorted(p for p in HIL.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def known_modules() -> set[str]:
-    return {module_name(p) for p in sources()}
+@functools.lru_cache(maxsize=None)
+def known_modules() -> frozenset[str]:
+    return frozenset(module_name(p) for p in sources())
 
 
 def test_no_layer_imports_a_layer_to_its_right():

@@ -7,8 +7,8 @@ output, and a quit -> SIGTERM -> SIGKILL ladder. Everything it creates is freed 
 shutdown(); logs live outside the run directory and are kept.
 
 launch() is spawn() then attach(). A booted L1's init starts its first L2 QEMU itself, with
-QEMU listening on the monitor socket (server_monitor_args), and the agent adopts it: adopt()
-then attach() (hil/lab/agent/early.py). qemu.qmp (and asyncio, ~0.3 s under TCG) is imported
+QEMU listening on the monitor socket (monitor_args(server=True)), and the agent adopts it:
+adopt() then attach() (hil/lab/agent/early.py). qemu.qmp (and asyncio, ~0.3 s under TCG) is imported
 only in attach().
 """
 from __future__ import annotations
@@ -27,10 +27,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from hil.lab import owner, signals
+from hil.lab.errors import LabError, LaunchError
 
 if TYPE_CHECKING:
     from qemu.qmp.legacy import QEMUMonitorProtocol
-from hil.lab.errors import LabError, LaunchError
 
 _PR_SET_PDEATHSIG = 1
 QMP_SOCKET = "qmp.sock"        # the monitor's socket, in the machine's run directory
