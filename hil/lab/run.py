@@ -114,7 +114,7 @@ def snapshot_path(topology: Topology, image: L1Image, accel: str) -> Path | None
     return cache_root() / "l1-snapshot" / f"{key}.state"
 
 
-PARKED_KEPT = 16       # parked snapshots (~330 MB each), least recently used pruned: a suite parks a dozen
+PARKED_KEPT = 24       # parked snapshots (~330 MB each), least recently used pruned: both tiers park ~20
 
 
 def parked_snapshot_path(topology: Topology, image: L1Image, accel: str, request: L2Request,
