@@ -3,6 +3,7 @@ the accelerator, boots or restores L1, uploads the payload, has the agent run L2
 back a Measurement (hil/lab/request.py builds the request, hil/lab/results.py reads it)."""
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -186,9 +187,11 @@ def boot_l2_fw_cfg(request: L2Request, payload: Payload) -> dict[str, bytes]:
     if (request.devices or sum(len(d) for d in files.values()) > BOOT_PAYLOAD_MAX
             or any(Path(path).parent != PAYLOAD_DIR for path in files) or any("\n" in word for word in argv)):
         return {}
+    # gzip'd: a fw_cfg file read from sysfs costs L1 a port read per byte, and every 4 KB chunk
+    # reads its whole offset again (the 113 KB probe: 0.22 s under TCG, 17 KB gzip'd: ~0.01 s)
     return {BOOT_REQUEST: json.dumps(request.to_json()).encode(),
             BOOT_ARGV: "".join(word + "\n" for word in argv).encode(),
-            **{f"{BOOT_PAYLOAD}/{Path(path).name}": data for path, data in files.items()}}
+            **{f"{BOOT_PAYLOAD}/{Path(path).name}": gzip.compress(data, mtime=0) for path, data in files.items()}}
 
 
 def check_arch(l1: L1Session, scenario: Scenario) -> str:

@@ -22,7 +22,7 @@ VIRTIO_PORTS = Path("/sys/class/virtio-ports")
 BOOT = "opt/hil/boot"
 BOOT_REQUEST = f"{BOOT}/request"           # JSON: the run's L2Request.to_json()
 BOOT_ARGV = f"{BOOT}/argv"                 # L2's QEMU command line as init runs it, a word per line
-BOOT_PAYLOAD = f"{BOOT}/payload"           # BOOT_PAYLOAD/<name>: init copies it to PAYLOAD_DIR/<name>
+BOOT_PAYLOAD = f"{BOOT}/payload"           # BOOT_PAYLOAD/<name>, gzip'd: init unpacks it to PAYLOAD_DIR/<name>
 PAYLOAD_DIR = RUN_DIR / "payload"
 BOOT_PID = "boot.pid"                      # in L2's run dir, written by init: the QEMU it started
 # set by l1_init.sh: the file its module loader creates when done (bare metal: not set)

@@ -3,6 +3,7 @@ what L0 puts into fw_cfg, the agent waiting for init's modules, adopting that QE
 did not start, its monitor QEMU's own socket) and the run using it. A fake QEMU (a QMP server)
 and a fake fw_cfg tree; the real stack: tests/integration/test_snapshot.py::test_restore_equals_boot."""
 import dataclasses
+import gzip
 import json
 import os
 import sys
@@ -71,7 +72,7 @@ def test_l0_puts_the_request_the_command_line_and_the_payload_into_fw_cfg(tmp_pa
     assert words[-1] == "" and words[:len(request.argv) + 1] == request.argv + ["-S"]   # a word per line, paused
     assert words[-5:-1] == ["-chardev", "socket,id=hilmon,path=/run/hil/l2/qmp.sock,server=on,wait=off",
                             "-mon", "chardev=hilmon,mode=control"]                   # QEMU listens
-    assert blobs[f"{early.BOOT_PAYLOAD}/kernel"] == b"\x7fELF probe"               # init: /run/hil/payload/kernel
+    assert gzip.decompress(blobs[f"{early.BOOT_PAYLOAD}/kernel"]) == b"\x7fELF probe"   # init: /run/hil/payload/kernel
     assert set(blobs) == {early.BOOT_REQUEST, early.BOOT_ARGV, f"{early.BOOT_PAYLOAD}/kernel"}
     assert all(name.startswith("opt/") for name in blobs)          # QEMU's namespace for user files
 
