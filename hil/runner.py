@@ -117,7 +117,7 @@ class _L1:
     session: L1Session
     prepared: Prepared
     parked: Path | None = None    # the parked snapshot its first run restored, or makes (hil/lab/run.py)
-    boot_request: L2Request | None = None   # booted with this L2 request: its agent started that L2 QEMU
+    boot_request: L2Request | None = None   # booted with this L2 request: its init started that L2 QEMU
     used: bool = False            # a run has been on it: it is no longer the L1 a parked snapshot holds
 
 

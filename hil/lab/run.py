@@ -227,7 +227,7 @@ def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, result: L2Resu
                **({"parked_snapshot": f"saved {parked_saved}"} if parked_saved else {}),
                "topology_extends": list(scenario.topology.extends)},
         "l2": {"argv": result.argv or request.argv, "qemu": result.qemu_version, "injected": result.injected,
-               # started paused before the run (park_l2, or as L1's agent came up), not by it;
+               # started paused before the run (park_l2, or by L1's init at boot), not by it;
                # nothing of L2 ran before `cont`
                "qemu_start": ("at L1's boot" if l2_started_at_boot else "parked") if result.parked else "at the run",
                "devices": {k: v.get("info", {}) for k, v in result.devices.items()},
@@ -239,7 +239,7 @@ def provenance(scenario: Scenario, prep: Prepared, l1: L1Session, result: L2Resu
 
 def boot_request_for(scenario: Scenario, prep: Prepared) -> tuple[L2Request, dict[str, bytes]] | None:
     """For an L1 that will boot (no snapshot is made for its topology): the scenario's request
-    and the fw_cfg files with which L1's agent starts its L2 QEMU as it comes up. None when L1
+    and the fw_cfg files with which L1's init starts its L2 QEMU for the agent. None when L1
     restores or saves a snapshot (that L1 must be idle) or boot_l2_fw_cfg declines."""
     if snapshot_path(scenario.topology, prep.image, prep.accel.accel) is not None:
         return None
@@ -338,7 +338,7 @@ def run_on(l1: L1Session, scenario: Scenario, prep: Prepared, out_dir: Path, par
     """The scenario's L2 run on a started L1. With `parked` (a parked snapshot's path, for an L1
     fresh from its start): L1 restored from it already holds the payload and L2's QEMU, run_l2
     adopts that; otherwise this run parks its L2 QEMU and saves that snapshot first. With
-    `boot_request` (what L1 booted with in its fw_cfg): the agent started that L2 QEMU at boot
+    `boot_request` (what L1 booted with in its fw_cfg): its init started that L2 QEMU at boot
     unless its ready event says it could not."""
     arch = check_arch(l1, scenario)
     request, payload = build_request(scenario, prep.probe)
