@@ -93,7 +93,8 @@ def adopt_boot_l2() -> BootL2 | None:
         return None
     try:
         request = json.loads((FW_CFG / BOOT_REQUEST / "raw").read_bytes())
-        machine = l2_machine([str(a) for a in request["argv"]], run_dir() / "l2", run_dir() / "logs")
+        here = run_dir()
+        machine = l2_machine([str(a) for a in request["argv"]], here / "l2", here / "logs")
         machine.adopt(ChildProcess(int((machine.run_dir / BOOT_PID).read_text())))
         return BootL2(request, machine)
     except Exception as e:       # the agent must come up whatever L0 put there

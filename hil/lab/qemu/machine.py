@@ -187,9 +187,11 @@ class Machine:
                 return self._greeted(conn, deadline)
             except (FileNotFoundError, ConnectionRefusedError):
                 conn.close()
-                self._await(None, min(deadline, time.monotonic() + 0.01))
+                if self.proc.poll() is not None:
+                    raise LabError(f"QEMU exited (code {self.proc.returncode}) before it answered") from None
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"no monitor socket within {self.qmp_timeout:.0f} s") from None
+                time.sleep(0.01)
             except BaseException:
                 conn.close()
                 raise
@@ -204,9 +206,8 @@ class Machine:
             conn.close()
             raise
 
-    def _await(self, sock: socket.socket | None, deadline: float) -> None:
-        """Until sock is readable; raises when QEMU exits first or the deadline passes (with no
-        sock: a wait until the deadline that still ends at QEMU's exit)."""
+    def _await(self, sock: socket.socket, deadline: float) -> None:
+        """Until sock is readable; raises when QEMU exits first or the deadline passes."""
         assert self.proc is not None
         try:
             if self.proc.poll() is not None:
@@ -215,16 +216,14 @@ class Machine:
         except ProcessLookupError:
             raise LabError(f"QEMU exited (code {self.proc.wait()}) before it answered") from None
         try:
-            ready, _, _ = select.select([pidfd] + ([sock] if sock else []), [], [],
-                                        max(0.0, deadline - time.monotonic()))
+            ready, _, _ = select.select([pidfd, sock], [], [], max(0.0, deadline - time.monotonic()))
         finally:
             os.close(pidfd)
-        if sock is not None and sock in ready:
+        if sock in ready:
             return
         if pidfd in ready or self.proc.poll() is not None:
             raise LabError(f"QEMU exited (code {self.proc.wait()}) before it answered")
-        if sock is not None:
-            raise TimeoutError(f"no greeting within {self.qmp_timeout:.0f} s")
+        raise TimeoutError(f"no greeting within {self.qmp_timeout:.0f} s")
 
     def _close_listener(self) -> None:
         if self._listener is not None:
