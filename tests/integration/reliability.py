@@ -3,11 +3,13 @@ XDG_CACHE_HOME, hard-linked from the warm shared cache, and its own TMPDIR), a h
 watched for its stage lines and its process tree, and the leftover check."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -141,8 +143,9 @@ class Hil:
 
     def __init__(self, argv: list[str], env: dict[str, str]):
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
+        # PYTHONFAULTHANDLER: a hil that hangs is sent SIGABRT and prints every thread's stack
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=dict(env, PYTHONFAULTHANDLER="1"), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
         self.tag = owner.tag(self.proc.pid)
         self.lines: list[str] = []
         self.seen: set[tuple[int, int]] = set()
@@ -188,7 +191,15 @@ class Hil:
         return None
 
     def finish(self, timeout: float = 180) -> int:
-        rc = self.proc.wait(timeout=timeout)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
+            self._reader.join(10)
+            raise AssertionError(f"hil did not end within {timeout} s; its output, then its threads' stacks:\n"
+                                 f"{self.output}") from None
         self._reader.join(10)
         return rc
 
