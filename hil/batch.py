@@ -168,6 +168,8 @@ def run_batch(scenarios: list[Scenario], out: Path, runner: Any, repeat: int = 1
             e.seconds.append(time.monotonic() - t0)
             if on_result:
                 on_result(e, r)
+            if runner.stopped:                   # the run was stopped: so is the batch
+                return entries
     return entries
 
 

@@ -168,6 +168,8 @@ class Lab:
         result = self.runner.run(sc, out)
         doc = self._write(out, result)
         self._record(result, out, doc)
+        if self.runner.stopped:    # Ctrl-C (the runner made it this run's ERROR): the session stops too
+            raise KeyboardInterrupt(result.error)
         if result.verdict is Verdict.PASS:
             self.passed_dirs.append(out)
         lab_case = result.case("lab")

@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 from hil.lab import signals
 from hil.lab.assets.cache import cache_root
@@ -43,8 +44,9 @@ def watchdog(seconds: float, what: str) -> Iterator[None]:
         yield
         return
 
-    def expired(signum: int, frame: object) -> None:
-        signals.raise_for(signum, RunTimeout(f"{what} did not finish within its {seconds:.0f} s timeout (topology timeout)"))
+    def expired(signum: int, frame: FrameType | None) -> None:
+        signals.raise_for(signum, RunTimeout(f"{what} did not finish within its {seconds:.0f} s timeout (topology timeout)"),
+                          frame)
 
     old = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -133,6 +135,8 @@ class Runner:
     #: hil run NAME (one scenario): L1 restored with the scenario's L2 QEMU parked in it, the
     #: snapshot made by the first such run (batches and the pytest plugin start L2 per run)
     park: bool = False
+    #: a stop signal ended a run (its ERROR says so): a batch or a pytest session runs no more
+    stopped: bool = False
 
     def __post_init__(self) -> None:
         if self.sweep:
@@ -201,6 +205,7 @@ class Runner:
                                 logs=_logs(out))
         except KeyboardInterrupt as e:
             signals.stopping()
+            self.stopped = True
             return error_result(scenario.name, f"interrupted ({e})", logs=_logs(out))
         except Exception as e:     # a bug in hil: never a FAIL, never a traceback without a result
             (out / "hil-traceback.txt").write_text(traceback.format_exc())

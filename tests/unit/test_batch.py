@@ -10,7 +10,7 @@ from hil.batch import (Entry, batch_exit_code, flaky_cases, index_document, kern
 from hil.paths import ROOT
 from hil.report import junit
 from hil.scenario import ConfigError, load_scenario
-from hil.verdict import RunResult, Verdict
+from hil.verdict import RunResult, Verdict, error_result
 from hil.verdict.judge import CaseResult, ReasonRow
 from hil.model import Bound
 
@@ -25,6 +25,7 @@ class FakeRunner:
     """Counts L1 boots the way hil.runner.Runner keeps them: one per topology until close()."""
     def __init__(self, script):
         self.script, self.live, self.boots, self.calls = script, set(), [], []
+        self.stopped = False
 
     def run(self, sc, out):
         key = repr(sc.topology)
@@ -33,7 +34,9 @@ class FakeRunner:
             self.boots.append(sc.topology.name)
         out.mkdir(parents=True, exist_ok=True)
         self.calls.append((sc.name, out))
-        return self.script[sc.name].pop(0)
+        r = self.script[sc.name].pop(0)
+        self.stopped = r.error.startswith("interrupted")     # what Runner does on a stop signal
+        return r
 
     def close(self):
         self.live.clear()
@@ -126,3 +129,15 @@ def test_cli_batch_writes_the_whole_tree(tmp_path, monkeypatch):
     for d in ("probe-basic/r1", "probe-basic/r2", "probe-counts-small/r2"):
         assert {"result.json", "junit.xml", "report.html"} <= {p.name for p in (out / d).iterdir()}
     assert (out / "index.html").exists() and (out / "junit.xml").exists()
+
+
+def test_a_stop_signal_ends_the_batch_after_the_run_it_stopped(tmp_path):
+    names = ["probe-basic", "probe-counts-small", "probe-hlt-cpu-pm"]
+    scenarios = [load_scenario(n, root=ROOT) for n in names]
+    runner = FakeRunner({"probe-basic": [result("probe-basic", Verdict.PASS)] * 2,
+                         "probe-counts-small": [error_result("probe-counts-small", "interrupted (signal SIGTERM)")],
+                         "probe-hlt-cpu-pm": [result("probe-hlt-cpu-pm", Verdict.PASS)]})
+    entries = run_batch(scenarios, tmp_path, runner, repeat=2)
+    assert [c[0] for c in runner.calls] == ["probe-basic", "probe-basic", "probe-counts-small"]
+    doc = index_document(entries, tmp_path, repeat=2, kernel=None, elapsed=1.0, started="t")
+    assert doc["exit_code"] == 2 and [s["verdict"] for s in doc["scenarios"]] == ["PASS", "ERROR"]

@@ -41,6 +41,7 @@ class FakeRunner:
         self.boots = 0
         self.alive = False
         self.last_measurement = None
+        self.stopped = False
 
     def run(self, sc, out):
         if not self.alive:
@@ -52,6 +53,9 @@ class FakeRunner:
             return error_result(sc.name, f"L1 of {sc.topology.name} died (QEMU exit code -9); boot {self.boots}")
         if outcome == "skip":
             return skip_result(sc.name, "no /dev/kvm and TCG refused")
+        if outcome == "stop":               # Ctrl-C during the run: what Runner makes of it
+            self.stopped = True
+            return error_result(sc.name, "interrupted (signal SIGINT)")
         r = probe_result()
         r.scenario = sc.name
         return r
@@ -83,6 +87,15 @@ def test_results_markers_properties_and_errors(pytester, fake, tmp_path):
     kept = sorted(p.relative_to(out).parts[-2] for p in out.rglob("report.html"))
     assert kept == ["run1-probe-basic", "run2-probe-counts-small", "run3-probe-basic", "run4-probe-basic"]
     assert all((p.parent / "result.json").is_file() for p in out.rglob("report.html"))
+
+
+def test_ctrl_c_in_a_run_stops_the_session(pytester, fake):
+    fake.script = ["pass", "stop", "pass"]
+    pytester.makepyfile(TESTS)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "test_passes", no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*", "*interrupted (signal SIGINT)*", "*1 passed*"])
+    assert fake.script == ["pass"]                        # the run after it never started
 
 
 def test_groups_are_markers(pytester, fake):

@@ -9,7 +9,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
+from hil.lab import signals
 from hil.lab.assets import kernel_line
 from hil.lab.errors import LabError
 from hil.lab.kernel.build import build, build_on_tree, repo_root
@@ -30,8 +32,8 @@ class Interrupted(Exception):
 
 @contextmanager
 def _signals_unwind() -> Iterator[None]:
-    def stop(signum: int, frame: object) -> None:
-        raise Interrupted(signal.Signals(signum).name)
+    def stop(signum: int, frame: FrameType | None) -> None:
+        signals.raise_for(signum, Interrupted(signal.Signals(signum).name), frame)
     if threading.current_thread() is not threading.main_thread():    # only the main thread may
         yield
         return

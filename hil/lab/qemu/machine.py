@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from hil.lab import owner, signals
+from hil.lab import owner
 from hil.lab.errors import LabError, LaunchError
 
 if TYPE_CHECKING:
@@ -252,9 +252,6 @@ class Machine:
         except TimeoutError as e:       # asyncio's is this one since Python 3.11
             raise LabError(f"{self.name}: QMP command {name} got no answer within {self.qmp_timeout:.0f} s") from e
         except Exception as e:     # the monitor went away (QEMU died mid-command) or refused it
-            stop = signals.pending()
-            if stop is not None:    # a stop signal qemu.qmp caught in its event loop: still a stop
-                raise stop from e
             self.wait(1.0)
             raise LabError(f"{self.name}: QMP command {name} failed ({type(e).__name__}: {e}); "
                            f"QEMU exit code {self.exitcode}") from e
