@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from pathlib import Path
 
 import importlib.util
-import qemu.qmp
 
 import hil
 from hil.lab import procs
@@ -289,7 +288,7 @@ def _image_inputs(series_build: SeriesBuild | None, kernel: KernelAssets) -> dic
         "init": file_digest(INIT_SCRIPT),
         "agent": {rel: tree_digest(HIL_SRC / rel, ("**/*.py",)) if (HIL_SRC / rel).is_dir() else file_digest(HIL_SRC / rel) for rel in AGENT_FILES},
         "hil": hil.__version__,
-        "qemu.qmp": qemu.qmp.__version__ if hasattr(qemu.qmp, "__version__") else "unknown",
+        "qemu.qmp": tree_digest(package_dir("qemu.qmp"), ("**/*.py",)),
         "python-ptrace": tree_digest(package_dir("ptrace"), ("**/*.py",)),
         "pyroute2": tree_digest(package_dir("pyroute2"), ("**/*.py",)),
     }

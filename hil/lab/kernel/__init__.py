@@ -1,5 +1,18 @@
-"""Kernel series: manifests, import of a user's copy, out-of-tree kvm module builds."""
-from hil.lab.kernel.build import PatchConflict, SeriesBuild, apply_patches, build, build_series
-from hil.lab.kernel.manifest import Patch, Series, load_series
+"""Kernel series: manifests, import of a user's copy, out-of-tree kvm module builds.
 
-__all__ = ["Patch", "PatchConflict", "Series", "SeriesBuild", "apply_patches", "build", "build_series", "load_series"]
+The names below are loaded on first use: a run that asks for no series imports
+hil.lab.kernel.abi only, not the build machinery (~20 ms: build.py hashes its own code)."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_FROM = {"PatchConflict": "build", "SeriesBuild": "build", "apply_patches": "build", "build": "build",
+         "build_series": "build", "Patch": "manifest", "Series": "manifest", "load_series": "manifest"}
+__all__ = sorted(_FROM)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _FROM:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_FROM[name]}"), name)
