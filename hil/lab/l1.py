@@ -138,18 +138,52 @@ def wait_migration(machine: Machine, timeout: float) -> None:
     raise LabError(f"L1 snapshot migration did not finish within {timeout:.0f} s")
 
 
-def publish_snapshot(tmp: Path, path: Path, kept: int) -> None:
-    """A migrated temp file made durable and renamed into place under the snapshot lock; the
-    directory then keeps only its `kept` most recently used snapshots (a restore touches its
-    file). The temp file never outlives this."""
+def info_path(snapshot: Path) -> Path:
+    """The agent's host info beside its snapshot: a restore takes it from there instead of
+    asking (a restored L1's first answer costs ~0.2 s: all its code is cold again for L0's
+    TCG) and lets the run's own first request find out whether L1 answers."""
+    return snapshot.with_name(snapshot.name + ".info.json")
+
+
+def saved_info(snapshot: Path) -> dict[str, Any] | None:
+    """The host info saved with the snapshot; None when missing or unreadable (L1 is asked)."""
+    try:
+        info = json.loads(info_path(snapshot).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and "arch" in info else None
+
+
+def save_info(snapshot: Path, info: Mapping[str, Any]) -> None:
+    """Written beside and renamed (a cache file is never written in place: a private lab's are
+    hard links), best effort: missing, the next restore asks L1 again. The temp file's name
+    carries this process's owner tag: a killed hil's is swept by the next one."""
+    tmp = snapshot.with_name(f".{snapshot.name}.info.{owner.tag()}")
+    try:
+        tmp.write_text(json.dumps({k: v for k, v in info.items() if k != "boot_l2"}))
+        tmp.rename(info_path(snapshot))
+    except OSError as e:
+        log.debug("snapshot info not written: %s", e)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def publish_snapshot(tmp: Path, path: Path, kept: int, info: Mapping[str, Any] | None = None) -> None:
+    """A migrated temp file made durable and renamed into place under the snapshot lock, with
+    the agent's host info beside it; the directory then keeps only its `kept` most recently
+    used snapshots (a restore touches its file). The temp file never outlives this."""
     try:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         with snapshot_lock(path.parent, exclusive=True):
             tmp.rename(path)
             _fsync_dir(path.parent)
+            save_info(path, info or {})
             for old in sorted(path.parent.glob("*.state"), key=lambda p: p.stat().st_mtime)[:-kept]:
                 old.unlink(missing_ok=True)
+            for info in path.parent.glob("*.state.info.json"):    # theirs, and any a restore wrote late
+                if not info.with_name(info.name.removesuffix(".info.json")).exists():
+                    info.unlink(missing_ok=True)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -158,17 +192,17 @@ class Publishing:
     """publish_snapshot in a (non-daemon) thread: a stop signal in the main thread does not cut
     it short, and the interpreter waits for it at exit."""
 
-    def __init__(self, tmp: Path, path: Path, kept: int):
+    def __init__(self, tmp: Path, path: Path, kept: int, info: Mapping[str, Any] | None = None):
         self.path = path
         self.error: BaseException | None = None
         self.seconds = 0.0
-        self._thread = threading.Thread(target=self._publish, args=(tmp, path, kept), name="snapshot-publish")
+        self._thread = threading.Thread(target=self._publish, args=(tmp, path, kept, info), name="snapshot-publish")
         self._thread.start()
 
-    def _publish(self, tmp: Path, path: Path, kept: int) -> None:
+    def _publish(self, tmp: Path, path: Path, kept: int, info: Mapping[str, Any] | None) -> None:
         t0 = time.monotonic()
         try:
-            publish_snapshot(tmp, path, kept)
+            publish_snapshot(tmp, path, kept, info)
         except BaseException as e:      # reported by join(): a snapshot is only a shortcut
             self.error = e
         self.seconds = time.monotonic() - t0
@@ -209,6 +243,7 @@ class L1Session:
         self.channel = AgentChannel(self.agent_socket, self.machine)
         self.boot_timeout = boot_timeout
         self.info: dict[str, Any] = {}
+        self.unconfirmed = False       # restored on its snapshot's saved info, L1 not heard from yet
         self.boot_seconds = 0.0
         self.phases: dict[str, float] = {}     # where the start's time went (launch, migrate, agent)
 
@@ -236,7 +271,12 @@ class L1Session:
                     os.utime(self.snapshot)          # its mtime is its last use: the prune is LRU
             self.phases["migrate"] = time.monotonic() - t0 - self.phases["launch"]
             self.machine.command("cont")
-            self.info = self.request("hello", timeout=self.boot_timeout)
+            info = saved_info(self.snapshot)
+            self.unconfirmed = info is not None
+            if info is None:             # a snapshot saved before hil kept its info, or a torn file
+                info = self.request("hello", timeout=self.boot_timeout)
+                save_info(self.snapshot, info)
+            self.info = info
         else:
             while True:
                 msg = self.channel.read_message(self.boot_timeout)
@@ -269,7 +309,7 @@ class L1Session:
             log.warning("L1: no warm-up before its snapshot (%s)", str(e).splitlines()[0])
         tmp = self._migrate_stopped(path)
         try:
-            publish_snapshot(tmp, path, SNAPSHOTS_KEPT)
+            publish_snapshot(tmp, path, SNAPSHOTS_KEPT, self.info)
         finally:
             if self.machine.is_running():
                 self.machine.command("cont")
@@ -286,7 +326,7 @@ class L1Session:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return Publishing(tmp, path, kept)
+        return Publishing(tmp, path, kept, dict(self.info))
 
     def _migrate_stopped(self, path: Path) -> Path:
         """L1 stopped and migrated into a temp file beside `path` (named with this process's
@@ -305,7 +345,25 @@ class L1Session:
             raise
 
     def request(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 60.0) -> Any:
-        return self.channel.request(cmd, args or {}, timeout)
+        try:
+            result = self.channel.request(cmd, args or {}, timeout)
+        except (AgentError, CapabilityMissing):     # an answer all the same
+            self.unconfirmed = False
+            raise
+        self.unconfirmed = False
+        return result
+
+    def distrust_saved_info(self) -> None:
+        """The run broke before a restored L1 first answered: its snapshot's saved info is
+        dropped (the next restore asks L1, and deletes a snapshot whose agent does not answer),
+        unless L1's QEMU was killed (exit code 0 or negative) or stopped, which says nothing
+        about the snapshot."""
+        if not self.unconfirmed or self.snapshot is None:
+            return
+        code = self.machine.exitcode
+        if (code is None and not self.machine.is_frozen()) or (code is not None and code > 0):
+            log.warning("L1: restored from %s, it never answered: its saved info dropped", self.snapshot)
+            info_path(self.snapshot).unlink(missing_ok=True)
 
     def put_file(self, path: str, data: bytes) -> None:
         self.request("put_file", {"path": path, "data": base64.b64encode(data).decode()}, timeout=120.0)

@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 #: run dirs made by hil/lab/qemu/machine.private_dir: hil-<what>-<pid>-<start>.<random> (an out
 #: dir, hil-<scenario>-<random>, never matches: its random tail follows a '-', not a '.')
 RUN_DIR_RE = re.compile(r"hil-[a-z0-9-]+?-(?P<owner>[0-9]+-[0-9]+)\.[a-z0-9_]+")
-#: snapshot temp files: .<name>.state.<owner> (older hil: .<name>.state.<pid>)
-SNAPSHOT_TMP_RE = re.compile(r"\.(?P<name>.+\.state)\.(?P<owner>[0-9]+(?:-[0-9]+)?)")
+#: snapshot temp files: .<name>.state.<owner> (older hil: .<name>.state.<pid>), and their saved
+#: info's: .<name>.state.info.<owner>
+SNAPSHOT_TMP_RE = re.compile(r"\.(?P<name>.+\.state)(?:\.info)?\.(?P<owner>[0-9]+(?:-[0-9]+)?)")
 #: cache entries being built (.<key>.<random>) or deleted (.<key>.dead.<pid>.<ns>)
 CACHE_TMP_RE = re.compile(r"\.(?P<key>[0-9a-f]{24})\.(?P<rest>.+)")
 

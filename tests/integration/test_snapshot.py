@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from hil.lab.l1 import info_path
+
 from reliability import Lab, private_lab, run_hil
 
 pytestmark = pytest.mark.lab
@@ -39,6 +41,18 @@ def test_restore_equals_boot(tmp_path):
         "provenance"]["l1"]["start"]
     assert window_exits(restored) == window_exits(booted)
     assert restored["verdict"] == booted["verdict"] == "PASS"
+
+    # the restore did not ask L1 what it is: its snapshot's saved info says, and says what a boot says
+    snapshot = Path(restored["provenance"]["l1"]["start"].removeprefix("restored "))
+    saved = json.loads(info_path(snapshot).read_text())
+    assert restored["provenance"]["l1"]["agent"] == saved
+    assert {k: v for k, v in booted["provenance"]["l1"]["agent"].items() if k != "boot_l2"} == saved
+    # without it (torn, or a snapshot older than it) L1 is asked, answers the same, and it is saved
+    info_path(snapshot).write_text('{"arch": "sv')
+    asked = run(tmp_path / "asked", *idle)
+    assert asked["provenance"]["l1"]["start"] == restored["provenance"]["l1"]["start"]
+    assert asked["provenance"]["l1"]["agent"] == saved and asked["verdict"] == "PASS"
+    assert json.loads(info_path(snapshot).read_text()) == saved
 
 
 def started(result: dict) -> tuple[str, str | None, str]:

@@ -56,8 +56,9 @@ def test_snapshot_temp_files_of_dead_owners_go(tmp_path, kind):
     snaps = tmp_path / kind
     snaps.mkdir()
     keep = [snaps / "abc.state", snaps / f".abc.state.{owner.tag()}", snaps / f".abc.state.{os.getpid()}",
-            snaps / ".lock"]
-    gone = [snaps / f".abc.state.{_dead_tag()}", snaps / f".abc.state.{_dead_tag().split('-')[0]}"]
+            snaps / ".lock", snaps / "abc.state.info.json", snaps / f".abc.state.info.{owner.tag()}"]
+    gone = [snaps / f".abc.state.{_dead_tag()}", snaps / f".abc.state.{_dead_tag().split('-')[0]}",
+            snaps / f".abc.state.info.{_dead_tag()}"]
     for p in keep + gone:
         p.write_bytes(b"x")
     swept = sweep.Swept()
