@@ -181,9 +181,9 @@ def publish_snapshot(tmp: Path, path: Path, kept: int, info: Mapping[str, Any] |
             save_info(path, info or {})
             for old in sorted(path.parent.glob("*.state"), key=lambda p: p.stat().st_mtime)[:-kept]:
                 old.unlink(missing_ok=True)
-            for info in path.parent.glob("*.state.info.json"):    # theirs, and any a restore wrote late
-                if not info.with_name(info.name.removesuffix(".info.json")).exists():
-                    info.unlink(missing_ok=True)
+            for sidecar in path.parent.glob("*.state.info.json"):    # theirs, and any a restore wrote late
+                if not sidecar.with_name(sidecar.name.removesuffix(".info.json")).exists():
+                    sidecar.unlink(missing_ok=True)
     finally:
         tmp.unlink(missing_ok=True)
 
