@@ -23,7 +23,7 @@ from hil.lab import signals
 from hil.lab.assets.cache import cache_root
 from hil.lab.agent.protocol import L2Request
 from hil.lab.errors import CapabilityMissing, LabError
-from hil.lab.l1 import L1Session, info_path
+from hil.lab.l1 import L1Session, delete_snapshot
 from hil.lab.run import Prepared, boot_request_for, expected_archs, open_l1, parked_snapshot_for, prepare, run_on
 from hil.measurement import Measurement
 from hil.scenario import Scenario
@@ -202,7 +202,8 @@ class Runner:
             return skip_result(scenario.name, str(e))
         except (LabError, OSError, subprocess.SubprocessError) as e:   # the lab broke (a command failed, timed out)
             for live in self._l1.values():
-                getattr(live.session, "distrust_saved_info", lambda: None)()   # not --host's session
+                if isinstance(live.session, L1Session):       # --host's session restores nothing
+                    live.session.distrust_saved_info()
             return error_result(scenario.name, f"{type(e).__name__}: {e}" if not isinstance(e, LabError) else str(e),
                                 logs=_logs(out))
         except KeyboardInterrupt as e:
@@ -253,8 +254,7 @@ def _start_l1(name: str, open_session: Callable[[], L1Session]) -> L1Session:
                 raise
             log.warning("L1 %s: its snapshot %s did not restore (%s): deleting it, starting L1 anew", name,
                         session.snapshot, str(e).splitlines()[0])
-            session.snapshot.unlink(missing_ok=True)     # the next session no longer restores it
-            info_path(session.snapshot).unlink(missing_ok=True)
+            delete_snapshot(session.snapshot)     # the next session no longer restores it
         except BaseException:
             session.close()
             raise

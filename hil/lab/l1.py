@@ -168,6 +168,12 @@ def save_info(snapshot: Path, info: Mapping[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def delete_snapshot(snapshot: Path) -> None:
+    """A snapshot that does not restore, with its saved info."""
+    snapshot.unlink(missing_ok=True)
+    info_path(snapshot).unlink(missing_ok=True)
+
+
 def publish_snapshot(tmp: Path, path: Path, kept: int, info: Mapping[str, Any] | None = None) -> None:
     """A migrated temp file made durable and renamed into place under the snapshot lock, with
     the agent's host info beside it; the directory then keeps only its `kept` most recently
@@ -361,7 +367,7 @@ class L1Session:
         if not self.unconfirmed or self.snapshot is None:
             return
         code = self.machine.exitcode
-        if (code is None and not self.machine.is_frozen()) or (code is not None and code > 0):
+        if code > 0 if code is not None else not self.machine.is_frozen():
             log.warning("L1: restored from %s, it never answered: its saved info dropped", self.snapshot)
             info_path(self.snapshot).unlink(missing_ok=True)
 
