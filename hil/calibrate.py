@@ -20,6 +20,10 @@ class CalibrationError(Exception):
     pass
 
 
+class SpeedChanged(CalibrationError):
+    """The host's speed changed between the calibration's ops: measuring again may succeed."""
+
+
 def timings_of(doc: Mapping[str, Any]) -> list[OpTiming]:
     """Each op's cycles per iteration (simple ops) or per interrupt (dev-msi), from result.json."""
     ops = (doc.get("measurement") or {}).get("ops") or []
@@ -47,6 +51,14 @@ def calibrated(doc: Mapping[str, Any]) -> tuple[Calibrated, dict[str, Any]]:
     cal = run_calibration(t, doc["profile"], doc["arch"], HostCosts(), with_judged=True)
     if cal is None or "exit_entry" not in cal.measured:
         raise CalibrationError("the run timed no calibration op (cpuid at least)")
+    # a cost is what its op takes beyond the path it adds to, timed by an earlier op: at 0 the
+    # later op ran no slower than the earlier one's path, which only a host that sped up between
+    # them measures (seen: cpuid's round trip at 102 us in a slow phase, pio-user's whole
+    # iteration below it a few seconds later)
+    nothing = [f"{c} (from {cal.sources.get(c, '?')})" for c in cal.measured if getattr(cal.costs, c) <= 0]
+    if nothing:
+        raise SpeedChanged(f"{', '.join(nothing)} measured 0 cycles at p50: the host's speed changed between the "
+                           "calibration's ops (calibrate on a quiet host)")
     host = prov.get("host") or {}
     khz = next((int(x.reported["tsc_khz"]) for x in t if x.reported.get("tsc_khz")), 0)
     l1 = ((prov.get("l1") or {}).get("image") or {}).get("kernel_release")

@@ -251,23 +251,38 @@ def _shown(result, out: Path, args: argparse.Namespace, t0: float) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Run the calibrate scenario, then write the host profile it measured."""
-    from hil.calibrate import SCENARIO, CalibrationError, profile_text
+    from hil.calibrate import SCENARIO, CalibrationError, SpeedChanged, profile_text
     from hil.report.json import ResultFileError, load
     from hil.paths import user_host_profile
     output = Path(args.output) if args.output else user_host_profile()
     if args.output and output.exists() and not args.force:
         print(f"hil calibrate: {output} exists (--force to replace it)", file=sys.stderr)
         return 2
-    args.out = args.out or tempfile.mkdtemp(prefix="hil-calibrate-")
+    if args.attempts < 1:
+        print(f"hil calibrate: --attempts {args.attempts}: at least 1", file=sys.stderr)
+        return 2
+    out = Path(args.out or tempfile.mkdtemp(prefix="hil-calibrate-"))
     args.scenario, args.keep, args.host = SCENARIO, True, False
-    code = cmd_run(args)
-    try:
-        text, table = profile_text(load(Path(args.out) / "result.json"))
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text)
-    except (CalibrationError, ResultFileError, OSError) as e:
-        print(f"hil calibrate: {e}", file=sys.stderr)
-        return code if code else 2
+    for attempt in range(1, args.attempts + 1):
+        args.out = str(out)
+        code = cmd_run(args)
+        try:
+            text, table = profile_text(load(out / "result.json"))
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text)
+            break
+        except SpeedChanged as e:
+            if attempt == args.attempts:
+                print(f"hil calibrate: {e}; {attempt} attempts", file=sys.stderr)
+                return code if code else 2
+            refused = out.with_name(f"{out.name}.refused-{attempt}")   # its logs kept beside
+            shutil.rmtree(refused, ignore_errors=True)
+            out.rename(refused)
+            print(f"hil calibrate: attempt {attempt} refused, measuring again: {e} (its run: {refused})",
+                  file=sys.stderr)
+        except (CalibrationError, ResultFileError, OSError) as e:
+            print(f"hil calibrate: {e}", file=sys.stderr)
+            return code if code else 2
     print(f"{table}\nhost profile: {output}  (hil run SCENARIO --host-profile {output})")
     return 0
 
@@ -418,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", "-o", metavar="FILE", help="where to write the host profile (default: this "
                    "machine's, $XDG_CONFIG_HOME/hil/host-profile.yaml, which runs read when given no --host-profile)")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.add_argument("--attempts", type=int, default=3, metavar="N", help="measure again, up to N runs in all, "
+                   "while the host's speed changed between the calibration's ops (default 3)")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None, help="override the topology's accel")
     p.add_argument("--out", metavar="DIR", help="keep the calibration run's result and logs in DIR")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -29,6 +29,24 @@ def leaks(hists: dict[str, list[dict[str, Any]]]) -> int:
     return sum(int(e.get("hitcount", 0)) for e in hists.get("direct_leaks", []))
 
 
+#: tick dependencies by bit (include/linux/tick.h, TICK_DEP_BIT_*)
+TICK_DEPS = ("POSIX_TIMER", "PERF_EVENTS", "SCHED", "CLOCK_UNSTABLE", "RCU", "RCU_EXP")
+
+
+def tick_kept(hists: dict[str, list[dict[str, Any]]], cpu: int) -> dict[str, int]:
+    """Why L1's tick could not stop on `cpu` during the run: tick_stop's refusals by dependency,
+    and "stopped": the times it did."""
+    out: dict[str, int] = {}
+    for e in hists.get("tick_stops", []):
+        if e.get("common_cpu") != cpu:
+            continue
+        dep = int(e.get("dependency", 0))
+        name = ("stopped" if e.get("success") else
+                "|".join(n for i, n in enumerate(TICK_DEPS) if dep >> i & 1) or f"dependency {dep:#x}")
+        out[name] = out.get(name, 0) + int(e.get("hitcount", 0))
+    return out
+
+
 def isr_in_service(info_lapic: str) -> list[str] | None:
     """The vectors in service in QEMU's `info lapic` output (its "ISR" line: "(none)" or hex
     vectors); None when the output has no such line."""
@@ -40,7 +58,8 @@ def isr_in_service(info_lapic: str) -> list[str] | None:
 
 
 def health(agent_answers: bool, agent_error: str, problems: list[str], leak_count: int,
-           isr: list[str] | None = None) -> dict[str, Any]:
-    """isr: vectors in service in L1's physical APIC of the direct CPU after the run (None: not read)."""
+           isr: list[str] | None = None, tick: dict[str, int] | None = None) -> dict[str, Any]:
+    """isr: vectors in service in L1's physical APIC of the direct CPU after the run (None: not
+    read); tick: tick_kept() of that CPU (None: not traced)."""
     return {"agent_answers": agent_answers, "agent_error": agent_error, "console_problems": problems[:20],
-            "leaks": leak_count, "l1_isr": isr}
+            "leaks": leak_count, "l1_isr": isr, "tick": tick}

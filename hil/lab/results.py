@@ -54,7 +54,8 @@ def kut_report(serial: str) -> dict[str, Any]:
 def check_result(result: L2Result, scenario: Scenario) -> None:
     """Raise LabError when the run cannot be trusted: the lab broke, not the kernel."""
     if result.dropped:
-        raise LabError(f"tracefs dropped {result.dropped} events: counts are incomplete")
+        where = "; ".join(f"{n} by {trig}" for trig, n in result.dropped.items())
+        raise LabError(f"tracefs dropped {sum(result.dropped.values())} events: counts are incomplete ({where})")
     tail = _tail(result.serial) or "(no serial output)"
     if result.ended_by == "timeout":
         # what hil's own stimuli did says whether the guest waited for something that never came

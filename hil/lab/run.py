@@ -271,8 +271,9 @@ def _l1_health(l1: L1Session, scenario: Scenario, result: L2Result, console_star
                                                                  **{"command-line": f"info lapic {pin[0]}"})))
         except Exception as e:      # a monitor that cannot say is no verdict on L1
             log.debug("info lapic: %s", e)
+    tick = health.tick_kept(result.hists, pin[0]) if pin and "tick_stops" in result.hists else None
     return health.health(answers, error, health.console_problems(l1.console_log, console_start),
-                         health.leaks(result.hists), isr)
+                         health.leaks(result.hists), isr, tick)
 
 
 def _fetch_l1_logs(l1: L1Session, out_dir: Path) -> None:

@@ -449,6 +449,10 @@ def _health_case(h: dict[str, Any]) -> CaseResult:
         detail += " (" + " | ".join(h["console_problems"][:3]) + ")"
     if h.get("agent_error"):
         detail += f" (agent: {h['agent_error']})"
+    kept = {k: n for k, n in (h.get("tick") or {}).items() if k != "stopped"}
+    if kept:        # told, not judged: with the tick running, entries find the host's timer armed
+        detail += ("; " if detail else "") + "L1's tick could not stop on the direct CPU (tick_stop): " + ", ".join(
+            f"{k} {n}x" for k, n in sorted(kept.items()))
     return CaseResult("l1-health", Verdict.FAIL if bad else Verdict.PASS, detail, rows)
 
 

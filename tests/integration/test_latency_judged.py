@@ -50,7 +50,7 @@ def test_calibration_measures_each_mechanism(profile):
 def test_device_latency_judged_against_the_calibrated_model(hil_lab, profile):
     run = hil_lab.run("device-edu-msi", f"host_profile={profile}", "workload.ops.0.count=64")
     case = _judged_pass(run)
-    lat = run.result.to_dict()["measurement"]["ops"][0]["latency"]["lat"]
+    lat = next(o for o in run.result.to_dict()["measurement"]["ops"] if o["op"] == "dev-msi")["latency"]["lat"]
     assert len(lat["samples"]) == lat["n"] == 64
     assert case.rows[0].predicted.low <= lat["p50"] <= case.rows[0].predicted.high
     assert case.extra["costs_from"] == str(profile)

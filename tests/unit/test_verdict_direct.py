@@ -212,3 +212,18 @@ def test_the_passed_through_timer_makes_no_exit_but_a_host_request_may_cost_one_
     assert bad.verdict.value == "FAIL" and "msr: predicted 0..1, measured 2" in bad.case("hlt").detail
     assert "msr: predicted 0, measured 1" in timer_run(exits={"msr": 1}, guest_nmis=0).case("hlt").detail
     assert "interrupt: predicted 0, measured 1" in timer_run(exits={"interrupt": 1}).case("hlt").detail
+
+
+def test_why_l1_kept_its_tick_on_the_direct_cpu_is_told_not_judged():
+    hists = {"tick_stops": [{"common_cpu": 1, "success": 0, "dependency": 8, "hitcount": 40},
+                            {"common_cpu": 1, "success": 0, "dependency": 0x14, "hitcount": 2},
+                            {"common_cpu": 1, "success": 1, "dependency": 0, "hitcount": 7},
+                            {"common_cpu": 0, "success": 0, "dependency": 4, "hitcount": 9}]}
+    tick = health.tick_kept(hists, 1)
+    assert tick == {"CLOCK_UNSTABLE": 40, "SCHED|RCU": 2, "stopped": 7}
+    case = by_case(burst(health_=health.health(True, "", [], 0, tick=tick)))["l1-health"]
+    assert case.verdict.value == "PASS"
+    assert case.detail == "L1's tick could not stop on the direct CPU (tick_stop): CLOCK_UNSTABLE 40x, SCHED|RCU 2x"
+    quiet = by_case(burst(health_=health.health(True, "", [], 0, tick={"stopped": 3})))["l1-health"]
+    assert quiet.detail == ""
+

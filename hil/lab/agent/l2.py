@@ -339,7 +339,7 @@ class L2Runner:
                      "stop_and_stats": t_stopped - t_done, "trace_read": t_read - t_stopped,
                      "qemu_quit": t_end - t_read, "total": t_end - t0},
             qemu_version=qemu_version(req.argv[0]),
-            dropped=sum(r.dropped for r in results.values()),
+            dropped={f"{trig.event} {trig.command()}": r.dropped for trig, r in results.items() if r.dropped},
             injected=injected,
             hists={"accepted_irqs": results[tracing.ACCEPTED_IRQS].entries,
                    **{name: results[trig].entries for name, trig in self.optional.items()}},

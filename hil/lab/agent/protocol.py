@@ -73,7 +73,7 @@ class L2Result:
     ended_by: str                        # "done" | "exit" | "timeout"
     timings: dict[str, float] = field(default_factory=dict)
     qemu_version: str = ""
-    dropped: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)   # hist trigger -> events it dropped
     injected: list[dict[str, int]] = field(default_factory=list)   # each ioctl hil injected, with its result
     hists: dict[str, list[dict[str, int]]] = field(default_factory=dict)   # accepted irqs, dedicated kicks/NMIs
     stimuli: dict[str, dict[str, Any]] = field(default_factory=dict)       # stimulus kind -> its result

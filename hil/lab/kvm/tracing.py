@@ -3,6 +3,12 @@
 Triggers are registered once per boot and reset with ':clear' (registering and removing
 them repeatedly hung L1 under multi-threaded TCG); a window trigger filters kvm_exit by the
 guest RIP so that only the workload's own instructions are counted.
+
+Maps are keyed by CPU too where there is room, and read summed over CPUs: tracing_map drops
+an event whose new key another CPU is still inserting once it has spun map_size times
+(tracing_map.c, __tracing_map_insert), and under TCG L0 can deschedule the inserting L1 vCPU in
+that window. Two L2 vCPUs stopped by one QMP `stop` both made a first KVM_EXIT_INTR: 4 of 40
+direct-timer runs lost one userspace exit that way, 0 of 60 once keyed by CPU (2026-12-02).
 """
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TRACEFS = Path("/sys/kernel/tracing")
+CPU = "common_cpu"      # the hist key of the CPU an event fired on
+KEYS_MAX = 3            # a hist map's keys at most (tracing_map.h)
 
 
 @dataclass(frozen=True)
@@ -22,9 +30,17 @@ class HistTrigger:
     vals: tuple[str, ...] = ()     # fields summed per bucket besides hitcount
 
     @property
+    def map_keys(self) -> tuple[str, ...]:
+        """The kernel map's keys: `keys` after common_cpu, unless it is one of them or there is
+        no room (TRACING_MAP_KEYS_MAX). The 3-key triggers name the vCPU and fire on its thread
+        or CPU, or on QEMU's one thread that sets up a device (retargets); only the kicks' (two
+        CPUs kicking one vCPU, each kick the first of its kind in the run) can still race."""
+        return self.keys if CPU in self.keys or len(self.keys) >= KEYS_MAX else (CPU,) + self.keys
+
+    @property
     def spec(self) -> str:
         vals = f":vals={','.join(('hitcount',) + self.vals)}" if self.vals else ""
-        return f"hist:keys={','.join(self.keys)}{vals}:size={self.size}"
+        return f"hist:keys={','.join(self.map_keys)}{vals}:size={self.size}"
 
     def command(self, suffix: str = "") -> str:
         return self.spec + suffix + (f" if {self.filter}" if self.filter else "")
@@ -32,7 +48,7 @@ class HistTrigger:
     def matches_info(self, info: str) -> bool:
         # The kernel prints 'hist:keys=a,b:vals=hitcount:sort=hitcount:size=N if FILTER [active]'.
         m = re.match(r"hist:keys=([^:\s]+)", info)
-        if not m or tuple(m.group(1).split(",")) != self.keys:
+        if not m or tuple(m.group(1).split(",")) != self.map_keys:
             return False
         return (" if " in info) == bool(self.filter) and (not self.filter or self.filter in info)
 
@@ -75,7 +91,8 @@ class Tracefs:
         for section in text.split("# event histogram")[1:]:
             info = re.search(r"# trigger info: (.*)", section)
             if info and trig.matches_info(info.group(1)):
-                return parse_hist(section)
+                hist = parse_hist(section)
+                return hist if trig.map_keys == trig.keys else summed_over_cpus(hist, trig.keys)
         raise RuntimeError(f"hist trigger {trig.command()} not found in {trig.event}/hist")
 
     def _write(self, event: str, command: str) -> None:
@@ -106,6 +123,19 @@ def parse_hist(section: str) -> HistResult:
                       int(dropped.group(1)) if dropped else 0)
 
 
+def summed_over_cpus(hist: HistResult, keys: tuple[str, ...]) -> HistResult:
+    """One entry per value of `keys`: hitcount and summed fields added over the CPUs."""
+    merged: dict[tuple[object, ...], dict[str, int]] = {}
+    for e in hist.entries:
+        k = tuple(e.get(f) for f in keys)
+        if k not in merged:
+            merged[k] = {f: e[f] for f in keys if f in e}
+        for f, v in e.items():
+            if f not in keys and f != CPU:
+                merged[k][f] = merged[k].get(f, 0) + v
+    return HistResult(list(merged.values()), hist.hits, hist.dropped)
+
+
 EXITS_ALL = HistTrigger("kvm/kvm_exit", ("exit_reason",))
 PIO_PORTS = HistTrigger("kvm/kvm_pio", ("port", "rw"))
 USERSPACE_EXITS = HistTrigger("kvm/kvm_userspace_exit", ("reason",))
@@ -131,11 +161,15 @@ EXIT_INTINFO = HistTrigger("kvm/kvm_exit", ("vcpu_id", "exit_reason", "intr_info
 DIRECT_RETARGETS = HistTrigger("kvm/kvm_dedicated_retarget", ("vcpu_id", "on", "ret"))
 # host work that reached a direct vCPU's CPU by NMI (a doorbell NMI exit), re-raised at the exit
 DIRECT_DEFERRED = HistTrigger("kvm/kvm_dedicated_deferred", ("vcpu_id", "work"))
+# nohz_full (L1's timer/tick_stop): each time a CPU's tick could not stop, and why (dependency:
+# TICK_DEP_MASK_*), or did (success 1). A direct vCPU's CPU whose tick runs enters with the host's
+# timer armed: stock entries, the guest's timer KVM's (the direct ops' interrupt and msr exits)
+TICK_STOPS = HistTrigger("timer/tick_stop", ("common_cpu", "success", "dependency"))
 OPTIONAL = {"kicks": DEDICATED_KICKS, "kick_nmis": DEDICATED_NMIS, "kick_windows": DEDICATED_WINDOWS,
             "stock_kicks": STOCK_KICKS, "direct_relays": DIRECT_RELAYS, "direct_forwards": DIRECT_FORWARDS,
             "direct_phys_eois": DIRECT_PHYS_EOIS, "direct_leaks": DIRECT_LEAKS, "direct_deferred": DIRECT_DEFERRED,
             "direct_retargets": DIRECT_RETARGETS,
-            "exit_intinfo": EXIT_INTINFO}
+            "exit_intinfo": EXIT_INTINFO, "tick_stops": TICK_STOPS}
 # Entries KVM forces to exit at once with a reschedule IPI to its own CPU (req_immediate_exit):
 # the one reschedule IPI a dedicated vCPU's CPU still gets from KVM (needs the field, 5.x+).
 IMMEDIATE_EXITS = HistTrigger("kvm/kvm_entry", ("vcpu_id",), filter="immediate_exit == 1")

@@ -4,9 +4,15 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from hil.lab.agent import early, l2
 from hil.lab.agent.protocol import L2Request
+from hil.lab.errors import LabError
 from hil.lab.kvm import tracing
+from hil.lab.results import check_result
+from hil.paths import ROOT
+from hil.scenario import load_scenario
 
 
 class FakeTrace:
@@ -98,3 +104,24 @@ def test_l2_quits_after_the_answer_and_before_the_next_l2(tmp_path, monkeypatch)
     quit_at = next(t for name, t in FakeMachine.events if name == "quit")
     second_launch = [t for name, t in FakeMachine.events if name == "launched"][1]
     assert answered < quit_at <= second_launch
+
+
+class DroppingTrace(FakeTrace):
+    """The accepted-IRQ trigger lost one event (its map full, or a key one CPU inserts while an
+    interrupt on the same CPU inserts it too)."""
+    def clear(self, trig):
+        pass
+
+    def read(self, trig):
+        return tracing.HistResult(entries=[], hits=3, dropped=1 if trig is tracing.ACCEPTED_IRQS else 0)
+
+
+def test_a_trigger_that_dropped_events_is_named_and_the_run_is_an_error(tmp_path, monkeypatch):
+    runner = fake_runner(tmp_path, monkeypatch, FakeMachine)
+    serial = tmp_path / "serial.log"
+    runner.trace = DroppingTrace(1)
+    result = runner.run(L2Request(argv=["qemu", "-serial-log", str(serial)], serial_log=str(serial),
+                                  done_pattern=r"event=done", window=None, timeout=10.0))
+    assert result.dropped == {"kvm/kvm_apic_accept_irq hist:keys=common_cpu,apicid,vec:size=2048": 1}
+    with pytest.raises(LabError, match=r"dropped 1 events.*\(1 by kvm/kvm_apic_accept_irq hist:keys=common_cpu,apicid,vec"):
+        check_result(result, load_scenario("probe-basic", root=ROOT))

@@ -131,7 +131,9 @@ def test_build_group_of_a_killed_hil_is_killed_by_the_next_sweep(tmp_path, monke
     hil = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=os.getcwd(),
                                                                    TMPDIR=str(tmp)))
     deadline = time.monotonic() + 30
-    while not (tmp_path / "pid").exists() or not (tmp_path / "pid").read_text().strip():
+    # the group's record is written once Popen returns: the shell may have written its pid first
+    while (not (tmp_path / "pid").exists() or not (tmp_path / "pid").read_text().strip()
+           or not [r for r in procs.records_dir().iterdir() if r.name.startswith(f"{hil.pid}-")]):
         assert time.monotonic() < deadline and hil.poll() is None
         time.sleep(0.05)
     grandchild = int((tmp_path / "pid").read_text())

@@ -1,15 +1,15 @@
 """Parsing tracefs hist output and building trigger commands (pure logic)."""
 import pytest
 
-from hil.lab.kvm.tracing import HistTrigger, exits_window, parse_hist
+from hil.lab.kvm.tracing import HistTrigger, Tracefs, exits_window, parse_hist
 
 SAMPLE = """# event histogram
 #
-# trigger info: hist:keys=exit_reason,guest_rip:vals=hitcount:sort=hitcount:size=2048 if guest_rip >= 0x400000 && guest_rip < 0x401000 [active]
+# trigger info: hist:keys=common_cpu,exit_reason,guest_rip:vals=hitcount:sort=hitcount:size=2048 if guest_rip >= 0x400000 && guest_rip < 0x401000 [active]
 #
 
-{ exit_reason:        114, guest_rip:    4194560 } hitcount:         16
-{ exit_reason:        123, guest_rip:    4194820 } hitcount:          8
+{ common_cpu:          1, exit_reason:        114, guest_rip:    4194560 } hitcount:         16
+{ common_cpu:          1, exit_reason:        123, guest_rip:    4194820 } hitcount:          8
 
 Totals:
     Hits: 24
@@ -20,24 +20,26 @@ Totals:
 
 def test_parse_hist_entries_and_totals():
     r = parse_hist(SAMPLE)
-    assert r.entries == [{"exit_reason": 114, "guest_rip": 4194560, "hitcount": 16},
-                         {"exit_reason": 123, "guest_rip": 4194820, "hitcount": 8}]
+    assert r.entries == [{"common_cpu": 1, "exit_reason": 114, "guest_rip": 4194560, "hitcount": 16},
+                         {"common_cpu": 1, "exit_reason": 123, "guest_rip": 4194820, "hitcount": 8}]
     assert (r.hits, r.dropped) == (24, 0)
 
 
 def test_window_trigger_command_and_match():
     trig = exits_window(0x400000, 0x401000)
-    assert trig.command() == ("hist:keys=exit_reason,guest_rip:size=2048 "
+    assert trig.command() == ("hist:keys=common_cpu,exit_reason,guest_rip:size=2048 "
                               "if guest_rip >= 0x400000 && guest_rip < 0x401000")
-    assert trig.command(":clear").startswith("hist:keys=exit_reason,guest_rip:size=2048:clear if ")
+    assert trig.command(":clear").startswith("hist:keys=common_cpu,exit_reason,guest_rip:size=2048:clear if ")
     info = SAMPLE.splitlines()[2].split("trigger info: ")[1]
     assert trig.matches_info(info)
     assert not HistTrigger("kvm/kvm_exit", ("exit_reason",)).matches_info(info)
+    assert not trig.matches_info(info.replace("common_cpu,", ""))     # an older agent's trigger
     assert not exits_window(0x500000, 0x501000).matches_info(info)
 
 
 def test_summed_fields_and_string_keys():
     from hil.lab.kvm.tracing import DEDICATED_NMIS
+    # three keys: the kernel's most, no room for the CPU
     assert DEDICATED_NMIS.command() == "hist:keys=vcpu_id,where,prevent_run:vals=hitcount,kicks,self_nmis:size=2048"
     section = ("{ vcpu_id:          0, where:          1, prevent_run:          1 } hitcount:          3"
                "  kicks:          3  self_nmis:          0\n"
@@ -47,6 +49,25 @@ def test_summed_fields_and_string_keys():
         {"target_cpu": 1, "comm": "kworker/1:1", "hitcount": 2}]
     info = "hist:keys=vcpu_id,where,prevent_run:vals=hitcount,kicks,self_nmis:sort=hitcount:size=2048 [active]"
     assert DEDICATED_NMIS.matches_info(info)
+
+
+def test_a_map_keyed_by_cpu_too_is_read_summed_over_cpus(tmp_path):
+    """Both L2 vCPUs stopped at once: each CPU inserted its own key, the read adds them up."""
+    trig = HistTrigger("kvm/kvm_userspace_exit", ("reason",))
+    assert trig.command() == "hist:keys=common_cpu,reason:size=2048"
+    hist = tmp_path / "events/kvm/kvm_userspace_exit/hist"
+    hist.parent.mkdir(parents=True)
+    hist.write_text("# event histogram\n#\n# trigger info: hist:keys=common_cpu,reason:vals=hitcount:sort=hitcount"
+                    ":size=2048 [active]\n#\n\n"
+                    "{ common_cpu:          0, reason:         10 } hitcount:          1\n"
+                    "{ common_cpu:          1, reason:          2 } hitcount:          5\n"
+                    "{ common_cpu:          1, reason:         10 } hitcount:          1\n"
+                    "\nTotals:\n    Hits: 7\n    Entries: 3\n    Dropped: 0\n")
+    r = Tracefs(tmp_path).read(trig)
+    assert sorted(r.entries, key=lambda e: e["reason"]) == [{"reason": 2, "hitcount": 5}, {"reason": 10, "hitcount": 2}]
+    assert (r.hits, r.dropped) == (7, 0)
+    per_cpu = HistTrigger("irq_vectors/reschedule_entry", ("common_cpu",))     # asked per CPU: kept so
+    assert per_cpu.command() == "hist:keys=common_cpu:size=2048"
 
 
 def _result(**kw):
@@ -119,3 +140,14 @@ def test_a_trigger_left_by_an_earlier_agent_is_reused(tmp_path, monkeypatch):
     monkeypatch.setattr(t, "_write", denied)
     with pytest.raises(PermissionError):
         t.ensure(tracing.PIO_PORTS)
+
+
+def test_no_trigger_asks_the_kernel_for_more_keys_than_a_map_has():
+    """tracing_map takes 3 keys at most: a 4th makes the trigger write fail with EINVAL in L1."""
+    from hil.lab.devices import irqfd
+    from hil.lab.kvm import tracing
+    from hil.lab.stimuli import host_interrupts
+    triggers = [v for m in (tracing, irqfd) for v in vars(m).values() if isinstance(v, HistTrigger)]
+    triggers += [*host_interrupts.TRIGGERS.values(), exits_window(0x1000, 0x2000), tracing.IMMEDIATE_EXITS]
+    assert len(triggers) > 15
+    assert all(len(t.map_keys) <= tracing.KEYS_MAX for t in triggers), [t.command() for t in triggers]

@@ -45,6 +45,20 @@ def test_calibration_reads_each_cost_back_off_the_models_paths():
     assert cal.sources["halt_wakeup"] == "hlt (101 samples)"
 
 
+def test_a_cost_read_off_a_wider_earlier_op_keeps_its_quantiles_in_order():
+    """cpuid spread wide (p10 far below its p50), the MSI tight: ipi at p10 is the MSI's p10
+    less cpuid's p10, above ipi at p50. Ordered, the p10 is the p50's: the band's fast path then
+    is no slower than its nominal one."""
+    o = ops()
+    wide = replace(o[0], samples=samples(spec("cpuid").events, TRUE, 0, 101, 0.5))
+    tight = replace(o[3], samples=samples(MSI, TRUE, 0, 101, 0.01))
+    cal = calibrate([wide, tight], "stock-svm", "svm", HostCosts())
+    assert cal.at[10].exit_entry < cal.costs.exit_entry
+    assert cal.at[10].ipi == cal.costs.ipi <= cal.at[90].ipi
+    band = latency_band(MSI, "stock-svm", "svm", cal, KHZ)
+    assert band.p50_low * P50_DRIFT <= band.nominal
+
+
 def test_the_tail_is_the_largest_excess_of_a_sample_over_its_median():
     o = ops()
     slow = o[0].samples[:-2] + (10**7, 10**7)      # two host preemptions in cpuid's 101 iterations
