@@ -125,3 +125,21 @@ def test_a_trigger_that_dropped_events_is_named_and_the_run_is_an_error(tmp_path
     assert result.dropped == {"kvm/kvm_apic_accept_irq hist:keys=common_cpu,apicid,vec:size=2048": 1}
     with pytest.raises(LabError, match=r"dropped 1 events.*\(1 by kvm/kvm_apic_accept_irq hist:keys=common_cpu,apicid,vec"):
         check_result(result, load_scenario("probe-basic", root=ROOT))
+
+
+class RecordingTrace(FakeTrace):
+    def __init__(self, root):
+        super().__init__(1)
+        self.root, self.ensured = root, []
+
+    def ensure(self, trig):
+        self.ensured.append(trig)
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_l1s_tick_is_traced_only_on_a_kernel_with_direct_delivery(tmp_path, direct):
+    for event in ["timer/tick_stop", "kvm/kvm_dedicated_kick"] + (["kvm/kvm_dedicated_relay"] if direct else []):
+        (tmp_path / "events" / event).mkdir(parents=True)
+    runner = l2.L2Runner(tmp_path / "run", tmp_path / "logs", RecordingTrace(tmp_path))
+    assert ("tick_stops" in runner.optional) is direct and "kicks" in runner.optional
+    assert (tracing.TICK_STOPS in runner.trace.ensured) is direct
