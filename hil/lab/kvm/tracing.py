@@ -8,7 +8,7 @@ Maps are keyed by CPU too where there is room, and read summed over CPUs: tracin
 an event whose new key another CPU is still inserting once it has spun map_size times
 (tracing_map.c, __tracing_map_insert), and under TCG L0 can deschedule the inserting L1 vCPU in
 that window. Two L2 vCPUs stopped by one QMP `stop` both made a first KVM_EXIT_INTR: 4 of 40
-direct-timer runs lost one userspace exit that way, 0 of 60 once keyed by CPU (2026-12-02).
+direct-timer runs lost one userspace exit that way, 0 of 281 once keyed by CPU (2026-12-02).
 """
 from __future__ import annotations
 
