@@ -107,12 +107,10 @@ class L2Runner:
         self.trace = trace or tracing.Tracefs()
         for trig in (tracing.EXITS_ALL, tracing.PIO_PORTS, tracing.USERSPACE_EXITS, tracing.ACCEPTED_IRQS):
             self.trace.ensure(trig)
-        # the dedicated-cpu series' own tracepoints, where its modules are loaded; L1's tick only
-        # where direct delivery is (its l1-health tells why a direct CPU's tick ran)
+        # the dedicated-cpu series' own tracepoints, where its modules are loaded
+        events = self.trace.root / "events"
         self.optional = {name: trig for name, trig in tracing.OPTIONAL.items()
-                         if (self.trace.root / "events" / trig.event).is_dir()}
-        if "direct_relays" not in self.optional:
-            self.optional.pop("tick_stops", None)
+                         if all((events / t.event).is_dir() for t in (trig, tracing.ONLY_WITH.get(name, trig)))}
         for trig in self.optional.values():
             self.trace.ensure(trig)
 

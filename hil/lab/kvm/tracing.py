@@ -170,6 +170,9 @@ OPTIONAL = {"kicks": DEDICATED_KICKS, "kick_nmis": DEDICATED_NMIS, "kick_windows
             "direct_phys_eois": DIRECT_PHYS_EOIS, "direct_leaks": DIRECT_LEAKS, "direct_deferred": DIRECT_DEFERRED,
             "direct_retargets": DIRECT_RETARGETS,
             "exit_intinfo": EXIT_INTINFO, "tick_stops": TICK_STOPS}
+# optional triggers set up only where another's event exists too: L1's tick where direct
+# delivery is (the direct CPU's l1-health tells it; elsewhere it is cost for nothing)
+ONLY_WITH = {"tick_stops": DIRECT_RELAYS}
 # Entries KVM forces to exit at once with a reschedule IPI to its own CPU (req_immediate_exit):
 # the one reschedule IPI a dedicated vCPU's CPU still gets from KVM (needs the field, 5.x+).
 IMMEDIATE_EXITS = HistTrigger("kvm/kvm_entry", ("vcpu_id",), filter="immediate_exit == 1")

@@ -123,7 +123,8 @@ def test_a_trigger_that_dropped_events_is_named_and_the_run_is_an_error(tmp_path
     result = runner.run(L2Request(argv=["qemu", "-serial-log", str(serial)], serial_log=str(serial),
                                   done_pattern=r"event=done", window=None, timeout=10.0))
     assert result.dropped == {"kvm/kvm_apic_accept_irq hist:keys=common_cpu,apicid,vec:size=2048": 1}
-    with pytest.raises(LabError, match=r"dropped 1 events.*\(1 by kvm/kvm_apic_accept_irq hist:keys=common_cpu,apicid,vec"):
+    with pytest.raises(LabError, match=r"dropped 1 events.*"
+                       r"\(1 by kvm/kvm_apic_accept_irq hist:keys=common_cpu,apicid,vec"):
         check_result(result, load_scenario("probe-basic", root=ROOT))
 
 
